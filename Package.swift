@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strictSwift6: [SwiftSetting] = [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "AsyncNSS",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "AsyncNSS", targets: ["AsyncNSS"]),
+        .executable(name: "nss-tls", targets: ["nss-tls"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CNSS",
+            pkgConfig: "nss",
+            providers: [.apt(["libnss3-dev", "libnspr4-dev"])]
+        ),
+        .target(
+            name: "AsyncNSS",
+            dependencies: [
+                "CNSS",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "nss-tls",
+            dependencies: [
+                "AsyncNSS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "AsyncNSSTests",
+            dependencies: ["AsyncNSS", "CNSS"],
+            swiftSettings: strictSwift6
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,158 @@
+internal import CNSS
+import Synchronization
+
+/// The process-wide NSS and NSPR runtime: initialisation and cleanup.
+///
+/// AsyncNSS initialises NSS on first use, so calling ``initialize(_:)`` is
+/// optional; call it to choose the session-cache sizes before the first server
+/// handshake. ``shutdown()`` closes every listener and connection, stops the
+/// poll thread and tears NSS down. The runtime can be initialised again later.
+///
+/// - Important: Identities loaded before a shutdown are released by it; load
+///   them again afterwards.
+public enum NSSRuntime {
+    /// Settings that apply to the whole process.
+    public struct Options: Sendable, Hashable {
+        /// Entries in the server session-ID cache (TLS 1.2 resumption). Zero picks NSS's default.
+        public var serverSessionCacheEntries: Int = 0
+        /// How long a cached TLS 1.2 session or TLS 1.3 ticket stays valid.
+        public var sessionLifetime: Duration = .seconds(24 * 60 * 60)
+        /// Threads for blocking calls: name resolution, databases, PKCS#11 modules.
+        public var blockingThreads: Int = 2
+
+        public init() {}
+    }
+
+    /// Initialises NSS, NSPR, the session caches and the poll thread, if that
+    /// has not happened yet. Safe to call from any thread, any number of times;
+    /// `options` apply only to the call that initialises.
+    public static func initialize(_ options: Options = Options()) throws {
+        _ = try Runtime.shared.services(options)
+    }
+
+    /// Whether the runtime is initialised.
+    public static var isInitialized: Bool {
+        Runtime.shared.isRunning
+    }
+
+    /// Closes every listener and connection, stops the poll thread, clears the
+    /// session caches and shuts NSS down.
+    ///
+    /// Throws if NSS reports that something still holds NSS objects
+    /// (`SEC_ERROR_BUSY`); NSS is torn down all the same.
+    public static func shutdown() async throws {
+        try await Runtime.shared.shutdown()
+    }
+}
+
+/// The running runtime's shared parts.
+final class RuntimeServices: Sendable {
+    let pollLoop: PollLoop
+    let blockingPool: BlockingPool
+    let resources: ResourceRegistry
+    /// Databases and modules opened on demand; see ``TokenModules``.
+    let modules: TokenModules
+
+    init(pollLoop: PollLoop, blockingPool: BlockingPool) {
+        self.pollLoop = pollLoop
+        self.blockingPool = blockingPool
+        self.resources = ResourceRegistry()
+        self.modules = TokenModules()
+    }
+}
+
+/// The one runtime of the process.
+final class Runtime: Sendable {
+    static let shared = Runtime()
+
+    private enum State {
+        case stopped
+        case running(RuntimeServices, NSSContextHandle)
+    }
+
+    private let state = Mutex<State>(.stopped)
+    /// Serialises initialisation and shutdown without blocking `services` callers on an await.
+    private let transition = Mutex<Void>(())
+
+    var isRunning: Bool {
+        state.withLock { if case .running = $0 { true } else { false } }
+    }
+
+    /// The running services, initialising the runtime first if needed.
+    func services(_ options: NSSRuntime.Options = .init()) throws -> RuntimeServices {
+        if case .running(let services, _) = state.withLock({ $0 }) {
+            return services
+        }
+        return try transition.withLock { _ in
+            if case .running(let services, _) = state.withLock({ $0 }) {
+                return services
+            }
+            let context = try NSSContextHandle.open(options)
+            let pollLoop: PollLoop
+            do {
+                pollLoop = try PollLoop()
+            } catch {
+                try? context.close()
+                throw error
+            }
+            let services = RuntimeServices(pollLoop: pollLoop, blockingPool: BlockingPool(threadCount: max(1, options.blockingThreads)))
+            state.withLock { $0 = .running(services, context) }
+            return services
+        }
+    }
+
+    func shutdown() async throws {
+        let taken = state.withLock { state -> (RuntimeServices, NSSContextHandle)? in
+            guard case .running(let services, let context) = state else { return nil }
+            state = .stopped
+            return (services, context)
+        }
+        guard let (services, context) = taken else { return }
+        await services.resources.releaseAll()
+        services.pollLoop.shutdown()
+        services.modules.closeAll()
+        services.blockingPool.shutdown()
+        try transition.withLock { _ in
+            try context.close()
+        }
+    }
+}
+
+/// NSS's reference-counted init context, plus the process-wide settings that
+/// go with it.
+struct NSSContextHandle: @unchecked Sendable {
+    // @unchecked Sendable: the pointer is an opaque token that is only passed
+    // back to NSS_ShutdownContext, once, under `Runtime.transition`.
+    let context: OpaquePointer
+
+    static func open(_ options: NSSRuntime.Options) throws -> NSSContextHandle {
+        let flags = PRUint32(NSS_INIT_READONLY | NSS_INIT_NOCERTDB | NSS_INIT_NOMODDB | NSS_INIT_FORCEOPEN | NSS_INIT_NOROOTINIT | NSS_INIT_OPTIMIZESPACE)
+        guard let context = NSS_InitContext("", "", "", "", nil, flags) else {
+            throw TLSError.fromLastNSSError("initialising NSS")
+        }
+        guard NSS_SetDomesticPolicy() == SECSuccess else {
+            let error = TLSError.fromLastNSSError("setting the NSS cipher policy")
+            NSS_ShutdownContext(context)
+            throw error
+        }
+        PK11_SetPasswordFunc(passwordCallback)
+        // Gotcha 3: a TLS 1.2 server without a configured session-ID cache
+        // crashes on its first full handshake. Configure it before any socket exists.
+        let lifetime = PRUint32(clamping: options.sessionLifetime.components.seconds)
+        guard SSL_ConfigServerSessionIDCache(Int32(clamping: options.serverSessionCacheEntries), lifetime, lifetime, nil) == SECSuccess else {
+            let error = TLSError.fromLastNSSError("configuring the server session cache")
+            NSS_ShutdownContext(context)
+            throw error
+        }
+        return NSSContextHandle(context: context)
+    }
+
+    /// Clears the session caches and shuts this NSS context down.
+    func close() throws {
+        SSL_ShutdownServerSessionIDCache()
+        SSL_ClearSessionCache()
+        if NSS_ShutdownContext(context) != SECSuccess {
+            throw TLSError.fromLastNSSError("shutting NSS down")
+        }
+    }
+}

@@ -1,0 +1,102 @@
+internal import CNSS
+import Synchronization
+
+/// The one owner of a `PRFileDesc`.
+///
+/// NSPR calls go through ``withFD(_:_:)``; waits for readiness through
+/// ``wait(for:deadline:)``. ``close()`` is idempotent: it stops new waits, ends
+/// the current ones, lets the poll thread drop the descriptor, and only then
+/// calls `PR_Close` (which sends close_notify on a TLS socket). The callback
+/// context that NSS holds a raw pointer to stays alive until after `PR_Close`.
+final class SocketHandle: RuntimeResource {
+    private enum State {
+        case open(PollSocket)
+        case closing
+        case closed
+    }
+
+    private let state: Locked<State>
+    private let closing = Atomic<Bool>(false)
+    private let services: RuntimeServices
+    /// Objects NSS callbacks point to; released after `PR_Close`.
+    private let callbackContexts = Locked<[AnyObject]>([])
+
+    init(_ fd: UnsafeMutablePointer<PRFileDesc>, services: RuntimeServices) {
+        self.state = Locked(.open(PollSocket(fd: fd)))
+        self.services = services
+        services.resources.add(self)
+    }
+
+    deinit {
+        // No task can be waiting (waits hold a reference), but the poll thread
+        // may still have the descriptor in a `PR_Poll` array: close it after a
+        // quiesce, off this thread.
+        guard case .open(let socket) = state.withLock({ $0 }) else { return }
+        let pollLoop = services.pollLoop
+        let contexts = callbackContexts.withLock { $0 }
+        let sendableContexts = UncheckedBox(contexts)
+        Task {
+            await pollLoop.quiesce(socket)
+            PR_Close(socket.fd)
+            withExtendedLifetime(sendableContexts) {}
+        }
+    }
+
+    /// Keeps `context` alive for as long as the descriptor is open.
+    func retainCallbackContext(_ context: AnyObject) {
+        callbackContexts.withLock { $0.append(context) }
+    }
+
+    var isOpen: Bool {
+        state.withLock { if case .open = $0 { true } else { false } }
+    }
+
+    /// Runs `body` with the open descriptor.
+    ///
+    /// - Throws: ``TLSError/Kind/closed`` once ``close()`` has started.
+    func withFD<Result>(_ operation: @autoclosure () -> String, _ body: (UnsafeMutablePointer<PRFileDesc>) throws -> Result) throws -> Result {
+        try state.withLock { state in
+            guard case .open(let socket) = state else {
+                throw TLSError(kind: .closed, operation: operation(), message: "the socket is closed")
+            }
+            return try body(socket.fd)
+        }
+    }
+
+    /// Waits on the poll thread until the descriptor may be ready for `interest`.
+    func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil) async -> PollOutcome {
+        guard case .open(let socket) = state.withLock({ $0 }) else { return .closed }
+        return await services.pollLoop.wait(for: interest, on: socket, deadline: deadline) { [self] in
+            self.closing.load(ordering: .acquiring)
+        }
+    }
+
+    /// Closes the descriptor once no poll uses it. Idempotent.
+    func close() async {
+        let socket = state.withLock { state -> PollSocket? in
+            guard case .open(let socket) = state else { return nil }
+            state = .closing
+            closing.store(true, ordering: .releasing)
+            return socket
+        }
+        guard let socket else { return }
+        await services.pollLoop.quiesce(socket)
+        PR_Close(socket.fd)
+        state.withLock { $0 = .closed }
+        callbackContexts.withLock { $0.removeAll() }
+        services.resources.remove(self)
+    }
+
+    func releaseForShutdown() async {
+        await close()
+    }
+}
+
+/// Carries a value across a concurrency boundary where the compiler cannot see
+/// that it is safe.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    // @unchecked Sendable: used only to move a value into a task that becomes
+    // its sole user; every use site states why nothing else touches it.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

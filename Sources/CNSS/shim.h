@@ -1,0 +1,64 @@
+// The C surface of NSS and NSPR that AsyncNSS uses.
+//
+// Only `static inline` wrappers for what Swift cannot import belong here
+// (function-like macros, experimental entry points). Each one says why it exists.
+#ifndef CNSS_SHIM_H
+#define CNSS_SHIM_H
+
+#include <nspr.h>
+#include <prio.h>
+#include <prerror.h>
+#include <prnetdb.h>
+#include <private/pprio.h>
+#include <nss.h>
+#include <ssl.h>
+#include <sslerr.h>
+#include <sslproto.h>
+#include <sslexp.h>
+#include <secerr.h>
+#include <secmod.h>
+#include <pk11pub.h>
+#include <cert.h>
+#include <certdb.h>
+#include <keyhi.h>
+#include <cryptohi.h>
+#include <secder.h>
+#include <secoid.h>
+#include <nssb64.h>
+
+// CERT_LIST_HEAD / CERT_LIST_NEXT / CERT_LIST_END are function-like macros.
+static inline CERTCertListNode *_Nullable cnss_cert_list_head(CERTCertList *_Nonnull list) {
+    return CERT_LIST_HEAD(list);
+}
+static inline CERTCertListNode *_Nullable cnss_cert_list_next(CERTCertListNode *_Nonnull node) {
+    return CERT_LIST_NEXT(node);
+}
+static inline int cnss_cert_list_end(CERTCertListNode *_Nonnull node, CERTCertList *_Nonnull list) {
+    return CERT_LIST_END(node, list);
+}
+
+// PR_INIT_CLIST / PR_APPEND_LINK are macros; the SAN list of a self-signed
+// certificate is a circular PRCList of CERTGeneralName.
+static inline void cnss_general_name_list_init(CERTGeneralName *_Nonnull head) {
+    PR_INIT_CLIST(&head->l);
+}
+static inline void cnss_general_name_list_append(CERTGeneralName *_Nonnull head,
+                                                 CERTGeneralName *_Nonnull name) {
+    PR_APPEND_LINK(&name->l, &head->l);
+}
+
+// PR_WOULD_BLOCK_ERROR and friends import as `Int`; these give PRErrorCode values.
+static inline PRErrorCode cnss_would_block_error(void) { return PR_WOULD_BLOCK_ERROR; }
+static inline PRErrorCode cnss_in_progress_error(void) { return PR_IN_PROGRESS_ERROR; }
+static inline PRIntervalTime cnss_interval_no_timeout(void) { return PR_INTERVAL_NO_TIMEOUT; }
+
+// SSL_KeyUpdate and SSL_SendCertificateRequest are macros over
+// SSL_GetExperimentalAPI; Swift cannot import them.
+static inline SECStatus cnss_key_update(PRFileDesc *_Nonnull fd, PRBool requestUpdate) {
+    return SSL_KeyUpdate(fd, requestUpdate);
+}
+static inline SECStatus cnss_send_certificate_request(PRFileDesc *_Nonnull fd) {
+    return SSL_SendCertificateRequest(fd);
+}
+
+#endif
