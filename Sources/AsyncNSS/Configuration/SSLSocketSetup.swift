@@ -1,0 +1,125 @@
+internal import CNSS
+
+/// Applies a ``TLSConfiguration`` to an NSS SSL socket.
+enum SSLSocketSetup {
+    /// Options for both roles: versions, renegotiation, cipher suites, ALPN.
+    static func applyCommon(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, operation: String) throws {
+        try setOption(fd, SSL_SECURITY, true, operation)
+        try setOption(fd, SSL_HANDSHAKE_AS_SERVER, isServer, operation)
+        try setOption(fd, SSL_HANDSHAKE_AS_CLIENT, !isServer, operation)
+        // Renegotiation only when asked for, and then only RFC 5746: off until
+        // the application enables it.
+        try setOption(fd, SSL_ENABLE_RENEGOTIATION, SSL_RENEGOTIATE_NEVER != 0, operation)
+        try setOption(fd, SSL_REQUIRE_SAFE_NEGOTIATION, true, operation)
+        try setOption(fd, SSL_ENABLE_FALSE_START, false, operation)
+        try setOption(fd, SSL_NO_CACHE, false, operation)
+
+        var range = SSLVersionRange(min: configuration.minimumVersion.wireValue, max: configuration.maximumVersion.wireValue)
+        guard SSL_VersionRangeSet(fd, &range) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): setting versions \(configuration.minimumVersion)–\(configuration.maximumVersion)")
+        }
+        try disableWeakCipherSuites(fd, operation)
+        try setApplicationProtocols(configuration.applicationProtocols, on: fd, operation)
+    }
+
+    /// The server identity, session tickets and the client-certificate policy.
+    static func applyServer(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
+        guard let identity = configuration.identity else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a server needs an identity: TLSIdentity.pem, .database or .selfSigned")
+        }
+        try setOption(fd, SSL_ENABLE_SESSION_TICKETS, true, operation)
+        let material = identity.material
+        let status = try material.certificate.withPointer(operation) { certificate in
+            try material.privateKey.withPointer(operation) { key in
+                SSL_ConfigServerCert(fd, certificate, key, nil, 0)
+            }
+        }
+        guard status == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): configuring the identity from \(material.source)")
+        }
+        switch configuration.clientCertificatePolicy {
+        case .none:
+            try setOption(fd, SSL_REQUEST_CERTIFICATE, false, operation)
+            try setOption(fd, SSL_REQUIRE_CERTIFICATE, Int32(SSL_REQUIRE_NEVER), operation)
+        case .request:
+            try setOption(fd, SSL_REQUEST_CERTIFICATE, true, operation)
+            try setOption(fd, SSL_REQUIRE_CERTIFICATE, Int32(SSL_REQUIRE_NEVER), operation)
+        case .require:
+            try setOption(fd, SSL_REQUEST_CERTIFICATE, true, operation)
+            try setOption(fd, SSL_REQUIRE_CERTIFICATE, Int32(SSL_REQUIRE_ALWAYS), operation)
+        }
+    }
+
+    /// The name a client sends as SNI and verifies the certificate against.
+    static func applyClient(serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
+        guard SSL_SetURL(fd, serverName) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): setting the server name \(serverName)")
+        }
+    }
+
+    /// Turns off every suite with no encryption, RC4, DES, 3DES or an export
+    /// key size, whatever NSS's defaults are.
+    private static func disableWeakCipherSuites(_ fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        guard let suites = SSL_GetImplementedCiphers() else { return }
+        let weak: Set<UInt32> = [ssl_calg_null.rawValue, ssl_calg_rc4.rawValue, ssl_calg_rc2.rawValue, ssl_calg_des.rawValue, ssl_calg_3des.rawValue, ssl_calg_idea.rawValue]
+        for index in 0..<Int(SSL_GetNumImplementedCiphers()) {
+            let suite = suites[index]
+            var info = SSLCipherSuiteInfo()
+            guard SSL_GetCipherSuiteInfo(suite, &info, PRUintn(MemoryLayout<SSLCipherSuiteInfo>.size)) == SECSuccess else { continue }
+            if weak.contains(info.symCipher.rawValue) || info.effectiveKeyBits < 128 {
+                guard SSL_CipherPrefSet(fd, Int32(suite), PR_FALSE) == SECSuccess else {
+                    throw TLSError.fromLastNSSError("\(operation): disabling cipher suite \(suite)")
+                }
+            }
+        }
+    }
+
+    /// Sets the ALPN list. NSS moves the first entry to the end (gotcha 15),
+    /// so the last preferred protocol is passed first.
+    private static func setApplicationProtocols(_ protocols: [String], on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        guard let last = protocols.last else {
+            try setOption(fd, SSL_ENABLE_ALPN, false, operation)
+            return
+        }
+        try setOption(fd, SSL_ENABLE_ALPN, true, operation)
+        let ordered = [last] + protocols.dropLast()
+        var wire: [UInt8] = []
+        for name in ordered {
+            wire.append(UInt8(name.utf8.count))
+            wire.append(contentsOf: name.utf8)
+        }
+        let status = wire.withUnsafeBufferPointer { SSL_SetNextProtoNego(fd, $0.baseAddress, UInt32($0.count)) }
+        guard status == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): setting ALPN \(protocols)")
+        }
+    }
+
+    private static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Bool, _ operation: String) throws {
+        try setOption(fd, option, value ? PR_TRUE : PR_FALSE, operation)
+    }
+
+    private static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Int32, _ operation: String) throws {
+        guard SSL_OptionSet(fd, option, value) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): SSL option \(option)")
+        }
+    }
+}
+
+/// Turns a ``TLSTrust`` into what the authentication callback checks, loading
+/// system roots or opening databases first (on the blocking pool).
+enum TrustPreparation {
+    static func verification(for trust: TLSTrust, services: RuntimeServices) async throws -> ConnectionCallbacks.Verification {
+        switch trust.source {
+        case .insecureNoVerification:
+            return .none
+        case .anchors(let anchors):
+            return .anchors(anchors)
+        case .systemRoots:
+            try await services.blockingPool.run { try services.modules.loadSystemRoots() }
+            return .nssDefault
+        case .database(let directory):
+            _ = try await services.blockingPool.run { try services.modules.openDatabase(directory) }
+            return .nssDefault
+        }
+    }
+}

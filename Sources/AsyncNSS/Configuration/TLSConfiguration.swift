@@ -1,0 +1,71 @@
+/// Everything that shapes a TLS connection: identity, trust, versions, ALPN
+/// and limits. A `Sendable` value: build it once, share it freely.
+///
+/// ```swift
+/// let server = TLSConfiguration.makeServerConfiguration(identity: try await .selfSigned())
+/// var client = TLSConfiguration.makeClientConfiguration()   // system roots, host name checked
+/// client.applicationProtocols = ["h2", "http/1.1"]
+/// ```
+public struct TLSConfiguration: Sendable {
+    /// The certificate a server presents, or a client presents when asked.
+    public var identity: TLSIdentity?
+    /// What a client verifies the server against; what a server verifies
+    /// client certificates against.
+    public var trust: TLSTrust
+    /// The lowest version offered or accepted. TLS 1.2 by default.
+    public var minimumVersion: TLSVersion = .tls12
+    /// The highest version offered or accepted. TLS 1.3 by default.
+    public var maximumVersion: TLSVersion = .tls13
+    /// ALPN protocol names, most preferred first (for example `["h2", "http/1.1"]`).
+    public var applicationProtocols: [String] = []
+    /// The name a client sends as SNI and checks the certificate against.
+    /// `nil` uses the host given to ``TLSConnection/connect(host:port:configuration:)``.
+    public var serverName: String?
+    /// How long the initial handshake may take before the connection is closed.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Whether a server asks connecting clients for a certificate.
+    public var clientCertificatePolicy: ClientCertificatePolicy = .none
+
+    /// A server configuration: presents `identity`, asks for no client certificate.
+    public static func makeServerConfiguration(identity: TLSIdentity) -> TLSConfiguration {
+        TLSConfiguration(identity: identity, trust: .systemRoots)
+    }
+
+    /// A client configuration that verifies the server's chain against `trust`
+    /// and its certificate against the host name.
+    public static func makeClientConfiguration(trust: TLSTrust = .systemRoots) -> TLSConfiguration {
+        TLSConfiguration(identity: nil, trust: trust)
+    }
+
+    public init(identity: TLSIdentity?, trust: TLSTrust) {
+        self.identity = identity
+        self.trust = trust
+    }
+
+    /// Checks the values that do not depend on the peer.
+    func validate(_ operation: String) throws {
+        guard minimumVersion <= maximumVersion else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the minimum version \(minimumVersion) is above the maximum \(maximumVersion)")
+        }
+        guard minimumVersion >= .tls12, maximumVersion <= .tls13 else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "only TLS 1.2 and TLS 1.3 are supported")
+        }
+        guard handshakeTimeout > .zero else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the handshake timeout must be positive")
+        }
+        for name in applicationProtocols where name.utf8.isEmpty || name.utf8.count > 255 {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "ALPN protocol names must be 1 to 255 bytes long: \"\(name)\"")
+        }
+    }
+}
+
+/// Whether a server asks clients for a certificate during the initial handshake.
+public enum ClientCertificatePolicy: Sendable, Hashable {
+    /// Do not ask.
+    case none
+    /// Ask; a client without one may still connect. A certificate that is
+    /// sent must verify against the configuration's ``TLSConfiguration/trust``.
+    case request
+    /// Ask, and fail the handshake without a valid certificate.
+    case require
+}

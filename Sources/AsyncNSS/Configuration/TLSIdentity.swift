@@ -1,0 +1,86 @@
+/// A certificate chain and its private key: what a server presents, or what a
+/// client presents when a server asks for a certificate.
+///
+/// Load one from PEM files, from an NSS database, or make a self-signed one
+/// for development. Loading runs on a thread the library owns, so it never
+/// blocks the cooperative pool.
+public struct TLSIdentity: Sendable {
+    let material: IdentityMaterial
+
+    init(material: IdentityMaterial) { self.material = material }
+
+    /// The certificate chain, leaf first.
+    public var certificateChain: [TLSCertificate] { material.chain }
+
+    /// Loads a PEM certificate chain (leaf first) and a PKCS#8 PEM private key
+    /// (`-----BEGIN PRIVATE KEY-----`). No NSS database is involved.
+    ///
+    /// - Throws: ``TLSError/Kind/invalidIdentity`` with the file name and what to
+    ///   do when a file cannot be read, holds a SEC1 or PKCS#1 key, or the key
+    ///   does not match the certificate.
+    public static func pem(certificateChainFile: String, privateKeyFile: String) async throws -> TLSIdentity {
+        let services = try Runtime.shared.services()
+        return try await services.blockingPool.run {
+            let chain = try FileContents.read(certificateChainFile, purpose: "the certificate chain")
+            let key = try FileContents.read(privateKeyFile, purpose: "the private key")
+            return TLSIdentity(material: try PEMIdentityLoader(services: services).load(
+                chain: String(decoding: chain, as: UTF8.self), chainSource: certificateChainFile,
+                key: String(decoding: key, as: UTF8.self), keySource: privateKeyFile
+            ))
+        }
+    }
+
+    /// Makes an identity from a PEM certificate chain and a PKCS#8 PEM private key held in memory.
+    public static func pem(certificateChain: String, privateKey: String) async throws -> TLSIdentity {
+        let services = try Runtime.shared.services()
+        return try await services.blockingPool.run {
+            TLSIdentity(material: try PEMIdentityLoader(services: services).load(
+                chain: certificateChain, chainSource: "the certificate chain",
+                key: privateKey, keySource: "the private key"
+            ))
+        }
+    }
+
+    /// Loads the certificate `nickname` and its key from the NSS database in
+    /// `directory` (`sql:DIR` or `DIR`), as made by `certutil` and `pk12util`.
+    ///
+    /// - Parameter password: The database password, if it has one. NSS asks
+    ///   for it through `PK11_SetPasswordFunc`.
+    public static func database(_ directory: String, nickname: String, password: String? = nil) async throws -> TLSIdentity {
+        let services = try Runtime.shared.services()
+        return try await services.blockingPool.run {
+            TLSIdentity(material: try DatabaseIdentityLoader(services: services).load(
+                directory: directory, nickname: nickname, password: password
+            ))
+        }
+    }
+
+    /// Makes a self-signed identity with an EC P-256 key, whose certificate
+    /// names `names` (DNS names or IP addresses) in its subjectAltName and the
+    /// first one in its subject CN. For development and tests.
+    public static func selfSigned(names: [String] = ["localhost", "127.0.0.1", "::1"]) async throws -> TLSIdentity {
+        let services = try Runtime.shared.services()
+        return try await services.blockingPool.run {
+            TLSIdentity(material: try SelfSignedIdentityMaker(services: services).make(names: names))
+        }
+    }
+}
+
+/// The NSS objects behind a ``TLSIdentity``.
+final class IdentityMaterial: Sendable {
+    let certificate: CertificateObject
+    let privateKey: PrivateKeyObject
+    /// Intermediates, kept alive so NSS finds them when it builds the chain to send.
+    let intermediates: [CertificateObject]
+    let chain: [TLSCertificate]
+    /// What the identity was loaded from, for error messages.
+    let source: String
+
+    init(certificate: CertificateObject, privateKey: PrivateKeyObject, intermediates: [CertificateObject], chain: [TLSCertificate], source: String) {
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.intermediates = intermediates
+        self.chain = chain
+        self.source = source
+    }
+}

@@ -1,0 +1,166 @@
+internal import CNSS
+import Synchronization
+
+/// The per-connection object that NSS callbacks receive as their `void *arg`.
+///
+/// Gotcha 2: an accepted socket inherits the listener's callbacks and their
+/// arguments, so every connection installs its own right after import. The
+/// ``SocketHandle`` keeps this object alive until after `PR_Close`.
+///
+/// NSS calls these callbacks synchronously on the thread that drives the I/O,
+/// with NSS locks held: they only record results and return.
+final class ConnectionCallbacks: Sendable {
+    enum Verification: Sendable {
+        /// Accept any certificate (``TLSTrust/insecureNoVerification``).
+        case none
+        /// NSS's own check against the trust flags of every loaded token
+        /// (system roots, databases), plus the name given to `SSL_SetURL`.
+        case nssDefault
+        /// Only these anchors, checked with `CERT_PKIXVerifyCert`.
+        case anchors(TrustAnchors)
+    }
+
+    let isServer: Bool
+    let verification: Verification
+    /// The name a client checks the certificate against and sends as SNI.
+    let serverName: String?
+    let identity: TLSIdentity?
+    let services: RuntimeServices
+    let events = HandshakeEventHub()
+    /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
+    let closeNotifyReceived = Atomic<Bool>(false)
+
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, services: RuntimeServices) {
+        self.isServer = isServer
+        self.verification = verification
+        self.serverName = serverName
+        self.identity = identity
+        self.services = services
+    }
+
+    /// Installs the callbacks on `fd`, pointing at `self`.
+    func install(on fd: UnsafeMutablePointer<PRFileDesc>) throws {
+        let argument = Unmanaged.passUnretained(self).toOpaque()
+        guard SSL_HandshakeCallback(fd, handshakeCompletedCallback, argument) == SECSuccess,
+              SSL_AlertReceivedCallback(fd, alertReceived, argument) == SECSuccess,
+              SSL_AuthCertificateHook(fd, authenticateCertificate, argument) == SECSuccess else {
+            throw TLSError.fromLastNSSError("installing connection callbacks")
+        }
+        if !isServer {
+            let status = identity == nil
+                ? SSL_GetClientAuthDataHook(fd, nil, nil)
+                : SSL_GetClientAuthDataHook(fd, provideClientCertificate, argument)
+            guard status == SECSuccess else { throw TLSError.fromLastNSSError("installing the client certificate hook") }
+        }
+    }
+
+    fileprivate func handshakeCompleted(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+        if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: serverName) {
+            events.publish(info)
+        }
+    }
+
+    fileprivate func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
+        switch verification {
+        case .none:
+            return SECSuccess
+        case .nssDefault:
+            return SSL_AuthCertificate(UnsafeMutableRawPointer(CERT_GetDefaultCertDB()), fd, checkSignature, isServer)
+        case .anchors(let anchors):
+            return verifyAgainstAnchors(fd, anchors: anchors, peerIsClient: isServer != PR_FALSE)
+        }
+    }
+
+    private func verifyAgainstAnchors(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors, peerIsClient: Bool) -> SECStatus {
+        guard let peer = SSL_PeerCertificate(fd) else {
+            PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))
+            return SECFailure
+        }
+        defer { CERT_DestroyCertificate(peer) }
+        guard let list = CERT_NewCertList() else { return SECFailure }
+        defer { CERT_DestroyCertList(list) }
+        do {
+            for anchor in try anchors.objects(services: services) {
+                try anchor.withPointer("trust anchor") { certificate in
+                    if let copy = CERT_DupCertificate(certificate), CERT_AddCertToListTail(list, copy) != SECSuccess {
+                        CERT_DestroyCertificate(copy)
+                    }
+                }
+            }
+        } catch {
+            PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
+            return SECFailure
+        }
+
+        var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)
+        parameters[0].type = cert_pi_trustAnchors
+        parameters[0].value.pointer.chain = UnsafePointer(list)
+        parameters[1].type = cert_pi_useOnlyTrustAnchors
+        parameters[1].value.scalar.b = PR_TRUE
+        parameters[2].type = cert_pi_revocationFlags
+        parameters[2].value.pointer.revocation = UnsafePointer(CERT_GetClassicOCSPDisabledPolicy())
+        parameters[3].type = cert_pi_end
+        let usage = SECCertificateUsage(peerIsClient ? certificateUsageSSLClient : certificateUsageSSLServer)
+        let verified = parameters.withUnsafeMutableBufferPointer { buffer in
+            CERT_PKIXVerifyCert(peer, usage, buffer.baseAddress, nil, nil)
+        }
+        guard verified == SECSuccess else { return SECFailure }
+        if !peerIsClient, let serverName {
+            guard CERT_VerifyCertName(peer, serverName) == SECSuccess else {
+                PORT_SetError(PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue))
+                return SECFailure
+            }
+        }
+        return SECSuccess
+    }
+
+    fileprivate func clientCertificate(
+        _ certificateOut: UnsafeMutablePointer<UnsafeMutablePointer<CERTCertificate>?>,
+        _ keyOut: UnsafeMutablePointer<UnsafeMutablePointer<SECKEYPrivateKey>?>
+    ) -> SECStatus {
+        guard let material = identity?.material else { return SECFailure }
+        do {
+            // NSS takes ownership of both: hand it new references.
+            let certificate = try material.certificate.withPointer("client certificate") { CERT_DupCertificate($0) }
+            let key = try material.privateKey.withPointer("client key") { SECKEY_CopyPrivateKey($0) }
+            guard let certificate, let key else {
+                if let certificate { CERT_DestroyCertificate(certificate) }
+                if let key { SECKEY_DestroyPrivateKey(key) }
+                return SECFailure
+            }
+            certificateOut.pointee = certificate
+            keyOut.pointee = key
+            return SECSuccess
+        } catch {
+            return SECFailure
+        }
+    }
+
+    fileprivate static func from(_ argument: UnsafeMutableRawPointer?) -> ConnectionCallbacks? {
+        argument.map { Unmanaged<ConnectionCallbacks>.fromOpaque($0).takeUnretainedValue() }
+    }
+}
+
+// The C entry points. They capture nothing; the connection comes through `arg`.
+
+private let handshakeCompletedCallback: SSLHandshakeCallback = { fd, argument in
+    guard let fd, let callbacks = ConnectionCallbacks.from(argument) else { return }
+    callbacks.handshakeCompleted(fd)
+}
+
+private let alertReceived: SSLAlertCallback = { _, argument, alert in
+    guard let alert, let callbacks = ConnectionCallbacks.from(argument) else { return }
+    if alert.pointee.description == 0 { // close_notify
+        callbacks.closeNotifyReceived.store(true, ordering: .releasing)
+    }
+}
+
+private let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkSignature, isServer in
+    guard let fd, let callbacks = ConnectionCallbacks.from(argument) else { return SECFailure }
+    return callbacks.authenticate(fd, checkSignature: checkSignature, isServer: isServer)
+}
+
+private let provideClientCertificate: SSLGetClientAuthData = { argument, _, _, certificateOut, keyOut in
+    guard let certificateOut, let keyOut, let callbacks = ConnectionCallbacks.from(argument) else { return SECFailure }
+    return callbacks.clientCertificate(certificateOut, keyOut)
+}

@@ -1,0 +1,61 @@
+internal import CNSS
+
+/// Reads the negotiated parameters of an SSL socket.
+enum ConnectionInfoReader {
+    /// Safe to call from the handshake callback and after the handshake.
+    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, requestedServerName: String?) -> TLSConnectionInfo? {
+        var channel = SSLChannelInfo()
+        guard SSL_GetChannelInfo(fd, &channel, PRUintn(MemoryLayout<SSLChannelInfo>.size)) == SECSuccess,
+              channel.length > 0 else { return nil }
+        return TLSConnectionInfo(
+            protocolVersion: TLSVersion(wireValue: channel.protocolVersion),
+            cipherSuite: cipherSuiteName(channel.cipherSuite),
+            applicationProtocol: applicationProtocol(fd),
+            serverName: isServer ? negotiatedHostName(fd) : requestedServerName,
+            resumed: channel.resumed != PR_FALSE,
+            peerCertificates: peerCertificates(fd)
+        )
+    }
+
+    static func cipherSuiteName(_ suite: UInt16) -> String {
+        var info = SSLCipherSuiteInfo()
+        guard SSL_GetCipherSuiteInfo(suite, &info, PRUintn(MemoryLayout<SSLCipherSuiteInfo>.size)) == SECSuccess,
+              let name = info.cipherSuiteName else {
+            return "0x" + String(suite, radix: 16)
+        }
+        return String(cString: name)
+    }
+
+    static func applicationProtocol(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {
+        var state = SSL_NEXT_PROTO_NO_SUPPORT
+        var buffer = [UInt8](repeating: 0, count: 256)
+        var length: UInt32 = 0
+        let status = buffer.withUnsafeMutableBufferPointer { pointer in
+            SSL_GetNextProto(fd, &state, pointer.baseAddress, &length, UInt32(pointer.count))
+        }
+        guard status == SECSuccess, length > 0,
+              state == SSL_NEXT_PROTO_NEGOTIATED || state == SSL_NEXT_PROTO_SELECTED else { return nil }
+        return String(decoding: buffer[0..<Int(length)], as: UTF8.self)
+    }
+
+    static func negotiatedHostName(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {
+        guard let item = SSL_GetNegotiatedHostInfo(fd) else { return nil }
+        defer { SECITEM_FreeItem(item, PR_TRUE) }
+        guard let data = item.pointee.data, item.pointee.len > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(item.pointee.len)), as: UTF8.self)
+    }
+
+    static func peerCertificates(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [TLSCertificate] {
+        guard let list = SSL_PeerCertificateChain(fd) else { return [] }
+        defer { CERT_DestroyCertList(list) }
+        var result: [TLSCertificate] = []
+        var node = cnss_cert_list_head(list)
+        while let current = node, cnss_cert_list_end(current, list) == 0 {
+            if let certificate = current.pointee.cert {
+                result.append(CertificateImport.describe(certificate))
+            }
+            node = cnss_cert_list_next(current)
+        }
+        return result
+    }
+}

@@ -1,0 +1,139 @@
+internal import CNSS
+
+extension TLSConnection {
+    /// Connects to `host:port` and completes the TLS handshake.
+    ///
+    /// The name is resolved on a thread the library owns; each address is tried
+    /// in turn with a nonblocking connect. The server's certificate is checked
+    /// against ``TLSConfiguration/trust`` and against ``TLSConfiguration/serverName``
+    /// (or `host`), which is also sent as SNI. Connecting and the handshake must
+    /// finish within ``TLSConfiguration/handshakeTimeout``.
+    public static func connect(
+        host: String,
+        port: Int,
+        configuration: TLSConfiguration = .makeClientConfiguration()
+    ) async throws -> TLSConnection {
+        let operation = "connecting to \(host):\(port)"
+        guard let port = UInt16(exactly: port) else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
+        }
+        try configuration.validate(operation)
+        let services = try Runtime.shared.services()
+        let verification = try await TrustPreparation.verification(for: configuration.trust, services: services)
+        let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
+        let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        let serverName = configuration.serverName ?? bareHost
+        let deadline = ContinuousClock.now + configuration.handshakeTimeout
+
+        var lastError: any Error = TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
+        for address in addresses {
+            try Task.checkCancellation()
+            do {
+                return try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline, services: services)
+            } catch let error as CancellationError {
+                throw error
+            } catch let error as TLSError where error.kind != .nss || !Self.isConnectFailure(error) {
+                throw error
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// Connects, runs `body` and closes the connection, also when `body` throws.
+    public nonisolated(nonsending) static func withConnection<Result>(
+        host: String,
+        port: Int,
+        configuration: TLSConfiguration = .makeClientConfiguration(),
+        _ body: (TLSConnection) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await connect(host: host, port: port, configuration: configuration)
+        return try await connection.executeThenClose(body)
+    }
+
+    /// Errors after which the next address is worth trying.
+    private static func isConnectFailure(_ error: TLSError) -> Bool {
+        guard let code = error.nssCode else { return false }
+        return [PRErrorCode(PR_CONNECT_REFUSED_ERROR), PRErrorCode(PR_NETWORK_UNREACHABLE_ERROR), PRErrorCode(PR_HOST_UNREACHABLE_ERROR), PRErrorCode(PR_ADDRESS_NOT_AVAILABLE_ERROR), PRErrorCode(PR_CONNECT_TIMEOUT_ERROR)].contains(code)
+    }
+
+    private static func connect(
+        to address: NetworkAddress,
+        configuration: TLSConfiguration,
+        serverName: String,
+        verification: ConnectionCallbacks.Verification,
+        deadline: ContinuousClock.Instant,
+        services: RuntimeServices
+    ) async throws -> TLSConnection {
+        let operation = "connecting to \(address)"
+        guard let tcp = PR_OpenTCPSocket(address.family) else {
+            throw TLSError.fromLastNSSError(operation)
+        }
+        guard let fd = SSL_ImportFD(nil, tcp) else {
+            let error = TLSError.fromLastNSSError(operation)
+            PR_Close(tcp)
+            throw error
+        }
+        let socket = SocketHandle(fd, services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, services: services)
+        socket.retainCallbackContext(callbacks)
+        do {
+            try socket.withFD(operation) { fd in
+                try TCPSocketOptions.setNonblocking(fd)
+                try TCPSocketOptions.setNoDelay(fd)
+                try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: false, operation: operation)
+                try SSLSocketSetup.applyClient(serverName: serverName, to: fd, operation: operation)
+                try callbacks.install(on: fd)
+            }
+            try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
+            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(address)")
+            let event = try await driver.run(timeout: max(.zero, deadline - .now))
+            return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
+        } catch {
+            await socket.close()
+            callbacks.events.finish()
+            throw error
+        }
+    }
+}
+
+/// A nonblocking TCP connect: `PR_Connect`, then `PR_ConnectContinue` once writable.
+enum TCPConnect {
+    private enum Step {
+        case connected
+        case pending
+    }
+
+    static func run(_ socket: SocketHandle, to address: NetworkAddress, deadline: ContinuousClock.Instant, operation: String) async throws {
+        var target = address.raw
+        var step = try socket.withFD(operation) { fd -> Step in
+            if PR_Connect(fd, &target, PRIntervalTime(PR_INTERVAL_NO_WAIT)) == PR_SUCCESS { return .connected }
+            let code = PR_GetError()
+            if code == NSSErrors.inProgress || code == NSSErrors.wouldBlock { return .pending }
+            throw TLSError.fromNSSCode(code, operation)
+        }
+        while case .pending = step {
+            switch await socket.wait(for: .write, deadline: deadline) {
+            case .ready:
+                break
+            case .timedOut:
+                throw TLSError(kind: .handshakeTimedOut, operation: operation, message: "the TCP connection was not established in time")
+            case .cancelled:
+                throw CancellationError()
+            case .closed, .shutDown:
+                throw TLSError(kind: .closed, operation: operation, message: "the socket was closed while connecting")
+            }
+            step = try socket.withFD(operation) { fd -> Step in
+                if PR_ConnectContinue(fd, Int16(PR_POLL_WRITE)) == PR_SUCCESS {
+                    // A wakeup can be spurious; only a peer name proves the connection.
+                    var peer = PRNetAddr()
+                    return PR_GetPeerName(fd, &peer) == PR_SUCCESS ? .connected : .pending
+                }
+                let code = PR_GetError()
+                if code == NSSErrors.inProgress || code == NSSErrors.wouldBlock { return .pending }
+                throw TLSError.fromNSSCode(code, operation)
+            }
+        }
+    }
+}

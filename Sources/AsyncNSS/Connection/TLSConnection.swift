@@ -1,0 +1,205 @@
+internal import CNSS
+import Synchronization
+
+/// A TLS connection over a nonblocking NSPR socket.
+///
+/// Read with ``inbound`` (or ``receive(maxBytes:)``), write with ``write(_:)``,
+/// and end with ``close()``, which sends close_notify. Reads and writes may run
+/// in different tasks at the same time.
+///
+/// - Important: Cancelling a task that waits in a read or a write closes the
+///   connection: a TLS stream cannot resume after a write stopped halfway.
+public actor TLSConnection {
+    /// The peer's address, `127.0.0.1:54321` or `[::1]:54321`.
+    public nonisolated let remoteAddress: String
+    /// Whether this side is the server.
+    public nonisolated let isServer: Bool
+
+    let socket: SocketHandle
+    let callbacks: ConnectionCallbacks
+    private let initialEvent: HandshakeEvent
+    private var machine: ConnectionStateMachine
+    private var writeInProgress = false
+    private var writeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
+        self.socket = socket
+        self.callbacks = callbacks
+        self.remoteAddress = remoteAddress
+        self.isServer = callbacks.isServer
+        self.initialEvent = initialEvent
+        self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
+    }
+
+    /// What the most recent handshake negotiated.
+    public nonisolated var info: TLSConnectionInfo {
+        (callbacks.events.latest ?? initialEvent).info
+    }
+
+    /// Received bytes in chunks, ending when the peer closes with close_notify.
+    ///
+    /// A peer that closes TCP without close_notify makes the sequence throw
+    /// ``TLSError/Kind/truncated``. One consumer at a time.
+    public nonisolated var inbound: TLSInboundStream { TLSInboundStream(connection: self) }
+
+    /// Every completed handshake of this connection: the initial one first,
+    /// then any renegotiation. Each call returns a new sequence that replays
+    /// the events so far; it ends when the connection closes.
+    public nonisolated var handshakeEvents: AsyncStream<HandshakeEvent> { callbacks.events.subscribe() }
+
+    /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the
+    /// peer has closed with close_notify.
+    public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
+        var action = machine.beginRead()
+        while true {
+            switch action {
+            case .read:
+                action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
+            case .waitReadable:
+                action = machine.readWaitEnded(await socket.wait(for: .read))
+            case .deliver(let bytes):
+                return bytes
+            case .deliverEnd:
+                return nil
+            case .fail(let error):
+                throw error
+            case .closeAndFail(let error):
+                await close()
+                throw error ?? CancellationError()
+            }
+        }
+    }
+
+    /// Writes every byte, waiting while the peer or the network is slow.
+    /// Returns once NSS has taken all of them.
+    public func write(_ bytes: some Sequence<UInt8>) async throws {
+        try await write(Array(bytes))
+    }
+
+    /// Writes every byte, waiting while the peer or the network is slow.
+    /// Returns once NSS has taken all of them.
+    public func write(_ bytes: [UInt8]) async throws {
+        await acquireWriteTurn()
+        defer { releaseWriteTurn() }
+        if case .fail(let error) = machine.beginWrite() { throw error }
+        let operation = "writing to \(remoteAddress)"
+        var offset = 0
+        while offset < bytes.count {
+            // Gotcha 6: after a partial write the next call must start exactly
+            // at bytes[offset]; NSS has already encrypted one byte more.
+            let step = try bytes.withUnsafeBufferPointer { buffer in
+                try socket.withFD(operation) { fd -> Int32 in
+                    let count = PR_Write(fd, buffer.baseAddress.map { $0 + offset }, Int32(clamping: buffer.count - offset))
+                    if count >= 0 { return count }
+                    let code = PR_GetError()
+                    if code == NSSErrors.wouldBlock { return -1 }
+                    throw TLSError.fromNSSCode(code, operation)
+                }
+            }
+            if step > 0 {
+                offset += Int(step)
+                continue
+            }
+            switch await socket.wait(for: .write) {
+            case .ready:
+                continue
+            case .cancelled:
+                await close()
+                throw CancellationError()
+            case .closed, .timedOut, .shutDown:
+                throw TLSError(kind: .closed, operation: operation, message: "the connection was closed while writing")
+            }
+        }
+    }
+
+    /// Sends close_notify and shuts down the sending side, keeping the
+    /// receiving side open (a TLS half-close).
+    public func shutdownOutput() async throws {
+        await acquireWriteTurn()
+        defer { releaseWriteTurn() }
+        if machine.isClosed { return }
+        machine.outputWasShutDown()
+        let operation = "shutting down output to \(remoteAddress)"
+        try socket.withFD(operation) { fd in
+            guard PR_Shutdown(fd, PR_SHUTDOWN_SEND) == PR_SUCCESS else {
+                throw TLSError.fromLastNSSError(operation)
+            }
+        }
+    }
+
+    /// Sends close_notify and closes the socket. Pending reads and writes end
+    /// with ``TLSError/Kind/closed``. Idempotent.
+    public func close() async {
+        guard machine.close() else { return }
+        await socket.close()
+        callbacks.events.finish()
+    }
+
+    /// Runs `body` with the connection and closes it afterwards, also when `body` throws.
+    public nonisolated(nonsending) func executeThenClose<Result>(
+        _ body: (TLSConnection) async throws -> Result
+    ) async throws -> Result {
+        do {
+            let result = try await body(self)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    private func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
+        let operation = "reading from \(remoteAddress)"
+        do {
+            return try socket.withFD(operation) { fd in
+                var code: PRErrorCode = 0
+                let bytes = [UInt8](unsafeUninitializedCapacity: maxBytes) { buffer, count in
+                    let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
+                    count = max(0, Int(result))
+                    if result < 0 { code = PR_GetError() }
+                }
+                if !bytes.isEmpty { return .bytes(bytes) }
+                if code == 0 {
+                    return .endOfStream(closeNotify: callbacks.closeNotifyReceived.load(ordering: .acquiring))
+                }
+                if code == NSSErrors.wouldBlock { return .wouldBlock }
+                if code == NSSErrors.renegotiationNotAllowed { return .recoverable }
+                return .failed(TLSError.fromNSSCode(code, operation))
+            }
+        } catch let error as TLSError {
+            return .failed(error)
+        } catch {
+            return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
+        }
+    }
+
+    private func acquireWriteTurn() async {
+        while writeInProgress {
+            await withCheckedContinuation { writeWaiters.append($0) }
+        }
+        writeInProgress = true
+    }
+
+    private func releaseWriteTurn() {
+        writeInProgress = false
+        if !writeWaiters.isEmpty {
+            writeWaiters.removeFirst().resume()
+        }
+    }
+}
+
+/// The bytes a ``TLSConnection`` receives, as an `AsyncSequence` of chunks.
+public struct TLSInboundStream: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    let connection: TLSConnection
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let connection: TLSConnection
+        public mutating func next() async throws -> [UInt8]? {
+            try await connection.receive()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(connection: connection) }
+}

@@ -1,0 +1,84 @@
+internal import CNSS
+
+/// Drives the initial handshake of one socket to completion under a deadline:
+/// `SSL_ForceHandshake`, and a wait on the poll thread whenever it would block.
+///
+/// Completed handshakes are published by NSS's handshake callback to the
+/// connection's ``TLSConnection/handshakeEvents``; the driver returns the
+/// event of the initial one.
+actor HandshakeDriver {
+    private let socket: SocketHandle
+    private let callbacks: ConnectionCallbacks
+    private let operation: String
+
+    init(socket: SocketHandle, callbacks: ConnectionCallbacks, operation: String) {
+        self.socket = socket
+        self.callbacks = callbacks
+        self.operation = operation
+    }
+
+    /// Runs the handshake. On failure the socket is left open for the caller to close.
+    ///
+    /// - Throws: the NSS error of the handshake, ``TLSError/Kind/handshakeTimedOut``,
+    ///   or `CancellationError`.
+    func run(timeout: Duration) async throws -> HandshakeEvent {
+        let deadline = ContinuousClock.now + timeout
+        var machine = HandshakeStateMachine()
+        var action = machine.start()
+        while true {
+            switch action {
+            case .step:
+                action = machine.stepped(step())
+            case .waitReadable:
+                action = machine.waited(await socket.wait(for: .read, deadline: deadline))
+            case .succeed:
+                return try completedEvent()
+            case .fail(let failure):
+                throw error(for: failure, timeout: timeout)
+            }
+        }
+    }
+
+    private func step() -> HandshakeStateMachine.StepResult {
+        do {
+            return try socket.withFD(operation) { fd in
+                if SSL_ForceHandshake(fd) == SECSuccess { return .complete }
+                let code = PR_GetError()
+                if code == NSSErrors.wouldBlock { return .wouldBlock }
+                return .failed(TLSError.fromNSSCode(code, operation))
+            }
+        } catch let error as TLSError {
+            return .failed(error)
+        } catch {
+            return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
+        }
+    }
+
+    /// The event the handshake callback published; read the info directly if
+    /// the callback did not fire (it always should).
+    private func completedEvent() throws -> HandshakeEvent {
+        if let event = callbacks.events.latest { return event }
+        let info = try socket.withFD(operation) { fd in
+            ConnectionInfoReader.read(fd, isServer: callbacks.isServer, requestedServerName: callbacks.serverName)
+        }
+        guard let info else {
+            throw TLSError.fromLastNSSError(operation)
+        }
+        return callbacks.events.publish(info)
+    }
+
+    private func error(for failure: HandshakeStateMachine.Failure, timeout: Duration) -> any Error {
+        switch failure {
+        case .nss(let error):
+            return error.during(operation)
+        case .timedOut:
+            return TLSError(kind: .handshakeTimedOut, operation: operation, message: "the handshake did not complete within \(timeout)")
+        case .cancelled:
+            return CancellationError()
+        case .closed:
+            return TLSError(kind: .closed, operation: operation, message: "the connection was closed during the handshake")
+        case .shutDown:
+            return TLSError(kind: .runtime, operation: operation, message: "the NSS runtime is shutting down")
+        }
+    }
+}

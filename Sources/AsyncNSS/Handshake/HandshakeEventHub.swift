@@ -1,0 +1,68 @@
+/// Fans handshake events out to every ``TLSConnection/handshakeEvents`` subscriber.
+///
+/// A subscriber first receives the events that already happened (the last
+/// ``historyLimit`` of them), then live ones; its stream ends when the
+/// connection closes. Publishing never blocks, so NSS callbacks may call it.
+final class HandshakeEventHub: Sendable {
+    static let historyLimit = 32
+
+    private struct State {
+        var history: [HandshakeEvent] = []
+        var count = 0
+        var subscribers: [Int: AsyncStream<HandshakeEvent>.Continuation] = [:]
+        var nextSubscriber = 0
+        var finished = false
+    }
+
+    private let state = Locked(State())
+
+    /// The most recent event, if any handshake completed.
+    var latest: HandshakeEvent? { state.withLock { $0.history.last } }
+
+    var handshakeCount: Int { state.withLock { $0.count } }
+
+    /// Records a completed handshake and hands it to every subscriber.
+    @discardableResult
+    func publish(_ info: TLSConnectionInfo) -> HandshakeEvent {
+        let (event, subscribers) = state.withLock { state in
+            state.count += 1
+            let event = HandshakeEvent(kind: state.count == 1 ? .initial : .renegotiation, sequenceNumber: state.count, info: info)
+            state.history.append(event)
+            if state.history.count > Self.historyLimit { state.history.removeFirst() }
+            return (event, Array(state.subscribers.values))
+        }
+        for subscriber in subscribers { subscriber.yield(event) }
+        return event
+    }
+
+    func subscribe() -> AsyncStream<HandshakeEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: HandshakeEvent.self, bufferingPolicy: .bufferingNewest(Self.historyLimit))
+        // History is yielded under the lock so a concurrent publish cannot
+        // overtake it; yielding never blocks.
+        let (finished, id) = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            if !state.finished { state.subscribers[id] = continuation }
+            for event in state.history { continuation.yield(event) }
+            return (state.finished, id)
+        }
+        if finished {
+            continuation.finish()
+        } else {
+            continuation.onTermination = { [weak self] _ in
+                self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+            }
+        }
+        return stream
+    }
+
+    /// Ends every subscriber's stream.
+    func finish() {
+        let subscribers = state.withLock { state in
+            state.finished = true
+            defer { state.subscribers.removeAll() }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.finish() }
+    }
+}

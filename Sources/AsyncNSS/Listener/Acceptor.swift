@@ -1,0 +1,123 @@
+internal import CNSS
+import Logging
+
+/// The accept loop of a ``TLSListener``: accepts, imports each socket into
+/// NSS and runs its handshake in a child task, and hands connections that
+/// completed their handshake to the listener's sequence.
+struct Acceptor: Sendable {
+    let listeningSocket: SocketHandle
+    let model: SocketHandle
+    let configuration: TLSConfiguration
+    let verification: ConnectionCallbacks.Verification
+    let services: RuntimeServices
+    let logger: Logger
+    let output: AsyncStream<TLSConnection>.Continuation
+
+    /// How long to pause when the process is out of file descriptors.
+    static let exhaustionBackoff: Duration = .milliseconds(100)
+
+    private enum AcceptStep {
+        case accepted(PollSocket, NetworkAddress)
+        case wouldBlock
+        case exhausted(TLSError)
+        case failed(TLSError)
+    }
+
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                switch accept() {
+                case .accepted(let socket, let peer):
+                    group.addTask { await handshake(socket.fd, peer: peer) }
+                case .wouldBlock:
+                    guard case .ready = await listeningSocket.wait(for: .read) else {
+                        group.cancelAll()
+                        return
+                    }
+                case .exhausted(let error):
+                    logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(Self.exhaustionBackoff)"])
+                    try? await Task.sleep(for: Self.exhaustionBackoff)
+                case .failed(let error):
+                    if !listeningSocket.isOpen { group.cancelAll(); return }
+                    logger.info("accept failed", metadata: ["error": "\(error)"])
+                }
+            }
+            group.cancelAll()
+        }
+        output.finish()
+    }
+
+    private func accept() -> AcceptStep {
+        let operation = "accepting a connection"
+        do {
+            return try listeningSocket.withFD(operation) { fd in
+                var peer = PRNetAddr()
+                if let accepted = PR_Accept(fd, &peer, PRIntervalTime(PR_INTERVAL_NO_WAIT)) {
+                    return .accepted(PollSocket(fd: accepted), NetworkAddress(raw: peer))
+                }
+                let code = PR_GetError()
+                if code == NSSErrors.wouldBlock { return .wouldBlock }
+                let error = TLSError.fromNSSCode(code, "accepting a connection")
+                if [NSSErrors.fileTableFull, NSSErrors.systemFileTableFull, NSSErrors.insufficientResources].contains(code) {
+                    return .exhausted(error)
+                }
+                return .failed(error)
+            }
+        } catch let error as TLSError {
+            return .failed(error)
+        } catch {
+            return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
+        }
+    }
+
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress) async {
+        let operation = "handshake with \(peer)"
+        let socket: SocketHandle
+        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, services: services)
+        do {
+            socket = try importAccepted(tcp, callbacks: callbacks, operation: operation)
+        } catch {
+            logger.info("connection setup failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            return
+        }
+        do {
+            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: operation)
+            let event = try await driver.run(timeout: configuration.handshakeTimeout)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
+            if case .terminated = output.yield(connection) {
+                await connection.close()
+            }
+        } catch {
+            await socket.close()
+            callbacks.events.finish()
+            if error is CancellationError { return }
+            logger.info("handshake failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        }
+    }
+
+    /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
+    /// callbacks; fix both right after import.
+    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, callbacks: ConnectionCallbacks, operation: String) throws -> SocketHandle {
+        let imported: UnsafeMutablePointer<PRFileDesc>?
+        do {
+            imported = try model.withFD(operation) { model in SSL_ImportFD(model, tcp) }
+        } catch {
+            PR_Close(tcp)
+            throw error
+        }
+        guard let fd = imported else {
+            let error = TLSError.fromLastNSSError(operation)
+            PR_Close(tcp)
+            throw error
+        }
+        let socket = SocketHandle(fd, services: services)
+        socket.retainCallbackContext(callbacks)
+        try socket.withFD(operation) { fd in
+            try TCPSocketOptions.setNonblocking(fd)
+            try TCPSocketOptions.setNoDelay(fd)
+            guard SSL_ResetHandshake(fd, PR_TRUE) == SECSuccess else { throw TLSError.fromLastNSSError(operation) }
+            try callbacks.install(on: fd)
+        }
+        return socket
+    }
+}

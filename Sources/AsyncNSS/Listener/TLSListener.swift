@@ -1,0 +1,159 @@
+internal import CNSS
+public import Logging
+
+/// A TLS server socket: an `AsyncSequence` of connections whose handshake succeeded.
+///
+/// ```swift
+/// let listener = try await TLSListener.bind(port: 8443, configuration: .makeServerConfiguration(identity: identity))
+/// for try await connection in listener {
+///     Task { try await serve(connection) }
+/// }
+/// ```
+///
+/// Accepting and handshaking run in the background as soon as the listener is
+/// bound, many handshakes at once. A connection whose handshake fails, times
+/// out or is reset is logged and closed; it never ends the sequence. The
+/// sequence ends when ``close()`` is called. Cancelling the task that iterates
+/// closes the listener and throws `CancellationError`.
+public actor TLSListener: AsyncSequence {
+    public typealias Element = TLSConnection
+
+    /// The address the listener is bound to, `127.0.0.1:8443` or `[::1]:8443`.
+    public nonisolated let localAddress: String
+    /// The bound port; the one the system chose when binding port 0.
+    public nonisolated let port: Int
+
+    private let listeningSocket: SocketHandle
+    private let model: SocketHandle
+    private let connections: AsyncStream<TLSConnection>
+    private let acceptLoop: Task<Void, Never>
+
+    private init(listeningSocket: SocketHandle, model: SocketHandle, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>) {
+        self.listeningSocket = listeningSocket
+        self.model = model
+        self.localAddress = address.description
+        self.port = Int(address.port)
+        self.connections = connections
+        self.acceptLoop = acceptLoop
+    }
+
+    deinit {
+        acceptLoop.cancel()
+    }
+
+    /// Binds to `host:port` (IPv4 or IPv6; port 0 picks a free port) and
+    /// starts accepting.
+    ///
+    /// - Parameters:
+    ///   - backlog: The kernel's queue of connections not yet accepted.
+    ///   - logger: Where failed handshakes and accept errors are reported.
+    public static func bind(
+        host: String = "127.0.0.1",
+        port: Int,
+        configuration: TLSConfiguration,
+        backlog: Int = 1024,
+        logger: Logger = Logger(label: "AsyncNSS.TLSListener")
+    ) async throws -> TLSListener {
+        let operation = "listening on \(host):\(port)"
+        guard let port = UInt16(exactly: port) else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
+        }
+        try configuration.validate(operation)
+        let services = try Runtime.shared.services()
+        let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none
+            ? .none
+            : try await TrustPreparation.verification(for: configuration.trust, services: services)
+        guard let address = try await NetworkAddress.resolve(host, port: port, services: services).first else {
+            throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
+        }
+
+        let model = try ServerModelSocket.make(configuration, services: services, operation: operation)
+        let listeningSocket: SocketHandle
+        let bound: NetworkAddress
+        do {
+            (listeningSocket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
+        } catch {
+            await model.close()
+            throw error
+        }
+
+        let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
+        let acceptor = Acceptor(
+            listeningSocket: listeningSocket,
+            model: model,
+            configuration: configuration,
+            verification: verification,
+            services: services,
+            logger: logger,
+            output: continuation
+        )
+        let loop = Task { await acceptor.run() }
+        continuation.onTermination = { _ in loop.cancel() }
+        return TLSListener(listeningSocket: listeningSocket, model: model, address: bound, connections: stream, acceptLoop: loop)
+    }
+
+    /// Stops accepting, abandons handshakes in progress and closes the
+    /// listening socket. Connections already delivered stay open. Idempotent.
+    public func close() async {
+        acceptLoop.cancel()
+        await listeningSocket.close()
+        await acceptLoop.value
+        await model.close()
+    }
+
+    public nonisolated func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: connections.makeAsyncIterator(), listener: self)
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<TLSConnection>.AsyncIterator
+        let listener: TLSListener
+
+        public mutating func next() async throws -> TLSConnection? {
+            if let connection = await base.next() { return connection }
+            if Task.isCancelled {
+                await listener.close()
+                throw CancellationError()
+            }
+            return nil
+        }
+    }
+}
+
+/// The SSL "model" socket whose configuration every accepted socket copies
+/// (`SSL_ImportFD(model, fd)`), as NSS's selfserv does.
+enum ServerModelSocket {
+    static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) throws -> SocketHandle {
+        guard let tcp = PR_NewTCPSocket() else { throw TLSError.fromLastNSSError(operation) }
+        guard let fd = SSL_ImportFD(nil, tcp) else {
+            let error = TLSError.fromLastNSSError(operation)
+            PR_Close(tcp)
+            throw error
+        }
+        let model = SocketHandle(fd, services: services)
+        try model.withFD(operation) { fd in
+            try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: true, operation: operation)
+            try SSLSocketSetup.applyServer(configuration, to: fd, operation: operation)
+        }
+        return model
+    }
+}
+
+/// The plain TCP socket a listener accepts on.
+enum ListeningSocket {
+    static func open(_ address: NetworkAddress, backlog: Int, services: RuntimeServices, operation: String) throws -> (SocketHandle, NetworkAddress) {
+        guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
+        let socket = SocketHandle(fd, services: services)
+        let bound = try socket.withFD(operation) { fd -> NetworkAddress in
+            try TCPSocketOptions.setReuseAddress(fd)
+            var local = address.raw
+            guard PR_Bind(fd, &local) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
+            guard PR_Listen(fd, Int32(clamping: backlog)) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
+            try TCPSocketOptions.setNonblocking(fd)
+            var name = PRNetAddr()
+            guard PR_GetSockName(fd, &name) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
+            return NetworkAddress(raw: name)
+        }
+        return (socket, bound)
+    }
+}

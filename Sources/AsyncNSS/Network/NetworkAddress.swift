@@ -1,0 +1,69 @@
+internal import CNSS
+
+/// An IPv4 or IPv6 address with a port.
+struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked Sendable: PRNetAddr is a plain C union of integers and byte
+    // arrays with no pointers; copies share nothing.
+    var raw: PRNetAddr
+
+    /// Parses an IP literal (`127.0.0.1`, `::1`, `[::1]`), or returns nil for a host name.
+    init?(literal host: String, port: UInt16) {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var address = PRNetAddr()
+        guard PR_StringToNetAddr(bare, &address) == PR_SUCCESS else { return nil }
+        self.raw = address
+        self.port = port
+    }
+
+    init(raw: PRNetAddr) { self.raw = raw }
+
+    var isIPv6: Bool { raw.raw.family == UInt16(PR_AF_INET6) }
+
+    var family: Int32 { isIPv6 ? Int32(PR_AF_INET6) : Int32(PR_AF_INET) }
+
+    var port: UInt16 {
+        get { PR_ntohs(isIPv6 ? raw.ipv6.port : raw.inet.port) }
+        set {
+            if isIPv6 { raw.ipv6.port = PR_htons(newValue) } else { raw.inet.port = PR_htons(newValue) }
+        }
+    }
+
+    /// `127.0.0.1:8443` or `[::1]:8443`.
+    var description: String {
+        var address = raw
+        var buffer = [CChar](repeating: 0, count: 128)
+        let host: String
+        if PR_NetAddrToString(&address, &buffer, UInt32(buffer.count)) == PR_SUCCESS {
+            host = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        } else {
+            host = "?"
+        }
+        return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Resolves `host` to addresses; an IP literal resolves to itself without a lookup.
+    ///
+    /// The lookup blocks, so it runs on the ``BlockingPool``.
+    static func resolve(_ host: String, port: UInt16, services: RuntimeServices) async throws -> [NetworkAddress] {
+        if let literal = NetworkAddress(literal: host, port: port) { return [literal] }
+        return try await services.blockingPool.run {
+            let operation = "resolving \(host)"
+            guard let info = PR_GetAddrInfoByName(host, UInt16(PR_AF_UNSPEC), Int32(PR_AI_ADDRCONFIG)) else {
+                let error = TLSError.fromLastNSSError(operation)
+                throw TLSError(kind: .nameResolution, operation: operation, nssCode: error.nssCode, nssName: error.nssName, message: error.message)
+            }
+            defer { PR_FreeAddrInfo(info) }
+            var addresses: [NetworkAddress] = []
+            var iterator: UnsafeMutableRawPointer? = nil
+            repeat {
+                var address = PRNetAddr()
+                iterator = PR_EnumerateAddrInfo(iterator, info, port, &address)
+                if iterator != nil { addresses.append(NetworkAddress(raw: address)) }
+            } while iterator != nil
+            guard !addresses.isEmpty else {
+                throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
+            }
+            return addresses
+        }
+    }
+}
