@@ -34,6 +34,9 @@ struct SelfSignedIdentityMaker {
         let der = try signedCertificate(commonName: commonName, names: names, publicKey: publicKey, privateKey: privateKey, operation: operation)
         let certificate = try CertificateImport.temporaryCertificate(der, operation: operation)
         let certificateObject = CertificateObject(certificate: certificate, services: services)
+        guard CertificateImport.describe(certificate).derBytes == der, CertificateImport.keyMatches(privateKey, certificate) else {
+            throw TLSError(kind: .invalidIdentity, operation: operation, message: "NSS returned a different certificate with the same issuer and serial number")
+        }
         return IdentityMaterial(
             certificate: certificateObject,
             privateKey: keyObject,
@@ -60,7 +63,13 @@ struct SelfSignedIdentityMaker {
         let now = PR_Now()
         guard let validity = CERT_CreateValidity(now - 24 * 60 * 60 * 1_000_000, now + Self.validity) else { throw TLSError.fromLastNSSError(operation) }
         defer { CERT_DestroyValidity(validity) }
-        let serial = UInt(UInt32(truncatingIfNeeded: now) & 0x7FFF_FFFF) | 1
+        // Issuer and serial identify a certificate inside NSS: two identities
+        // made in the same microsecond must not share a serial.
+        var random: UInt64 = 0
+        guard PK11_GenerateRandom(withUnsafeMutableBytes(of: &random) { $0.baseAddress?.assumingMemoryBound(to: UInt8.self) }, 8) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): serial number")
+        }
+        let serial = UInt(truncatingIfNeeded: random & 0x3FFF_FFFF_FFFF_FFFF) | 1
         guard let certificate = CERT_CreateCertificate(serial, subject, validity, request) else { throw TLSError.fromLastNSSError(operation) }
         defer { CERT_DestroyCertificate(certificate) }
         guard let arena = certificate.pointee.arena else { throw TLSError.fromLastNSSError(operation) }

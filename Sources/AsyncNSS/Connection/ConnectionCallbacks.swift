@@ -92,6 +92,17 @@ final class ConnectionCallbacks: Sendable {
             return SECFailure
         }
 
+        // A peer certificate that is itself an anchor (a pinned or self-signed
+        // certificate) needs no path; it must still be within its validity.
+        let peerDER = CertificateImport.describe(peer).derBytes
+        if anchors.certificates.contains(where: { $0.derBytes == peerDER }) {
+            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
+                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
+                return SECFailure
+            }
+            return verifyName(peer, peerIsClient: peerIsClient)
+        }
+
         var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)
         parameters[0].type = cert_pi_trustAnchors
         parameters[0].value.pointer.chain = UnsafePointer(list)
@@ -105,11 +116,15 @@ final class ConnectionCallbacks: Sendable {
             CERT_PKIXVerifyCert(peer, usage, buffer.baseAddress, nil, nil)
         }
         guard verified == SECSuccess else { return SECFailure }
-        if !peerIsClient, let serverName {
-            guard CERT_VerifyCertName(peer, serverName) == SECSuccess else {
-                PORT_SetError(PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue))
-                return SECFailure
-            }
+        return verifyName(peer, peerIsClient: peerIsClient)
+    }
+
+    /// A client checks the server's certificate against the name it asked for.
+    private func verifyName(_ peer: UnsafeMutablePointer<CERTCertificate>, peerIsClient: Bool) -> SECStatus {
+        guard !peerIsClient, let serverName else { return SECSuccess }
+        guard CERT_VerifyCertName(peer, serverName) == SECSuccess else {
+            PORT_SetError(PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue))
+            return SECFailure
         }
         return SECSuccess
     }

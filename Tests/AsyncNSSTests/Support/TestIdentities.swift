@@ -1,0 +1,37 @@
+import AsyncNSS
+
+/// Identities and configurations shared by the integration tests.
+enum TestIdentities {
+    /// A self-signed identity for localhost, 127.0.0.1 and ::1, made once.
+    static func localhost() async throws -> TLSIdentity {
+        try await cache.identity()
+    }
+
+    static func serverConfiguration(min: TLSVersion = .tls12, max: TLSVersion = .tls13) async throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: try await localhost())
+        configuration.minimumVersion = min
+        configuration.maximumVersion = max
+        return configuration
+    }
+
+    /// A client that trusts exactly the test identity.
+    static func clientConfiguration(min: TLSVersion = .tls12, max: TLSVersion = .tls13) async throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration(trust: .certificates(try await localhost().certificateChain))
+        configuration.minimumVersion = min
+        configuration.maximumVersion = max
+        return configuration
+    }
+
+    private static let cache = IdentityCache()
+
+    /// Makes the identity once, even when many tests ask at the same time.
+    private actor IdentityCache {
+        var making: Task<TLSIdentity, any Error>?
+        func identity() async throws -> TLSIdentity {
+            if let making { return try await making.value }
+            let task = Task { try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1", "::1"]) }
+            making = task
+            return try await task.value
+        }
+    }
+}
