@@ -42,7 +42,11 @@ let package = Package(
         ),
         .testTarget(
             name: "AsyncNSSTests",
-            dependencies: ["AsyncNSS", "CNSS"],
+            dependencies: [
+                "AsyncNSS",
+                "CNSS",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6
         ),
     ],

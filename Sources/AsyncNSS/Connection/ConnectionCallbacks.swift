@@ -29,6 +29,8 @@ final class ConnectionCallbacks: Sendable {
     let events = HandshakeEventHub()
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
+    /// On a server, the host name the client asked for (SNI).
+    let requestedServerName = Locked<String?>(nil)
 
     init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, services: RuntimeServices) {
         self.isServer = isServer
@@ -46,7 +48,11 @@ final class ConnectionCallbacks: Sendable {
               SSL_AuthCertificateHook(fd, authenticateCertificate, argument) == SECSuccess else {
             throw TLSError.fromLastNSSError("installing connection callbacks")
         }
-        if !isServer {
+        if isServer {
+            guard SSL_SNISocketConfigHook(fd, serverNameReceived, argument) == SECSuccess else {
+                throw TLSError.fromLastNSSError("installing the SNI hook")
+            }
+        } else {
             let status = identity == nil
                 ? SSL_GetClientAuthDataHook(fd, nil, nil)
                 : SSL_GetClientAuthDataHook(fd, provideClientCertificate, argument)
@@ -55,7 +61,7 @@ final class ConnectionCallbacks: Sendable {
     }
 
     fileprivate func handshakeCompleted(_ fd: UnsafeMutablePointer<PRFileDesc>) {
-        if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: serverName) {
+        if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: isServer ? requestedServerName.withLock { $0 } : serverName) {
             events.publish(info)
         }
     }
@@ -168,6 +174,17 @@ private let alertReceived: SSLAlertCallback = { _, argument, alert in
     if alert.pointee.description == 0 { // close_notify
         callbacks.closeNotifyReceived.store(true, ordering: .releasing)
     }
+}
+
+/// Records the SNI name and keeps the listener's identity. (Choosing an
+/// identity per name builds on this hook.)
+private let serverNameReceived: SSLSNISocketConfig = { _, names, count, argument in
+    guard let callbacks = ConnectionCallbacks.from(argument) else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
+    if let names, count > 0, let data = names.pointee.data, names.pointee.len > 0, names.pointee.len <= 255 {
+        let name = String(decoding: UnsafeBufferPointer(start: data, count: Int(names.pointee.len)), as: UTF8.self)
+        callbacks.requestedServerName.withLock { $0 = name }
+    }
+    return SSL_SNI_CURRENT_CONFIG_IS_USED
 }
 
 private let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkSignature, isServer in

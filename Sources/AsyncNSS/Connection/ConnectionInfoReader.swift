@@ -11,7 +11,7 @@ enum ConnectionInfoReader {
             protocolVersion: TLSVersion(wireValue: channel.protocolVersion),
             cipherSuite: cipherSuiteName(channel.cipherSuite),
             applicationProtocol: applicationProtocol(fd),
-            serverName: isServer ? negotiatedHostName(fd) : requestedServerName,
+            serverName: isServer ? (requestedServerName ?? negotiatedHostName(fd)) : requestedServerName,
             resumed: channel.resumed != PR_FALSE,
             peerCertificates: peerCertificates(fd)
         )

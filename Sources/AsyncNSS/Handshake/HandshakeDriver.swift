@@ -59,7 +59,7 @@ actor HandshakeDriver {
     private func completedEvent() throws -> HandshakeEvent {
         if let event = callbacks.events.latest { return event }
         let info = try socket.withFD(operation) { fd in
-            ConnectionInfoReader.read(fd, isServer: callbacks.isServer, requestedServerName: callbacks.serverName)
+            ConnectionInfoReader.read(fd, isServer: callbacks.isServer, requestedServerName: callbacks.isServer ? callbacks.requestedServerName.withLock { $0 } : callbacks.serverName)
         }
         guard let info else {
             throw TLSError.fromLastNSSError(operation)
