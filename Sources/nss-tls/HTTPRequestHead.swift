@@ -1,0 +1,309 @@
+/// A parsed HTTP/1.0 or HTTP/1.1 request head: the request line and the header fields.
+///
+/// A pure value with no I/O. Parsing is strict (RFC 9112): CRLF line ends only,
+/// tokens for methods and field names, no obsolete line folding, no control
+/// characters, one well-formed Content-Length. It never traps on any input.
+struct HTTPRequestHead: Sendable, Hashable {
+    /// The protocol version of a request: `HTTP/1.0` or `HTTP/1.1`.
+    struct Version: Sendable, Hashable, CustomStringConvertible {
+        /// The minor version: 0 or 1.
+        let minor: UInt8
+
+        static let http10 = Version(minor: 0)
+        static let http11 = Version(minor: 1)
+
+        var description: String { "HTTP/1.\(minor)" }
+    }
+
+    /// One header field, its value stripped of surrounding whitespace.
+    struct Field: Sendable, Hashable {
+        let name: String
+        let value: String
+    }
+
+    /// Why a head was rejected.
+    enum ParseError: Error, Sendable, Hashable {
+        /// The bytes do not end with the blank line (`CRLF CRLF`) that ends a head.
+        case incomplete
+        /// The request line is not `method SP target SP HTTP-version CRLF`.
+        case invalidRequestLine
+        /// The version is well formed but not HTTP/1.0 or HTTP/1.1.
+        case unsupportedVersion
+        /// A header line is not `name ":" OWS value OWS CRLF`, or uses line folding.
+        case invalidField
+        /// More than ``HTTPRequestHead/maximumFieldCount`` header fields.
+        case tooManyFields
+        /// A Content-Length that is not a decimal number, or several that disagree.
+        case invalidContentLength
+        /// More than one Host field.
+        case multipleHosts
+        /// A Transfer-Encoding field: chunked bodies are not supported.
+        case unsupportedTransferEncoding
+    }
+
+    /// How the first bytes of a stream relate to an HTTP/1.x request line.
+    enum PrefixVerdict: Sendable, Hashable {
+        /// The bytes start with a complete HTTP/1.0 or HTTP/1.1 request line.
+        case requestLine
+        /// The bytes cannot start an HTTP/1.x request line.
+        case notRequestLine
+        /// Every byte so far fits a request line, but the line is not complete yet.
+        case needMoreBytes
+    }
+
+    /// The most header fields a head may carry.
+    static let maximumFieldCount = 100
+
+    let method: String
+    let target: String
+    let version: Version
+    let fields: [Field]
+    /// The body length announced by Content-Length; 0 when absent.
+    let contentLength: Int
+    /// Whether the connection stays open after the response.
+    let keepAlive: Bool
+    /// Whether the client waits for `100 Continue` before sending its body.
+    let expectsContinue: Bool
+
+    /// The value of the first field named `name` (case-insensitive).
+    func value(of name: String) -> String? {
+        fields.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    /// Parses a head: the request line, the header lines and the blank line that
+    /// ends them. `bytes` must end with that blank line and hold nothing after it.
+    init(parsing bytes: [UInt8]) throws(ParseError) {
+        guard bytes.count >= 4, bytes.suffix(4).elementsEqual([ASCII.cr, ASCII.lf, ASCII.cr, ASCII.lf]) else {
+            throw .incomplete
+        }
+        var lines = try Self.splitLines(bytes[..<(bytes.endIndex - 2)])
+        guard !lines.isEmpty else { throw .invalidRequestLine }
+        let requestLine = lines.removeFirst()
+        let (method, target, version) = try Self.parseRequestLine(requestLine)
+        guard lines.count <= Self.maximumFieldCount else { throw .tooManyFields }
+        var fields: [Field] = []
+        fields.reserveCapacity(lines.count)
+        for line in lines {
+            fields.append(try Self.parseField(line))
+        }
+        self.method = method
+        self.target = target
+        self.version = version
+        self.fields = fields
+        self.contentLength = try Self.contentLength(in: fields)
+        let lowercasedNames = fields.map { $0.name.lowercased() }
+        guard lowercasedNames.filter({ $0 == "host" }).count <= 1 else { throw .multipleHosts }
+        guard !lowercasedNames.contains("transfer-encoding") else { throw .unsupportedTransferEncoding }
+        let connectionOptions = Self.tokens(in: fields, named: "connection")
+        if connectionOptions.contains("close") {
+            keepAlive = false
+        } else {
+            keepAlive = version == .http11 || connectionOptions.contains("keep-alive")
+        }
+        expectsContinue = version == .http11 && Self.tokens(in: fields, named: "expect").contains("100-continue")
+    }
+
+    // MARK: Finding and recognising heads
+
+    /// The index just past the first `CRLF CRLF` at or after `start`, if there is one.
+    static func endOfHead(in bytes: [UInt8], searchingFrom start: Int = 0) -> Int? {
+        var index = max(0, start)
+        while index + 3 < bytes.count {
+            if bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf, bytes[index + 2] == ASCII.cr, bytes[index + 3] == ASCII.lf {
+                return index + 4
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// Whether `prefix`, the first bytes a client sent, begins an HTTP/1.0 or
+    /// HTTP/1.1 request line: a method token, a space, a target, a space,
+    /// `HTTP/1.0` or `HTTP/1.1`, then CRLF.
+    static func classify(prefix: [UInt8]) -> PrefixVerdict {
+        let literal = Array("HTTP/1.".utf8)
+        var state = RequestLineState.method
+        var partLength = 0
+        for byte in prefix {
+            switch state {
+            case .method:
+                if byte == ASCII.space, partLength > 0 {
+                    state = .target
+                    partLength = 0
+                } else if ASCII.isTokenCharacter(byte) {
+                    partLength += 1
+                } else {
+                    return .notRequestLine
+                }
+            case .target:
+                if byte == ASCII.space, partLength > 0 {
+                    state = .versionLiteral(0)
+                } else if ASCII.isVisible(byte) {
+                    partLength += 1
+                } else {
+                    return .notRequestLine
+                }
+            case .versionLiteral(let matched):
+                guard byte == literal[matched] else { return .notRequestLine }
+                state = matched + 1 == literal.count ? .minor : .versionLiteral(matched + 1)
+            case .minor:
+                guard byte == UInt8(ascii: "0") || byte == UInt8(ascii: "1") else { return .notRequestLine }
+                state = .cr
+            case .cr:
+                guard byte == ASCII.cr else { return .notRequestLine }
+                state = .lf
+            case .lf:
+                return byte == ASCII.lf ? .requestLine : .notRequestLine
+            }
+        }
+        return .needMoreBytes
+    }
+
+    /// Where ``classify(prefix:)`` is within a request line.
+    private enum RequestLineState { case method, target, versionLiteral(Int), minor, cr, lf }
+
+    // MARK: Parsing pieces
+
+    /// Splits CRLF-terminated lines; a bare CR or LF anywhere is an error.
+    private static func splitLines(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> [ArraySlice<UInt8>] {
+        var lines: [ArraySlice<UInt8>] = []
+        var lineStart = bytes.startIndex
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if byte == ASCII.cr {
+                let next = index + 1
+                guard next < bytes.endIndex, bytes[next] == ASCII.lf else {
+                    throw lines.isEmpty ? .invalidRequestLine : .invalidField
+                }
+                lines.append(bytes[lineStart..<index])
+                index = next + 1
+                lineStart = index
+            } else if byte == ASCII.lf {
+                throw lines.isEmpty ? .invalidRequestLine : .invalidField
+            } else {
+                index += 1
+            }
+        }
+        // `bytes` ends with CRLF, so nothing is left over.
+        guard lineStart == bytes.endIndex else { throw .invalidField }
+        return lines
+    }
+
+    private static func parseRequestLine(_ line: ArraySlice<UInt8>) throws(ParseError) -> (String, String, Version) {
+        let parts = line.split(separator: ASCII.space, maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw .invalidRequestLine }
+        let method = parts[0], target = parts[1], version = parts[2]
+        guard !method.isEmpty, method.allSatisfy(ASCII.isTokenCharacter) else { throw .invalidRequestLine }
+        guard !target.isEmpty, target.allSatisfy(ASCII.isVisible) else { throw .invalidRequestLine }
+        return (String(decoding: method, as: UTF8.self), String(decoding: target, as: UTF8.self), try parseVersion(version))
+    }
+
+    /// `HTTP/1.0` and `HTTP/1.1` are accepted; any other `HTTP/x.y` is unsupported.
+    private static func parseVersion(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> Version {
+        let text = Array(bytes)
+        guard text.count == 8, text.prefix(5).elementsEqual("HTTP/".utf8), text[6] == UInt8(ascii: "."),
+              ASCII.isDigit(text[5]), ASCII.isDigit(text[7]) else {
+            throw .invalidRequestLine
+        }
+        let major = text[5] - UInt8(ascii: "0"), minor = text[7] - UInt8(ascii: "0")
+        guard major == 1, minor <= 1 else { throw .unsupportedVersion }
+        return Version(minor: minor)
+    }
+
+    private static func parseField(_ line: ArraySlice<UInt8>) throws(ParseError) -> Field {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw .invalidField }
+        let name = line[line.startIndex..<colon]
+        // Rejects obsolete folding (a leading space) and space before the colon.
+        guard !name.isEmpty, name.allSatisfy(ASCII.isTokenCharacter) else { throw .invalidField }
+        var value = line[(colon + 1)...]
+        while let first = value.first, ASCII.isWhitespace(first) { value = value.dropFirst() }
+        while let last = value.last, ASCII.isWhitespace(last) { value = value.dropLast() }
+        guard value.allSatisfy(ASCII.isFieldValueCharacter) else { throw .invalidField }
+        return Field(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+    }
+
+    /// The agreed Content-Length, 0 without one. Repeated values (in several
+    /// fields or a comma list) must all be equal.
+    private static func contentLength(in fields: [Field]) throws(ParseError) -> Int {
+        var length: Int?
+        for field in fields where field.name.lowercased() == "content-length" {
+            for item in field.value.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let value = decimal(item.trimmingWhitespace().utf8) else { throw .invalidContentLength }
+                if let length, length != value { throw .invalidContentLength }
+                length = value
+            }
+        }
+        return length ?? 0
+    }
+
+    /// A non-negative decimal number without sign or spaces, or nil (also on overflow).
+    private static func decimal(_ digits: some Collection<UInt8>) -> Int? {
+        guard !digits.isEmpty else { return nil }
+        var value = 0
+        for digit in digits {
+            guard ASCII.isDigit(digit) else { return nil }
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = shifted.addingReportingOverflow(Int(digit - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    /// The lowercased comma-separated tokens of every field named `name`.
+    private static func tokens(in fields: [Field], named name: String) -> Set<String> {
+        var result = Set<String>()
+        for field in fields where field.name.lowercased() == name {
+            for item in field.value.split(separator: ",") {
+                let token = item.trimmingWhitespace().lowercased()
+                if !token.isEmpty { result.insert(token) }
+            }
+        }
+        return result
+    }
+}
+
+/// Byte classes of RFC 9110.
+enum ASCII {
+    static let cr = UInt8(ascii: "\r")
+    static let lf = UInt8(ascii: "\n")
+    static let space = UInt8(ascii: " ")
+    static let tab = UInt8(ascii: "\t")
+
+    static func isDigit(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) }
+
+    static func isWhitespace(_ byte: UInt8) -> Bool { byte == space || byte == tab }
+
+    /// VCHAR: printable ASCII without space.
+    static func isVisible(_ byte: UInt8) -> Bool { (0x21...0x7E).contains(byte) }
+
+    /// tchar: the characters of methods and field names.
+    static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), 0x30...0x39:
+            true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+
+    /// field-content: visible characters, space, tab and obs-text (0x80 and up).
+    static func isFieldValueCharacter(_ byte: UInt8) -> Bool {
+        isVisible(byte) || isWhitespace(byte) || byte >= 0x80
+    }
+}
+
+private extension Substring {
+    /// Drops spaces and tabs from both ends.
+    func trimmingWhitespace() -> Substring {
+        var result = self
+        while let first = result.first, first == " " || first == "\t" { result = result.dropFirst() }
+        while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }
+        return result
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import AsyncNSS
+import Logging
+
+/// `nss-tls serve`: a TLS server that describes each connection to HTTP
+/// clients and echoes everything else.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Accept TLS connections: answer HTTP/1.x requests with the connection's parameters, echo anything else.",
+        discussion: """
+            Without --cert/--key or --db/--nickname, the server presents an in-memory \
+            self-signed certificate for localhost, 127.0.0.1 and ::1.
+
+            Once bound it prints "nss-tls: listening on HOST:PORT" on standard output \
+            (useful with --port 0). It logs one line per connection on standard error: \
+            the peer, the TLS version, the cipher suite and how the connection ended. \
+            Failed handshakes are logged too.
+
+            A client whose first line is an HTTP/1.0 or HTTP/1.1 request line gets a \
+            text/plain page for each request (version, cipher, ALPN, resumption, SNI, \
+            client certificate); keep-alive and pipelining are supported. Any other \
+            client is echoed until it closes. SIGINT or SIGTERM closes the listener \
+            and every connection, then exits 0.
+            """
+    )
+
+    @Option(help: "The address to listen on (IPv4 or IPv6).")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on; 0 picks a free one.")
+    var port = 8443
+
+    @Option(help: ArgumentHelp("A PEM certificate chain, leaf first (with --key).", valueName: "pem-file"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("The PKCS#8 PEM private key of --cert.", valueName: "pem-file"))
+    var key: String?
+
+    @Option(help: ArgumentHelp("An NSS database directory holding the server certificate (with --nickname).", valueName: "dir"))
+    var db: String?
+
+    @Option(help: ArgumentHelp("The nickname of the certificate in --db.", valueName: "name"))
+    var nickname: String?
+
+    @Option(name: .customLong("db-password"), help: ArgumentHelp("The password of --db, if it has one.", valueName: "password"))
+    var dbPassword: String?
+
+    @OptionGroup var tls: TLSOptions
+
+    @Flag(name: .long, help: "Log at debug level.")
+    var verbose = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else {
+            throw ValidationError("--port must be between 0 and 65535.")
+        }
+        switch (cert, key) {
+        case (.some, nil): throw ValidationError("--cert needs --key.")
+        case (nil, .some): throw ValidationError("--key needs --cert.")
+        default: break
+        }
+        switch (db, nickname) {
+        case (.some, nil): throw ValidationError("--db needs --nickname.")
+        case (nil, .some): throw ValidationError("--nickname needs --db.")
+        default: break
+        }
+        if cert != nil, db != nil {
+            throw ValidationError("Use either --cert/--key or --db/--nickname, not both.")
+        }
+        if dbPassword != nil, db == nil {
+            throw ValidationError("--db-password needs --db.")
+        }
+    }
+
+    func run() async throws {
+        let logger = CommandLogging.logger(level: verbose ? .debug : .info)
+        SignalWatcher.ignoreBrokenPipes()
+        let listener: TLSListener
+        do {
+            let configuration = try await makeConfiguration(logger: logger)
+            listener = try await TLSListener.bind(host: host, port: port, configuration: configuration, logger: logger)
+        } catch {
+            StandardOutput.printError("nss-tls: \(error)")
+            try? await NSSRuntime.shutdown()
+            throw ExitCode(1)
+        }
+        do {
+            try StandardOutput.writeLine("nss-tls: listening on \(listener.localAddress)")
+        } catch {
+            logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
+        }
+        await Server(listener: listener, logger: logger).run(until: SignalWatcher())
+        do {
+            try await NSSRuntime.shutdown()
+        } catch {
+            logger.debug("NSS shutdown reported a problem", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The server configuration: the identity from the flags (or a self-signed
+    /// one), versions, ALPN and handshake timeout.
+    private func makeConfiguration(logger: Logger) async throws -> TLSConfiguration {
+        let identity: TLSIdentity
+        if let cert, let key {
+            identity = try await TLSIdentity.pem(certificateChainFile: cert, privateKeyFile: key)
+        } else if let db, let nickname {
+            identity = try await TLSIdentity.database(db, nickname: nickname, password: dbPassword)
+        } else {
+            let names = ["localhost", "127.0.0.1", "::1"]
+            identity = try await TLSIdentity.selfSigned(names: names)
+            logger.notice("no --cert/--key or --db given: using an in-memory self-signed certificate for \(names.joined(separator: ", "))")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
+        tls.apply(to: &configuration)
+        return configuration
+    }
+}
