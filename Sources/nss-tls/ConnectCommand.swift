@@ -16,9 +16,9 @@ struct ConnectCommand: AsyncParsableCommand {
 
             Exit codes:
               0   the server closed the connection with close_notify
-              1   connecting, the handshake or the transfer failed; the NSS error \
-            name and text are printed, for example SSL_ERROR_BAD_CERT_DOMAIN
-              3   the server closed TCP without close_notify: the data may be truncated
+              1   connecting, the handshake or the transfer failed; the NSS
+                  error name and text are printed (SSL_ERROR_BAD_CERT_DOMAIN, ...)
+              3   the server closed TCP without close_notify (data may be cut off)
               64  invalid arguments
             """
     )
@@ -84,8 +84,10 @@ struct ConnectCommand: AsyncParsableCommand {
         await connection.close()
         try? await NSSRuntime.shutdown()
         switch ending {
-        case .clean:
-            return
+        case .clean(let unsentInput):
+            if let unsentInput {
+                StandardOutput.printError("nss-tls: warning: the server closed before all of standard input was sent: \(unsentInput)")
+            }
         case .truncated:
             StandardOutput.printError("nss-tls: warning: the server closed the connection without close_notify; the data may be truncated")
             throw ExitCode(3)

@@ -7,8 +7,10 @@ struct Relay {
 
     /// How a relay ended.
     enum Ending {
-        /// The server closed with close_notify and everything reached standard output.
-        case clean
+        /// The server closed with close_notify and everything reached standard
+        /// output. `unsentInput` tells why some of standard input could not be
+        /// sent, if the server stopped reading first.
+        case clean(unsentInput: (any Error)?)
         /// The server closed TCP without close_notify.
         case truncated
         /// Reading, writing or a standard stream failed.
@@ -16,9 +18,13 @@ struct Relay {
     }
 
     private enum Event {
-        /// Standard input ended and close_notify was sent.
+        /// Standard input ended and close_notify was sent (or could not be
+        /// sent because the server had closed already).
         case uploadFinished
+        /// Sending standard input failed.
         case uploadFailed(any Error)
+        /// Reading standard input failed.
+        case inputFailed(any Error)
         case downloadEnded(Ending)
     }
 
@@ -34,30 +40,38 @@ struct Relay {
                 case .uploadFinished:
                     continue
                 case .uploadFailed(let error):
-                    // The download usually reports why the connection broke; wait for it.
+                    // The server may have closed; the download tells how.
                     uploadError = error
+                case .inputFailed(let error):
+                    group.cancelAll()
+                    return .failed(error)
                 case .downloadEnded(let ending):
                     // The server is done; stop reading standard input.
                     group.cancelAll()
-                    if case .clean = ending, let uploadError { return .failed(uploadError) }
+                    if case .clean = ending, let uploadError { return .clean(unsentInput: uploadError) }
                     return ending
                 }
             }
-            return uploadError.map(Ending.failed) ?? .clean
+            return .clean(unsentInput: uploadError)
         }
     }
 
     private func upload() async -> Event {
         do {
             for try await chunk in StandardInput.start() {
-                try await connection.write(chunk)
+                do {
+                    try await connection.write(chunk)
+                } catch {
+                    return .uploadFailed(error)
+                }
             }
-            try Task.checkCancellation()
-            try await connection.shutdownOutput()
-            return .uploadFinished
         } catch {
-            return .uploadFailed(error)
+            return Task.isCancelled ? .uploadFinished : .inputFailed(error)
         }
+        if Task.isCancelled { return .uploadFinished }
+        // Fails harmlessly when the server has closed the connection already.
+        try? await connection.shutdownOutput()
+        return .uploadFinished
     }
 
     private func download() async -> Event {
@@ -65,7 +79,7 @@ struct Relay {
             for try await chunk in connection.inbound {
                 try StandardOutput.write(chunk)
             }
-            return .downloadEnded(.clean)
+            return .downloadEnded(.clean(unsentInput: nil))
         } catch let error as TLSError where error.kind == .truncated {
             return .downloadEnded(.truncated)
         } catch {

@@ -91,11 +91,13 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
         }
         await Server(listener: listener, logger: logger).run(until: SignalWatcher())
+        logger.debug("shutting NSS down")
         do {
             try await NSSRuntime.shutdown()
         } catch {
             logger.debug("NSS shutdown reported a problem", metadata: ["error": "\(error)"])
         }
+        logger.debug("stopped")
     }
 
     /// The server configuration: the identity from the flags (or a self-signed

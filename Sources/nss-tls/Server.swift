@@ -20,6 +20,7 @@ struct Server {
             await group.next()
             group.cancelAll()
         }
+        logger.debug("closing the listener")
         await listener.close()
     }
 
