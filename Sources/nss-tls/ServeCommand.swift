@@ -19,8 +19,10 @@ struct ServeCommand: AsyncParsableCommand {
 
             A client whose first line is an HTTP/1.0 or HTTP/1.1 request line gets a \
             text/plain page for each request (version, cipher, ALPN, resumption, SNI, \
-            client certificate); keep-alive and pipelining are supported. Any other \
-            client is echoed until it closes. SIGINT or SIGTERM closes the listener \
+            client certificate, asked for with --client-auth); keep-alive and \
+            pipelining are supported. The server speaks only HTTP/1.x: offering h2 \
+            with --alpn makes h2 clients fall through to the echo. Any other client \
+            is echoed until it closes. SIGINT or SIGTERM closes the listener \
             and every connection, then exits 0.
             """
     )
@@ -46,6 +48,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("db-password"), help: ArgumentHelp("The password of --db, if it has one.", valueName: "password"))
     var dbPassword: String?
 
+    @Option(name: .customLong("client-auth"), help: "Whether to ask clients for a certificate.")
+    var clientAuth = ClientAuthArgument.none
+
+    @Option(name: .customLong("client-ca"), help: ArgumentHelp("Verify client certificates against the CA certificates of this PEM file (default: the system roots).", valueName: "pem-file"))
+    var clientCA: String?
+
     @OptionGroup var tls: TLSOptions
 
     @Flag(name: .long, help: "Log at debug level.")
@@ -67,6 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if cert != nil, db != nil {
             throw ValidationError("Use either --cert/--key or --db/--nickname, not both.")
+        }
+        if clientCA != nil, clientAuth == .none {
+            throw ValidationError("--client-ca needs --client-auth request or require.")
         }
         if dbPassword != nil, db == nil {
             throw ValidationError("--db-password needs --db.")
@@ -115,6 +126,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
         tls.apply(to: &configuration)
+        configuration.clientCertificatePolicy = clientAuth.policy
+        if let clientCA {
+            configuration.trust = try await TLSTrust.pem(file: clientCA)
+        }
         return configuration
     }
 }
