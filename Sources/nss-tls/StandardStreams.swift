@@ -82,17 +82,20 @@ struct StandardInput: AsyncSequence, Sendable {
                 demand.wait()
                 var chunk = [UInt8](repeating: 0, count: Swift.max(1, chunkSize))
                 var count: Int
+                var code: Int32 = 0
                 repeat {
                     count = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-                } while count < 0 && errno == EINTR
+                    code = count < 0 ? errno : 0
+                } while code == EINTR
                 if count > 0 {
                     chunk.removeLast(chunk.count - count)
                     continuation.yield(chunk)
-                } else if count == 0 {
+                } else if count == 0 || code == EBADF {
+                    // End of file, or no standard input at all (`<&-`).
                     continuation.finish()
                     return
                 } else {
-                    continuation.finish(throwing: StandardStreamError(operation: "reading standard input", code: errno))
+                    continuation.finish(throwing: StandardStreamError(operation: "reading standard input", code: code))
                     return
                 }
             }
