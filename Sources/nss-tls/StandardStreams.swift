@@ -16,10 +16,32 @@ struct StandardStreamError: Error, CustomStringConvertible {
     var description: String { "\(operation): \(String(cString: strerror(code)))" }
 }
 
+/// Descriptors 0, 1 and 2 as the process started with them.
+enum StandardDescriptors {
+    /// Whether `descriptor` is a file, pipe, terminal or socket.
+    ///
+    /// When the tool is started with a standard stream closed (`<&-`), the
+    /// Swift runtime's event loop takes the free number for an epoll or
+    /// eventfd descriptor before any of our code runs; such anonymous
+    /// descriptors have no file type, and must not be read or written.
+    static func isStream(_ descriptor: Int32) -> Bool {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return false }
+        return status.st_mode & S_IFMT != 0
+    }
+
+    static let inputIsStream = isStream(0)
+    static let outputIsStream = isStream(1)
+    static let errorIsStream = isStream(2)
+}
+
 /// Writes to standard output and standard error with `write(2)`, unbuffered.
 enum StandardOutput {
     /// Writes every byte to standard output, retrying partial writes.
     static func write(_ bytes: [UInt8]) throws(StandardStreamError) {
+        guard StandardDescriptors.outputIsStream else {
+            throw StandardStreamError(operation: "writing to standard output", code: EBADF)
+        }
         try writeAll(bytes, to: 1, operation: "writing to standard output")
     }
 
@@ -30,6 +52,7 @@ enum StandardOutput {
 
     /// Writes `line` and a newline to standard error, ignoring failures.
     static func printError(_ line: String) {
+        guard StandardDescriptors.errorIsStream else { return }
         try? writeAll(Array((line + "\n").utf8), to: 2, operation: "writing to standard error")
     }
 
@@ -77,6 +100,11 @@ struct StandardInput: AsyncSequence, Sendable {
     static func start(chunkSize: Int = 16 * 1024) -> StandardInput {
         let (chunks, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self)
         let demand = DispatchSemaphore(value: 0)
+        guard StandardDescriptors.inputIsStream else {
+            // Standard input is closed: nothing to send.
+            continuation.finish()
+            return StandardInput(chunks: chunks, demand: demand)
+        }
         let started = DetachedThread.start {
             while true {
                 demand.wait()
@@ -90,8 +118,7 @@ struct StandardInput: AsyncSequence, Sendable {
                 if count > 0 {
                     chunk.removeLast(chunk.count - count)
                     continuation.yield(chunk)
-                } else if count == 0 || code == EBADF {
-                    // End of file, or no standard input at all (`<&-`).
+                } else if count == 0 {
                     continuation.finish()
                     return
                 } else {
