@@ -142,4 +142,31 @@ struct HandshakeEventHubTests {
         hub.finish()
         #expect(await collect(kept).map(\.sequenceNumber) == [1, 2])
     }
+
+    @Test("subscribing while another thread publishes loses no event and reorders none")
+    func subscribeDuringPublish() async {
+        // With no more events than the history holds, every subscriber must
+        // see all of them, in order, whenever it subscribed.
+        let total = HandshakeEventHub.historyLimit
+        for round in 0..<100 {
+            let hub = HandshakeEventHub()
+            let publisher = Task.detached {
+                for number in 1...total {
+                    hub.publish(info(number))
+                    await Task.yield()
+                }
+            }
+            var streams: [AsyncStream<HandshakeEvent>] = []
+            for _ in 0..<8 {
+                streams.append(hub.subscribe())
+                await Task.yield()
+            }
+            await publisher.value
+            hub.finish()
+            for stream in streams {
+                let numbers = await collect(stream).map(\.sequenceNumber)
+                #expect(numbers == Array(1...total), "round \(round)")
+            }
+        }
+    }
 }
