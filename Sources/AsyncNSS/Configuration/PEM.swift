@@ -20,7 +20,7 @@ enum PEM {
         var blocks: [PEMBlock] = []
         var open: (label: String, line: Int, body: [UInt8])? = nil
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
             let line = rawLine.trimmingWhitespace()
             if let label = line.boundaryLabel(kind: "BEGIN") {

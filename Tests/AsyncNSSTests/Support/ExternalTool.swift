@@ -1,6 +1,13 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs real peers (openssl, curl, NSS's tstclnt and selfserv) as child processes.
+///
+/// Children are started with posix_spawn and reaped with waitpid on threads of
+/// their own; Foundation's `Process.waitUntilExit` spins a run loop and can
+/// miss the exit of a child it did not reap itself.
 enum ExternalTool {
     /// The full path of `name` on PATH, or nil when it is not installed.
     static func path(_ name: String) -> String? {
@@ -25,26 +32,15 @@ enum ExternalTool {
 
     /// Runs a tool to completion with `input` on stdin, killing it after `timeout` seconds.
     static func run(_ name: String, _ arguments: [String], input: String = "", timeout: Double = 30) async throws -> Output {
-        guard let executable = path(name) else { throw ToolMissing(name: name) }
-        return try await onOwnThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-            process.standardInput = stdin
-            process.standardOutput = stdout
-            process.standardError = stderr
-            try process.run()
-            let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-            let errorData = ErrorCollector(stderr.fileHandleForReading)
-            let outData = stdout.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            killer.cancel()
-            return Output(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: errorData.wait())
+        let child = try ChildProcess(name, arguments, input: input)
+        let killer = Task {
+            try await Task.sleep(for: .seconds(timeout))
+            child.signal(SIGKILL)
         }
+        let status = try await onOwnThread { child.waitForExit() }
+        killer.cancel()
+        let (stdout, stderr) = child.output()
+        return Output(status: status, stdout: stdout, stderr: stderr)
     }
 
     struct ToolMissing: Error, CustomStringConvertible {
@@ -53,60 +49,119 @@ enum ExternalTool {
     }
 }
 
-/// Reads a pipe to its end on a thread of its own.
-final class ErrorCollector: @unchecked Sendable {
+/// Reads a descriptor to its end on a thread of its own.
+final class PipeCollector: @unchecked Sendable {
     // @unchecked Sendable: `data` is written by the reader thread before it
     // signals `done`, and read only after `wait()` has seen that signal.
-    private var data = Data()
+    private var data = [UInt8]()
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ handle: FileHandle) {
+    init(_ fd: Int32) {
         Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                if count <= 0 { break }
+                data.append(contentsOf: buffer[0..<count])
+            }
+            close(fd)
             done.signal()
         }
     }
 
     func wait() -> String {
         done.wait()
+        done.signal()
         return String(decoding: data, as: UTF8.self)
     }
 }
 
-/// A long-running child process (a server), stopped by `stop()` or on deinit.
+/// A child process with piped stdin, stdout and stderr.
 final class ChildProcess: @unchecked Sendable {
-    // @unchecked Sendable: `process` is configured before `init` returns and
-    // afterwards only used through Foundation's thread-safe run-state calls.
-    private let process = Process()
-    private let output: ErrorCollector
-    private let errors: ErrorCollector
+    // @unchecked Sendable: `pid` is set once in init; `exitStatus` is guarded by `lock`.
+    let pid: pid_t
+    private let stdout: PipeCollector
+    private let stderr: PipeCollector
+    private let lock = NSLock()
+    private var exitStatus: Int32? = nil
 
-    init(_ name: String, _ arguments: [String], directory: String? = nil) throws {
+    init(_ name: String, _ arguments: [String], input: String? = nil) throws {
         guard let executable = ExternalTool.path(name) else { throw ExternalTool.ToolMissing(name: name) }
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        output = ErrorCollector(stdout.fileHandleForReading)
-        errors = ErrorCollector(stderr.fileHandleForReading)
+        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.EMFILE) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        for fd in inPipe + outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        // Threads of the test process block signals; without this the child
+        // would inherit that mask and ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
+        guard status == 0 else {
+            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
+            throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
+        }
+        pid = child
+        stdout = PipeCollector(outPipe[0])
+        stderr = PipeCollector(errPipe[0])
+        if let input {
+            let bytes = Array(input.utf8)
+            _ = bytes.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
+        }
+        close(inPipe[1])
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    func signal(_ signal: Int32) {
+        lock.lock()
+        let running = exitStatus == nil
+        lock.unlock()
+        if running { kill(pid, signal) }
+    }
 
-    /// Terminates the process and returns what it printed.
+    /// Blocks until the child exits; call it on a thread of your own.
+    func waitForExit() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        lock.lock()
+        exitStatus = code
+        lock.unlock()
+        return code
+    }
+
+    func output() -> (String, String) { (stdout.wait(), stderr.wait()) }
+
+    /// Terminates the child, reaps it and returns what it printed.
     @discardableResult
     func stop() -> String {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return "--- stdout\n" + output.wait() + "\n--- stderr\n" + errors.wait()
+        signal(SIGTERM)
+        lock.lock()
+        let reaped = exitStatus != nil
+        lock.unlock()
+        if !reaped { _ = waitForExit() }
+        let (out, err) = output()
+        return "--- stdout\n\(out)\n--- stderr\n\(err)"
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        signal(SIGKILL)
     }
 }
