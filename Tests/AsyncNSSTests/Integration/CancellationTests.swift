@@ -1,0 +1,166 @@
+import AsyncNSS
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Integration {
+    @Suite("Cancellation returns promptly and closes")
+    struct CancellationTests {
+        /// A connected pair: our client and the server side of it.
+        private func pair() async throws -> (TLSListener, TLSConnection, TLSConnection) {
+            let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+            async let serverSide: TLSConnection? = {
+                for try await connection in listener { return connection }
+                return nil
+            }()
+            let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+            guard let server = try await serverSide else { throw TLSError(kind: .closed, operation: "test", message: "no connection") }
+            return (listener, client, server)
+        }
+
+        /// Runs `operation` in a task, cancels it after `delay`, and checks
+        /// that it throws CancellationError within two seconds.
+        private func expectPromptCancellation(after delay: Duration = .milliseconds(200), _ operation: @escaping @Sendable () async throws -> Void) async throws {
+            let task = Task { try await operation() }
+            try await Task.sleep(for: delay)
+            let cancelledAt = ContinuousClock.now
+            task.cancel()
+            let result = await task.result
+            let elapsed = ContinuousClock.now - cancelledAt
+            #expect(throws: CancellationError.self) { try result.get() }
+            #expect(elapsed < .seconds(2), "cancellation took \(elapsed)")
+        }
+
+        @Test("a read")
+        func read() async throws {
+            try await withTimeout(seconds: 30) {
+                let (listener, client, server) = try await pair()
+                let before = FileDescriptors.count()
+                try await expectPromptCancellation {
+                    for try await _ in client.inbound {}
+                }
+                #expect(await FileDescriptors.settle(at: before - 1) == before - 1)
+                // The peer sees the close.
+                var iterator = server.inbound.makeAsyncIterator()
+                #expect(try await iterator.next() == nil)
+                await server.close()
+                await listener.close()
+            }
+        }
+
+        @Test("a write blocked by a peer that does not read")
+        func write() async throws {
+            try await withTimeout(seconds: 30) {
+                let (listener, client, server) = try await pair()
+                let before = FileDescriptors.count()
+                try await expectPromptCancellation(after: .milliseconds(500)) {
+                    let block = [UInt8](repeating: 7, count: 1 << 20)
+                    for _ in 0..<1024 { try await client.write(block) }
+                }
+                #expect(await FileDescriptors.settle(at: before - 1) == before - 1)
+                await server.close()
+                await listener.close()
+            }
+        }
+
+        @Test("an accept")
+        func accept() async throws {
+            try await withTimeout(seconds: 30) {
+                let before = FileDescriptors.count()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                #expect(FileDescriptors.count() > before)
+                try await expectPromptCancellation {
+                    for try await _ in listener {}
+                }
+                #expect(await FileDescriptors.settle(at: before) == before)
+                // The port is closed.
+                #expect(throws: (any Error).self) { try RawTCP(port: listener.port).close() }
+            }
+        }
+
+        @Test("a client handshake with a server that never answers")
+        func clientHandshake() async throws {
+            try await withTimeout(seconds: 30) {
+                let silent = try SilentServer()
+                let before = FileDescriptors.count()
+                let port = silent.port
+                try await expectPromptCancellation(after: .milliseconds(300)) {
+                    _ = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: try await TestIdentities.clientConfiguration())
+                }
+                #expect(await FileDescriptors.settle(at: before) == before)
+                silent.close()
+            }
+        }
+
+        @Test("a server handshake times out and the listener goes on")
+        func serverHandshakeTimeout() async throws {
+            try await withTimeout(seconds: 30) {
+                var configuration = try await TestIdentities.serverConfiguration()
+                configuration.handshakeTimeout = .milliseconds(300)
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration, logger: logger)
+                let server = Task { await EchoServer.serveAll(listener) }
+                let port = listener.port
+                let before = FileDescriptors.count()
+                let stalled = try await onOwnThread { try RawTCP(port: port) }
+                let line = await log.waitForLine(containing: ["handshake failed", "did not complete within"])
+                #expect(line != nil, "\(log.all)")
+                // Only the stalled peer's own socket is still open, on its side.
+                #expect(await FileDescriptors.settle(at: before + 1) == before + 1)
+                stalled.close()
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: try await TestIdentities.clientConfiguration())
+                await client.close()
+                await listener.close()
+                await server.value
+            }
+        }
+
+        @Test("closing the listener ends the sequence without an error")
+        func listenerClose() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let iteration = Task { () -> Int in
+                    var count = 0
+                    for try await connection in listener {
+                        count += 1
+                        await connection.close()
+                    }
+                    return count
+                }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+                await client.close()
+                try await Task.sleep(for: .milliseconds(100))
+                await listener.close()
+                #expect(try await iteration.value == 1)
+            }
+        }
+    }
+}
+
+/// A TCP listener that completes the TCP handshake (in the kernel) but never
+/// accepts or speaks.
+struct SilentServer {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        listen(fd, 16)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { Glibc.close(fd) }
+}
