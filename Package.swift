@@ -45,6 +45,7 @@ let package = Package(
             dependencies: [
                 "AsyncNSS",
                 "CNSS",
+                "nss-tls",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
