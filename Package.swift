@@ -40,6 +40,12 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        .executableTarget(
+            name: "EchoServer",
+            dependencies: ["AsyncNSS"],
+            path: "Examples/EchoServer",
+            swiftSettings: strictSwift6
+        ),
         .testTarget(
             name: "AsyncNSSTests",
             dependencies: [

@@ -2,7 +2,8 @@
 public struct TLSCertificate: Sendable, Hashable, CustomStringConvertible {
     /// The DER encoding of the certificate.
     public let derBytes: [UInt8]
-    /// The subject distinguished name, RFC 4514 style (`CN=localhost,O=Example`).
+    /// The subject distinguished name as an RFC 4514 string, most significant
+    /// RDN last, as NSS prints it: `/CN=client/O=Example` reads `O=Example,CN=client`.
     public let subject: String
 
     init(derBytes: [UInt8], subject: String) {

@@ -12,8 +12,9 @@ public struct TLSTrust: Sendable {
 
     let source: Source
 
-    /// The operating system's CA store, through NSS's builtin roots module
-    /// (`libnssckbi.so`, served by p11-kit on Debian).
+    /// The system's root CAs through NSS's builtin roots module
+    /// (`libnssckbi.so`): Mozilla's root list as shipped with the system's NSS,
+    /// or the system CA store where the distribution links that module to p11-kit.
     public static let systemRoots = TLSTrust(source: .systemRoots)
 
     /// Only these certificates are trusted as anchors (no system roots).

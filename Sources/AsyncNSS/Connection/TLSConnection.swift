@@ -122,7 +122,10 @@ public actor TLSConnection {
         let operation = "shutting down output to \(remoteAddress)"
         try socket.withFD(operation) { fd in
             guard PR_Shutdown(fd, PR_SHUTDOWN_SEND) == PR_SUCCESS else {
-                throw TLSError.fromLastNSSError(operation)
+                let code = PR_GetError()
+                // The peer closed first: there is nothing left to shut down.
+                if code == PRErrorCode(PR_NOT_CONNECTED_ERROR) { return }
+                throw TLSError.fromNSSCode(code, operation)
             }
         }
     }

@@ -42,8 +42,8 @@ final class TokenModules: Sendable {
         }
     }
 
-    /// Loads the builtin roots module (`libnssckbi.so`; on Debian it is p11-kit's
-    /// trust module, which serves the system's CA store).
+    /// Loads the builtin roots module (`libnssckbi.so`: Mozilla's root list as
+    /// the system's NSS ships it; some distributions link it to p11-kit).
     func loadSystemRoots() throws {
         try state.withLock { state in
             if state.systemRoots != nil { return }
