@@ -189,20 +189,14 @@ struct PEMTests {
         let lf = PEM.encode(label: "CERTIFICATE", der: der)
         let crlf = lf.replacingOccurrences(of: "\n", with: "\r\n")
         #expect(try PEM.parse(lf) == [PEMBlock(label: "CERTIFICATE", der: der)])
-        // Swift splits a String into Characters, and "\r\n" is a single
-        // Character that is not equal to "\n": PEM.parse sees one long line.
-        withKnownIssue("PEM.parse splits on the Character \"\\n\", which never matches the \"\\r\\n\" grapheme") {
-            let blocks = try PEM.parse(crlf)
-            #expect(blocks == [PEMBlock(label: "CERTIFICATE", der: der)])
-        }
+        // "\r\n" is one Character in Swift; the parser splits on every newline.
+        #expect(try PEM.parse(crlf) == [PEMBlock(label: "CERTIFICATE", der: der)])
     }
 
     @Test("CRLF errors report the right line")
     func crlfErrorLine() {
-        withKnownIssue("PEM.parse does not split CRLF lines") {
-            let error = parseError("text\r\n-----BEGIN X-----\r\nZm9v\r\n")
-            #expect(error?.line == 2)
-        }
+        let error = parseError("text\r\n-----BEGIN X-----\r\nZm9v\r\n")
+        #expect(error?.line == 2)
     }
 
     // MARK: Errors
@@ -296,7 +290,7 @@ struct PEMTests {
         for _ in 0..<4000 {
             let count = Int.random(in: 0...40, using: &random)
             let text = (0..<count).map { _ in fragments.randomElement(using: &random)! }.joined()
-            let lineCount = text.split(separator: "\n", omittingEmptySubsequences: false).count
+            let lineCount = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).count
             do {
                 let blocks = try PEM.parse(text)
                 parsed += 1
