@@ -24,6 +24,9 @@ enum TestIdentities {
 
     private static let cache = IdentityCache()
 
+    /// Forgets the identity; needed after `NSSRuntime.shutdown()` released it.
+    static func reset() async { await cache.reset() }
+
     /// Makes the identity once, even when many tests ask at the same time.
     private actor IdentityCache {
         var making: Task<TLSIdentity, any Error>?
@@ -33,5 +36,7 @@ enum TestIdentities {
             making = task
             return try await task.value
         }
+
+        func reset() { making = nil }
     }
 }

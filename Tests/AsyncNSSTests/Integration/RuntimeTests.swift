@@ -1,0 +1,50 @@
+import AsyncNSS
+import Testing
+
+extension Integration {
+    @Suite("NSS runtime initialisation and cleanup")
+    struct RuntimeTests {
+        @Test("shutdown closes listeners and connections, and the runtime starts again")
+        func shutdownAndRestart() async throws {
+            try await withTimeout(seconds: 60) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let server = Task { await EchoServer.serveAll(listener) }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+                try await client.write([1])
+                var iterator = client.inbound.makeAsyncIterator()
+                #expect(try await iterator.next() == [1])
+                let reader = Task { () -> (any Error)? in
+                    do {
+                        while try await iterator.next() != nil {}
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                #expect(NSSRuntime.isInitialized)
+
+                try await NSSRuntime.shutdown()
+                await TestIdentities.reset()
+                #expect(!NSSRuntime.isInitialized)
+                // Everything the runtime owned is closed: the listener's sequence
+                // ends and the client's pending read fails.
+                await server.value
+                let readError = await reader.value
+                #expect((readError as? TLSError)?.kind == .closed, "\(String(describing: readError))")
+                await #expect(throws: TLSError.self) { try await client.write([2]) }
+
+                // The runtime comes back on first use.
+                let again = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                #expect(NSSRuntime.isInitialized)
+                let serverAgain = Task { await EchoServer.serveAll(again) }
+                let clientAgain = try await TLSConnection.connect(host: "127.0.0.1", port: again.port, configuration: try await TestIdentities.clientConfiguration())
+                try await clientAgain.write([3])
+                var second = clientAgain.inbound.makeAsyncIterator()
+                #expect(try await second.next() == [3])
+                await clientAgain.close()
+                await again.close()
+                await serverAgain.value
+            }
+        }
+    }
+}
