@@ -42,6 +42,16 @@ public struct TLSConfiguration: Sendable {
         self.trust = trust
     }
 
+    /// Checks the configuration and the port before a connect or a bind, and
+    /// returns the port and the running runtime.
+    func prepare(port: Int, _ operation: String) throws -> (UInt16, RuntimeServices) {
+        guard let port = UInt16(exactly: port) else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
+        }
+        try validate(operation)
+        return (port, try Runtime.shared.services())
+    }
+
     /// Checks the values that do not depend on the peer.
     func validate(_ operation: String) throws {
         guard minimumVersion <= maximumVersion else {

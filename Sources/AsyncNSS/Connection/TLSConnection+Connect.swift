@@ -14,11 +14,7 @@ extension TLSConnection {
         configuration: TLSConfiguration = .makeClientConfiguration()
     ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
-        guard let port = UInt16(exactly: port) else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
-        }
-        try configuration.validate(operation)
-        let services = try Runtime.shared.services()
+        let (port, services) = try configuration.prepare(port: port, operation)
         let verification = try await TrustPreparation.verification(for: configuration.trust, services: services)
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host

@@ -55,11 +55,7 @@ public actor TLSListener: AsyncSequence {
         logger: Logger = Logger(label: "AsyncNSS.TLSListener")
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
-        guard let port = UInt16(exactly: port) else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
-        }
-        try configuration.validate(operation)
-        let services = try Runtime.shared.services()
+        let (port, services) = try configuration.prepare(port: port, operation)
         let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none
             ? .none
             : try await TrustPreparation.verification(for: configuration.trust, services: services)
