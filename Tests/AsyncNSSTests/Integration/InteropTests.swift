@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 extension Integration {
-    @Suite("Interop with OpenSSL, curl and NSS's own tools")
+    @Suite("Interop with OpenSSL, GnuTLS, curl and NSS's own tools")
     struct InteropTests {
         static let versions: [(TLSVersion, String)] = [(.tls12, "1.2"), (.tls13, "1.3")]
 
@@ -14,7 +14,7 @@ extension Integration {
             return (listener, Task { await TestServers.pong(listener) }, pki)
         }
 
-        @Test("openssl s_client talks to our server", .enabled(if: ExternalTool.isInstalled("openssl")), arguments: ["-tls1_2", "-tls1_3"])
+        @Test("openssl s_client talks to our server", .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"), arguments: ["-tls1_2", "-tls1_3"])
         func opensslClient(versionFlag: String) async throws {
             try await withTimeout(seconds: 60) {
                 let (listener, server, pki) = try await pemServer()
@@ -32,7 +32,7 @@ extension Integration {
             }
         }
 
-        @Test("curl fetches from our server", .enabled(if: ExternalTool.isInstalled("curl")), arguments: [["--tlsv1.2", "--tls-max", "1.2"], ["--tlsv1.3"]])
+        @Test("curl fetches from our server", .enabled(if: ExternalTool.isInstalled("curl"), "needs curl: apt-get install curl"), arguments: [["--tlsv1.2", "--tls-max", "1.2"], ["--tlsv1.3"]])
         func curl(versionFlags: [String]) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
@@ -48,7 +48,7 @@ extension Integration {
             }
         }
 
-        @Test("our client talks to openssl s_server", .enabled(if: ExternalTool.isInstalled("openssl")), arguments: ["-tls1_2", "-tls1_3"])
+        @Test("our client talks to openssl s_server", .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"), arguments: ["-tls1_2", "-tls1_3"])
         func opensslServer(versionFlag: String) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
@@ -70,7 +70,7 @@ extension Integration {
             }
         }
 
-        @Test("NSS tstclnt talks to our server", .enabled(if: ExternalTool.isInstalled("tstclnt", "certutil", "pk12util")), arguments: ["tls1.2:tls1.2", "tls1.3:tls1.3"])
+        @Test("NSS tstclnt talks to our server", .enabled(if: ExternalTool.isInstalled("tstclnt", "certutil", "pk12util"), "needs tstclnt and certutil and pk12util: apt-get install libnss3-tools"), arguments: ["tls1.2:tls1.2", "tls1.3:tls1.3"])
         func tstclnt(range: String) async throws {
             try await withTimeout(seconds: 60) {
                 let (listener, server, pki) = try await pemServer()
@@ -85,7 +85,20 @@ extension Integration {
             }
         }
 
-        @Test("our client talks to NSS selfserv", .enabled(if: ExternalTool.isInstalled("selfserv", "certutil", "pk12util")), arguments: ["tls1.2:tls1.2", "tls1.3:tls1.3"])
+        @Test("gnutls-cli talks to our server", .enabled(if: ExternalTool.isInstalled("gnutls-cli"), "needs gnutls-cli: apt-get install gnutls-bin"), arguments: ["NORMAL:-VERS-ALL:+VERS-TLS1.2", "NORMAL:-VERS-ALL:+VERS-TLS1.3"])
+        func gnutlsClient(priority: String) async throws {
+            try await withTimeout(seconds: 60) {
+                let (listener, server, pki) = try await pemServer()
+                let output = try await ExternalTool.run("gnutls-cli", ["--x509cafile", pki.caCertificate, "--priority", priority, "-p", "\(listener.port)", "localhost"], input: "ping\n", timeout: 10)
+                let expected = priority.hasSuffix("1.2") ? "TLSv1.2" : "TLSv1.3"
+                #expect(output.stdout.contains("pong: ping \(expected)"), "\(output)")
+                #expect(output.stdout.contains("Handshake was completed") || output.stderr.contains("Handshake was completed"), "\(output)")
+                await listener.close()
+                await server.value
+            }
+        }
+
+        @Test("our client talks to NSS selfserv", .enabled(if: ExternalTool.isInstalled("selfserv", "certutil", "pk12util"), "needs selfserv and certutil and pk12util: apt-get install libnss3-tools"), arguments: ["tls1.2:tls1.2", "tls1.3:tls1.3"])
         func selfserv(range: String) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
