@@ -21,7 +21,8 @@ extension Integration {
         }
 
         /// Runs `operation` in a task, cancels it after `delay`, and checks
-        /// that it throws CancellationError within two seconds.
+        /// that it throws CancellationError well before any timeout would (5 s,
+        /// generous for a loaded machine: a working cancel takes milliseconds).
         private func expectPromptCancellation(after delay: Duration = .milliseconds(200), _ operation: @escaping @Sendable () async throws -> Void) async throws {
             let task = Task { try await operation() }
             try await Task.sleep(for: delay)
@@ -30,7 +31,7 @@ extension Integration {
             let result = await task.result
             let elapsed = ContinuousClock.now - cancelledAt
             #expect(throws: CancellationError.self) { try result.get() }
-            #expect(elapsed < .seconds(2), "cancellation took \(elapsed)")
+            #expect(elapsed < .seconds(5), "cancellation took \(elapsed)")
         }
 
         @Test("a read")
