@@ -50,10 +50,14 @@ enum SSLSocketSetup {
         }
     }
 
-    /// The name a client sends as SNI and verifies the certificate against.
-    static func applyClient(serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
+    /// The name a client sends as SNI and verifies the certificate against,
+    /// and the session-cache partition of its configuration.
+    static func applyClient(_ configuration: TLSConfiguration, serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
         guard SSL_SetURL(fd, serverName) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting the server name \(serverName)")
+        }
+        guard SSL_SetSockPeerID(fd, SessionCacheKey.peerID(for: configuration)) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): setting the session cache key")
         }
     }
 

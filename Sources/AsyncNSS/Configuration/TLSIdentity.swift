@@ -75,6 +75,8 @@ final class IdentityMaterial: Sendable {
     let chain: [TLSCertificate]
     /// What the identity was loaded from, for error messages.
     let source: String
+    /// Identifies this identity in client session-cache keys.
+    let serial = SessionCacheKey.nextSerial()
 
     init(certificate: CertificateObject, privateKey: PrivateKeyObject, intermediates: [CertificateObject], chain: [TLSCertificate], source: String) {
         self.certificate = certificate

@@ -59,6 +59,8 @@ public struct TLSTrust: Sendable {
 /// Trust anchors given as certificates, imported into NSS when first used.
 final class TrustAnchors: Sendable {
     let certificates: [TLSCertificate]
+    /// Identifies this set of anchors in client session-cache keys.
+    let serial = SessionCacheKey.nextSerial()
     private let imported = Locked<[CertificateObject]?>(nil)
 
     init(_ certificates: [TLSCertificate]) { self.certificates = certificates }

@@ -79,7 +79,7 @@ extension TLSConnection {
                 try TCPSocketOptions.setNonblocking(fd)
                 try TCPSocketOptions.setNoDelay(fd)
                 try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: false, operation: operation)
-                try SSLSocketSetup.applyClient(serverName: serverName, to: fd, operation: operation)
+                try SSLSocketSetup.applyClient(configuration, serverName: serverName, to: fd, operation: operation)
                 try callbacks.install(on: fd)
             }
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
