@@ -27,7 +27,14 @@ enum SSLSocketSetup {
         guard let identity = configuration.identity else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a server needs an identity: TLSIdentity.pem, .database or .selfSigned")
         }
-        try setOption(fd, SSL_ENABLE_SESSION_TICKETS, true, operation)
+        // The server session cache and the ticket keys belong to the whole
+        // process, and NSS resumes a TLS 1.3 ticket without asking whether the
+        // session carried a client certificate. A listener that asks for client
+        // certificates therefore never resumes: every client is verified
+        // against this listener's own trust.
+        let verifiesClients = configuration.clientCertificatePolicy != .none
+        try setOption(fd, SSL_ENABLE_SESSION_TICKETS, !verifiesClients, operation)
+        try setOption(fd, SSL_NO_CACHE, verifiesClients, operation)
         let material = identity.material
         let status = try material.certificate.withPointer(operation) { certificate in
             try material.privateKey.withPointer(operation) { key in
