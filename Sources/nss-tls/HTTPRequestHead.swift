@@ -108,7 +108,8 @@ struct HTTPRequestHead: Sendable, Hashable {
     /// The index just past the first `CRLF CRLF` at or after `start`, if there is one.
     static func endOfHead(in bytes: [UInt8], searchingFrom start: Int = 0) -> Int? {
         var index = max(0, start)
-        while index + 3 < bytes.count {
+        // `index < bytes.count - 3` rather than `index + 3 < count`: no overflow for any start.
+        while bytes.count >= 4, index < bytes.count - 3 {
             if bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf, bytes[index + 2] == ASCII.cr, bytes[index + 3] == ASCII.lf {
                 return index + 4
             }
