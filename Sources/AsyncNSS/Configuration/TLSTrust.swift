@@ -80,10 +80,11 @@ final class TrustAnchors: Sendable {
         return anchors
     }
 
-    /// The anchors as NSS certificates, imported once.
+    /// The anchors as NSS certificates, imported once per runtime (again after
+    /// an ``NSSRuntime/shutdown()`` released them).
     func objects(services: RuntimeServices) throws -> [CertificateObject] {
         try imported.withLock { imported in
-            if let imported { return imported }
+            if let imported, imported.allSatisfy(\.isLive) { return imported }
             let objects = try certificates.enumerated().map { index, certificate in
                 CertificateObject(
                     certificate: try CertificateImport.temporaryCertificate(certificate.derBytes, operation: "importing trust anchor \(index + 1)"),

@@ -28,6 +28,9 @@ final class NSSObject<Pointee>: RuntimeResource, @unchecked Sendable {
         }
     }
 
+    /// Whether the object still holds its NSS pointer (shutdown has not released it).
+    var isLive: Bool { pointer.withLock { $0 != nil } }
+
     /// Runs `body` with the live pointer.
     func withPointer<Result>(_ operation: @autoclosure () -> String, _ body: (UnsafeMutablePointer<Pointee>) throws -> Result) throws -> Result {
         try pointer.withLock { pointer in
