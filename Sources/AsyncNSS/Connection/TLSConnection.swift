@@ -19,8 +19,11 @@ public actor TLSConnection {
     let callbacks: ConnectionCallbacks
     private let initialEvent: HandshakeEvent
     private var machine: ConnectionStateMachine
+    /// Writes take turns: a write that waits for the network must not be
+    /// interleaved with another. The turn passes directly to the next waiter.
     private var writeInProgress = false
-    private var writeWaiters: [CheckedContinuation<Void, Never>] = []
+    private var writeWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var nextWriteWaiter: UInt64 = 0
 
     init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
         self.socket = socket
@@ -79,7 +82,7 @@ public actor TLSConnection {
     /// Writes every byte, waiting while the peer or the network is slow.
     /// Returns once NSS has taken all of them.
     public func write(_ bytes: [UInt8]) async throws {
-        await acquireWriteTurn()
+        try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if case .fail(let error) = machine.beginWrite() { throw error }
         let operation = "writing to \(remoteAddress)"
@@ -115,7 +118,7 @@ public actor TLSConnection {
     /// Sends close_notify and shuts down the sending side, keeping the
     /// receiving side open (a TLS half-close).
     public func shutdownOutput() async throws {
-        await acquireWriteTurn()
+        try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if machine.isClosed { return }
         machine.outputWasShutDown()
@@ -134,6 +137,11 @@ public actor TLSConnection {
     /// with ``TLSError/Kind/closed``. Idempotent.
     public func close() async {
         guard machine.close() else { return }
+        let waiting = writeWaiters
+        writeWaiters.removeAll()
+        for waiter in waiting {
+            waiter.continuation.resume(throwing: TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
+        }
         await socket.close()
         callbacks.events.finish()
     }
@@ -177,17 +185,34 @@ public actor TLSConnection {
         }
     }
 
-    private func acquireWriteTurn() async {
-        while writeInProgress {
-            await withCheckedContinuation { writeWaiters.append($0) }
+    private func acquireWriteTurn() async throws {
+        guard writeInProgress else {
+            writeInProgress = true
+            return
         }
-        writeInProgress = true
+        let id = nextWriteWaiter
+        nextWriteWaiter += 1
+        // The continuation is queued before this task suspends, and the
+        // cancellation hop needs the actor, so it always finds the waiter
+        // queued or already resumed.
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { writeWaiters.append((id, $0)) }
+        } onCancel: {
+            Task { await self.cancelWriteWaiter(id) }
+        }
     }
 
+    private func cancelWriteWaiter(_ id: UInt64) {
+        guard let index = writeWaiters.firstIndex(where: { $0.id == id }) else { return }
+        writeWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+
+    /// Hands the turn to the next waiting write, or frees it.
     private func releaseWriteTurn() {
-        writeInProgress = false
-        if !writeWaiters.isEmpty {
-            writeWaiters.removeFirst().resume()
+        if writeWaiters.isEmpty {
+            writeInProgress = false
+        } else {
+            writeWaiters.removeFirst().continuation.resume()
         }
     }
 }

@@ -66,6 +66,26 @@ extension Integration {
             }
         }
 
+        @Test("a write waiting for another write's turn")
+        func queuedWrite() async throws {
+            try await withTimeout(seconds: 30) {
+                let (listener, client, server) = try await pair()
+                // The first write fills the socket buffers (the peer does not read) and holds the turn.
+                let holder = Task {
+                    let block = [UInt8](repeating: 1, count: 1 << 20)
+                    for _ in 0..<1024 { try await client.write(block) }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                try await expectPromptCancellation {
+                    try await client.write([2])
+                }
+                holder.cancel()
+                _ = await holder.result
+                await server.close()
+                await listener.close()
+            }
+        }
+
         @Test("an accept")
         func accept() async throws {
             try await withTimeout(seconds: 30) {

@@ -53,6 +53,45 @@ extension Integration {
             }
         }
 
+        @Test("concurrent writes from several tasks are never interleaved")
+        func concurrentWrites() async throws {
+            try await withTimeout(seconds: 60) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let server = Task { try await EchoServer.serveOne(listener) }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+                let blockSize = 256 * 1024, blocksPerWriter = 16, writers: [UInt8] = [0x41, 0x42, 0x43, 0x44]
+                let reader = Task { () -> [UInt8] in
+                    var received: [UInt8] = []
+                    for try await chunk in client.inbound {
+                        received += chunk
+                        if received.count == blockSize * blocksPerWriter * writers.count { break }
+                    }
+                    return received
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for letter in writers {
+                        group.addTask {
+                            for _ in 0..<blocksPerWriter { try await client.write([UInt8](repeating: letter, count: blockSize)) }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                let received = try await reader.value
+                #expect(received.count == blockSize * blocksPerWriter * writers.count)
+                var counts: [UInt8: Int] = [:]
+                for start in stride(from: 0, to: received.count, by: blockSize) {
+                    let block = received[start..<min(start + blockSize, received.count)]
+                    let first = block.first ?? 0
+                    #expect(block.allSatisfy { $0 == first }, "block at \(start) mixes writers")
+                    counts[first, default: 0] += 1
+                }
+                #expect(counts == Dictionary(uniqueKeysWithValues: writers.map { ($0, blocksPerWriter) }))
+                await client.close()
+                try await server.value
+                await listener.close()
+            }
+        }
+
         @Test("handshake events: the initial handshake is published")
         func handshakeEvents() async throws {
             try await withTimeout(seconds: 30) {
