@@ -35,20 +35,25 @@ struct Relay {
             group.addTask { await upload() }
             group.addTask { await download() }
             var uploadError: (any Error)?
+            var uploadDone = false
             while let event = await group.next() {
                 switch event {
                 case .uploadFinished:
-                    continue
+                    uploadDone = true
                 case .uploadFailed(let error):
                     // The server may have closed; the download tells how.
                     uploadError = error
+                    uploadDone = true
                 case .inputFailed(let error):
                     group.cancelAll()
                     return .failed(error)
                 case .downloadEnded(let ending):
                     // The server is done; stop reading standard input.
                     group.cancelAll()
-                    if case .clean = ending, let uploadError { return .clean(unsentInput: uploadError) }
+                    guard case .clean = ending else { return ending }
+                    if let uploadError { return .clean(unsentInput: uploadError) }
+                    // Standard input had not ended: whatever was still to come is unsent.
+                    if !uploadDone { return .clean(unsentInput: InputNotFinished()) }
                     return ending
                 }
             }
@@ -86,4 +91,9 @@ struct Relay {
             return .downloadEnded(.failed(error))
         }
     }
+}
+
+/// The server closed while standard input was still being read or sent.
+struct InputNotFinished: Error, CustomStringConvertible {
+    var description: String { "standard input had not ended when the server closed" }
 }
