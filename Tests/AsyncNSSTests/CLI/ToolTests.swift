@@ -816,49 +816,12 @@ final class StreamingChild: Sendable {
     }
 
     init(executable: String, _ arguments: [String], stdin: Input) throws {
-        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
-        // Close-on-exec, so children spawned meanwhile by other tests do not
-        // inherit (and hold open) these pipes; dup2 clears the flag on 0, 1 and 2.
-        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
-            for fd in inPipe + outPipe + errPipe where fd >= 0 { close(fd) }
-            throw POSIXError(.EMFILE)
-        }
-        for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if case .closed = stdin {
-            posix_spawn_file_actions_addclose(&actions, 0)
-        } else {
-            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        }
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        // As in ChildProcess: threads of the test process block signals, and a
-        // child inheriting that mask (or ignored dispositions) would ignore SIGTERM.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
-        guard spawned == 0 else {
-            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
-            throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EIO)
-        }
-        pid = child
-        stdout = LineStream(outPipe[0])
-        stderr = LineStream(errPipe[0])
+        let closeInput: Bool
+        if case .closed = stdin { closeInput = true } else { closeInput = false }
+        let child = try Spawn.start(executable: executable, arguments: arguments, closeStandardInput: closeInput)
+        pid = child.pid
+        stdout = LineStream(child.standardOutput)
+        stderr = LineStream(child.standardError)
         let input: [UInt8]
         let keepOpen: Bool
         switch stdin {
@@ -866,7 +829,7 @@ final class StreamingChild: Sendable {
         case .open(let bytes): (input, keepOpen) = (bytes, true)
         case .closed: (input, keepOpen) = ([], false)
         }
-        let writeFD = inPipe[1]
+        let writeFD = child.standardInput
         inputFD = Mutex(keepOpen ? writeFD : -1)
         // Feed stdin on a thread of its own, so a large input cannot block the
         // caller; SIGPIPE is blocked there, so a child that exits early makes

@@ -88,45 +88,15 @@ final class ChildProcess: @unchecked Sendable {
 
     init(_ name: String, _ arguments: [String], input: String? = nil) throws {
         guard let executable = ExternalTool.path(name) else { throw ExternalTool.ToolMissing(name: name) }
-        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
-        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.EMFILE) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        for fd in inPipe + outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        // Threads of the test process block signals; without this the child
-        // would inherit that mask and ignore SIGTERM.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
-        guard status == 0 else {
-            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
-            throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
-        }
-        pid = child
-        stdout = PipeCollector(outPipe[0])
-        stderr = PipeCollector(errPipe[0])
+        let child = try Spawn.start(executable: executable, arguments: arguments)
+        pid = child.pid
+        stdout = PipeCollector(child.standardOutput)
+        stderr = PipeCollector(child.standardError)
         if let input {
             let bytes = Array(input.utf8)
-            _ = bytes.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
+            _ = bytes.withUnsafeBytes { write(child.standardInput, $0.baseAddress, $0.count) }
         }
-        close(inPipe[1])
+        close(child.standardInput)
     }
 
     func signal(_ signal: Int32) {
