@@ -25,6 +25,14 @@ public struct TLSConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// Whether a server asks connecting clients for a certificate.
     public var clientCertificatePolicy: ClientCertificatePolicy = .none
+    /// Identities a server presents by the name a client asks for (SNI).
+    /// Keys are host names, matched without regard to case; `*.example.com`
+    /// matches one label. Other names get ``identity``, or an alert (see
+    /// ``unknownServerName``).
+    public var serverNameIdentities: [String: TLSIdentity] = [:]
+    /// What a server does when a client asks for a name that
+    /// ``serverNameIdentities`` does not know.
+    public var unknownServerName: UnknownServerNamePolicy = .useDefaultIdentity
 
     /// A server configuration: presents `identity`, asks for no client certificate.
     public static func makeServerConfiguration(identity: TLSIdentity) -> TLSConfiguration {
@@ -78,4 +86,12 @@ public enum ClientCertificatePolicy: Sendable, Hashable {
     case request
     /// Ask, and fail the handshake without a valid certificate.
     case require
+}
+
+/// What a server does when a client names a host it has no identity for.
+public enum UnknownServerNamePolicy: Sendable, Hashable {
+    /// Present ``TLSConfiguration/identity``.
+    case useDefaultIdentity
+    /// Fail the handshake with an `unrecognized_name` alert.
+    case reject
 }

@@ -25,6 +25,8 @@ final class ConnectionCallbacks: Sendable {
     /// The name a client checks the certificate against and sends as SNI.
     let serverName: String?
     let identity: TLSIdentity?
+    /// On a server, the per-name identities to switch to on SNI.
+    let serverNameModels: ServerNameModels?
     let services: RuntimeServices
     let events = HandshakeEventHub()
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
@@ -32,11 +34,12 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, serverNameModels: ServerNameModels? = nil, services: RuntimeServices) {
         self.isServer = isServer
         self.verification = verification
         self.serverName = serverName
         self.identity = identity
+        self.serverNameModels = serverNameModels
         self.services = services
     }
 
@@ -64,6 +67,22 @@ final class ConnectionCallbacks: Sendable {
         if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: isServer ? requestedServerName.withLock { $0 } : serverName) {
             events.publish(info)
         }
+    }
+
+    /// Switches a server connection to the identity for `name`. Returns what
+    /// the SNI hook returns: 0 (the first name was chosen), the current
+    /// configuration, or an alert.
+    fileprivate func selectIdentity(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
+        guard let models = serverNameModels else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
+        guard let model = models.model(for: name) else {
+            return models.rejectsUnknownNames ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
+        }
+        let switched = (try? model.withFD("switching to the identity for \(name)") { modelFD in
+            SSL_ReconfigFD(modelFD, fd) != nil
+        }) ?? false
+        // SSL_ReconfigFD copies the model's default hooks over ours: put ours back.
+        guard switched, (try? install(on: fd)) != nil else { return SSL_SNI_SEND_ALERT }
+        return 0
     }
 
     fileprivate func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
@@ -176,15 +195,15 @@ private let alertReceived: SSLAlertCallback = { _, argument, alert in
     }
 }
 
-/// Records the SNI name and keeps the listener's identity. (Choosing an
-/// identity per name builds on this hook.)
-private let serverNameReceived: SSLSNISocketConfig = { _, names, count, argument in
-    guard let callbacks = ConnectionCallbacks.from(argument) else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
-    if let names, count > 0, let data = names.pointee.data, names.pointee.len > 0, names.pointee.len <= 255 {
-        let name = String(decoding: UnsafeBufferPointer(start: data, count: Int(names.pointee.len)), as: UTF8.self)
-        callbacks.requestedServerName.withLock { $0 = name }
-    }
-    return SSL_SNI_CURRENT_CONFIG_IS_USED
+/// Records the SNI name and switches to that name's identity, if the
+/// listener has one.
+private let serverNameReceived: SSLSNISocketConfig = { fd, names, count, argument in
+    guard let fd, let callbacks = ConnectionCallbacks.from(argument),
+          let names, count > 0, let data = names.pointee.data,
+          names.pointee.len > 0, names.pointee.len <= 255 else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
+    let name = String(decoding: UnsafeBufferPointer(start: data, count: Int(names.pointee.len)), as: UTF8.self)
+    callbacks.requestedServerName.withLock { $0 = name }
+    return callbacks.selectIdentity(for: name, on: fd)
 }
 
 private let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkSignature, isServer in

@@ -9,6 +9,7 @@ struct Acceptor: Sendable {
     let model: SocketHandle
     let configuration: TLSConfiguration
     let verification: ConnectionCallbacks.Verification
+    let serverNameModels: ServerNameModels?
     let services: RuntimeServices
     let logger: Logger
     let output: AsyncStream<TLSConnection>.Continuation
@@ -73,7 +74,7 @@ struct Acceptor: Sendable {
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress) async {
         let operation = "handshake with \(peer)"
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, serverNameModels: serverNameModels, services: services)
         do {
             socket = try importAccepted(tcp, callbacks: callbacks, operation: operation)
         } catch {

@@ -25,12 +25,14 @@ public actor TLSListener: AsyncSequence {
 
     private let listeningSocket: SocketHandle
     private let model: SocketHandle
+    private let serverNameModels: ServerNameModels?
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
 
-    private init(listeningSocket: SocketHandle, model: SocketHandle, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>) {
+    private init(listeningSocket: SocketHandle, model: SocketHandle, serverNameModels: ServerNameModels?, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>) {
         self.listeningSocket = listeningSocket
         self.model = model
+        self.serverNameModels = serverNameModels
         self.localAddress = address.description
         self.port = Int(address.port)
         self.connections = connections
@@ -64,9 +66,11 @@ public actor TLSListener: AsyncSequence {
         }
 
         let model = try ServerModelSocket.make(configuration, services: services, operation: operation)
+        let serverNameModels: ServerNameModels?
         let listeningSocket: SocketHandle
         let bound: NetworkAddress
         do {
+            serverNameModels = try ServerNameModels.make(configuration, services: services, operation: operation)
             (listeningSocket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
         } catch {
             await model.close()
@@ -79,13 +83,14 @@ public actor TLSListener: AsyncSequence {
             model: model,
             configuration: configuration,
             verification: verification,
+            serverNameModels: serverNameModels,
             services: services,
             logger: logger,
             output: continuation
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
-        return TLSListener(listeningSocket: listeningSocket, model: model, address: bound, connections: stream, acceptLoop: loop)
+        return TLSListener(listeningSocket: listeningSocket, model: model, serverNameModels: serverNameModels, address: bound, connections: stream, acceptLoop: loop)
     }
 
     /// Stops accepting, abandons handshakes in progress and closes the
@@ -95,6 +100,7 @@ public actor TLSListener: AsyncSequence {
         await listeningSocket.close()
         await acceptLoop.value
         await model.close()
+        await serverNameModels?.close()
     }
 
     public nonisolated func makeAsyncIterator() -> AsyncIterator {
