@@ -185,7 +185,7 @@ public actor TLSConnection {
         }
     }
 
-    private func acquireWriteTurn() async throws {
+    func acquireWriteTurn() async throws {
         guard writeInProgress else {
             writeInProgress = true
             return
@@ -208,7 +208,7 @@ public actor TLSConnection {
     }
 
     /// Hands the turn to the next waiting write, or frees it.
-    private func releaseWriteTurn() {
+    func releaseWriteTurn() {
         if writeWaiters.isEmpty {
             writeInProgress = false
         } else {

@@ -28,6 +28,8 @@ public struct HandshakeEvent: Sendable, Hashable {
         public static let initial = Kind(raw: "initial")
         /// A TLS 1.2 renegotiation.
         public static let renegotiation = Kind(raw: "renegotiation")
+        /// A TLS 1.3 KeyUpdate that this side sent.
+        public static let keyUpdate = Kind(raw: "keyUpdate")
     }
 
     public var kind: Kind

@@ -21,12 +21,14 @@ final class HandshakeEventHub: Sendable {
 
     var handshakeCount: Int { state.withLock { $0.count } }
 
-    /// Records a completed handshake and hands it to every subscriber.
+    /// Records a completed handshake and hands it to every subscriber. With no
+    /// `kind`, the first event is the initial handshake and later ones are
+    /// renegotiations.
     @discardableResult
-    func publish(_ info: TLSConnectionInfo) -> HandshakeEvent {
+    func publish(_ info: TLSConnectionInfo, kind: HandshakeEvent.Kind? = nil) -> HandshakeEvent {
         let (event, subscribers) = state.withLock { state in
             state.count += 1
-            let event = HandshakeEvent(kind: state.count == 1 ? .initial : .renegotiation, sequenceNumber: state.count, info: info)
+            let event = HandshakeEvent(kind: kind ?? (state.count == 1 ? .initial : .renegotiation), sequenceNumber: state.count, info: info)
             state.history.append(event)
             if state.history.count > Self.historyLimit { state.history.removeFirst() }
             return (event, Array(state.subscribers.values))
