@@ -54,15 +54,7 @@ extension TLSConnection {
                 throw TLSError.fromNSSCode(code, operation)
             }
             if flushed { return }
-            switch await socket.wait(for: .write) {
-            case .ready:
-                continue
-            case .cancelled:
-                await close()
-                throw CancellationError()
-            case .closed, .timedOut, .shutDown:
-                throw TLSError(kind: .closed, operation: operation, message: "the connection was closed")
-            }
+            try await waitUntilWritable(operation)
         }
     }
 }

@@ -103,15 +103,21 @@ public actor TLSConnection {
                 offset += Int(step)
                 continue
             }
-            switch await socket.wait(for: .write) {
-            case .ready:
-                continue
-            case .cancelled:
-                await close()
-                throw CancellationError()
-            case .closed, .timedOut, .shutDown:
-                throw TLSError(kind: .closed, operation: operation, message: "the connection was closed while writing")
-            }
+            try await waitUntilWritable(operation)
+        }
+    }
+
+    /// Waits until the socket may take more. A cancelled wait closes the
+    /// connection: a write cannot stop halfway and resume.
+    func waitUntilWritable(_ operation: String) async throws {
+        switch await socket.wait(for: .write) {
+        case .ready:
+            return
+        case .cancelled:
+            await close()
+            throw CancellationError()
+        case .closed, .timedOut, .shutDown:
+            throw TLSError(kind: .closed, operation: operation, message: "the connection was closed while writing")
         }
     }
 
