@@ -1,0 +1,186 @@
+internal import CNSS
+
+/// Which side of the TLS handshake a ``TCPConnection`` takes in ``TCPConnection/startTLS(_:role:)``.
+public enum TLSRole: Sendable, Hashable {
+    case client
+    case server
+}
+
+/// A plain TCP connection over the same poll thread as TLS, for protocols that
+/// start TLS in the middle of a conversation (STARTTLS, as in SMTP, IMAP, LDAP).
+///
+/// Exchange plain bytes with ``receive(maxBytes:)`` and ``write(_:)``, then call
+/// ``startTLS(_:role:)`` to run a handshake on the same socket and get a
+/// ``TLSConnection``. After that this object no longer reads, writes or closes.
+///
+/// - Important: Bytes already received but not yet used when TLS starts are
+///   not handed to TLS; protocols forbid pipelining across STARTTLS for this reason.
+public actor TCPConnection {
+    /// The peer's address, `127.0.0.1:54321` or `[::1]:54321`.
+    public nonisolated let remoteAddress: String
+    /// The host name given to ``connect(host:port:timeout:)``, checked by a TLS client.
+    let hostName: String?
+    let socket: SocketHandle
+    private var upgraded = false
+
+    init(socket: SocketHandle, remoteAddress: String, hostName: String?) {
+        self.socket = socket
+        self.remoteAddress = remoteAddress
+        self.hostName = hostName
+    }
+
+    /// Connects to `host:port` without TLS, trying each resolved address in turn.
+    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10)) async throws -> TCPConnection {
+        let operation = "connecting to \(host):\(port)"
+        guard let port = UInt16(exactly: port) else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
+        }
+        let services = try Runtime.shared.services()
+        let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
+        let deadline = ContinuousClock.now + timeout
+        let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var lastError: any Error = TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
+        for address in addresses {
+            try Task.checkCancellation()
+            guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
+            let socket = SocketHandle(fd, services: services)
+            do {
+                try socket.withFD(operation) { fd in
+                    try TCPSocketOptions.setNonblocking(fd)
+                    try TCPSocketOptions.setNoDelay(fd)
+                }
+                try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
+                return TCPConnection(socket: socket, remoteAddress: address.description, hostName: bareHost)
+            } catch let error as CancellationError {
+                await socket.close()
+                throw error
+            } catch {
+                await socket.close()
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the peer closed.
+    public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
+        let operation = "reading from \(remoteAddress)"
+        try checkNotUpgraded(operation)
+        while true {
+            var code: PRErrorCode = 0
+            let bytes = try socket.withFD(operation) { fd in
+                [UInt8](unsafeUninitializedCapacity: max(1, maxBytes)) { buffer, count in
+                    let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
+                    count = max(0, Int(result))
+                    if result < 0 { code = PR_GetError() }
+                }
+            }
+            if !bytes.isEmpty { return bytes }
+            if code == 0 { return nil }
+            guard code == NSSErrors.wouldBlock else { throw TLSError.fromNSSCode(code, operation) }
+            try await waitFor(.read, operation)
+        }
+    }
+
+    /// Writes every byte, waiting while the peer is slow.
+    public func write(_ bytes: [UInt8]) async throws {
+        let operation = "writing to \(remoteAddress)"
+        try checkNotUpgraded(operation)
+        var offset = 0
+        while offset < bytes.count {
+            let written = try bytes.withUnsafeBufferPointer { buffer in
+                try socket.withFD(operation) { fd -> Int32 in
+                    let count = PR_Write(fd, buffer.baseAddress.map { $0 + offset }, Int32(clamping: buffer.count - offset))
+                    if count >= 0 { return count }
+                    let code = PR_GetError()
+                    if code == NSSErrors.wouldBlock { return 0 }
+                    throw TLSError.fromNSSCode(code, operation)
+                }
+            }
+            if written > 0 {
+                offset += Int(written)
+            } else {
+                try await waitFor(.write, operation)
+            }
+        }
+    }
+
+    /// Closes the socket, unless TLS was started on it: then the
+    /// ``TLSConnection`` owns it.
+    public func close() async {
+        guard !upgraded else { return }
+        await socket.close()
+    }
+
+    /// Runs a TLS handshake on this socket and returns the TLS connection.
+    ///
+    /// A client checks the server's certificate against `configuration.serverName`,
+    /// or the host given to ``connect(host:port:timeout:)``. A server needs
+    /// `configuration.identity`.
+    public func startTLS(_ configuration: TLSConfiguration, role: TLSRole) async throws -> TLSConnection {
+        let operation = "starting TLS with \(remoteAddress)"
+        try checkNotUpgraded(operation)
+        try configuration.validate(operation)
+        let services = try Runtime.shared.services()
+        let isServer = role == .server
+        let verification: ConnectionCallbacks.Verification = isServer && configuration.clientCertificatePolicy == .none
+            ? .none
+            : try await TrustPreparation.verification(for: configuration.trust, services: services)
+        let serverName = configuration.serverName ?? hostName ?? ""
+        if !isServer, serverName.isEmpty {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a TLS client needs a server name to verify: set TLSConfiguration.serverName")
+        }
+        upgraded = true
+        let callbacks = ConnectionCallbacks(
+            isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
+            identity: isServer ? nil : configuration.identity, services: services
+        )
+        socket.retainCallbackContext(callbacks)
+        do {
+            try socket.withFD(operation) { fd in
+                // SSL_ImportFD pushes the SSL layer on top of this descriptor's
+                // stack; the PRFileDesc pointer stays the same.
+                guard let imported = SSL_ImportFD(nil, fd) else { throw TLSError.fromLastNSSError(operation) }
+                guard imported == fd else {
+                    throw TLSError(kind: .runtime, operation: operation, message: "NSS returned a different descriptor for the TLS layer")
+                }
+                try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: isServer, operation: operation)
+                if isServer {
+                    try SSLSocketSetup.applyServer(configuration, to: fd, operation: operation)
+                } else {
+                    try SSLSocketSetup.applyClient(configuration, serverName: serverName, to: fd, operation: operation)
+                }
+                try callbacks.install(on: fd)
+                // The TCP connection exists already: tell NSS which side to play.
+                guard SSL_ResetHandshake(fd, isServer ? PR_TRUE : PR_FALSE) == SECSuccess else {
+                    throw TLSError.fromLastNSSError(operation)
+                }
+            }
+            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(remoteAddress)")
+            let event = try await driver.run(timeout: configuration.handshakeTimeout)
+            return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+        } catch {
+            await socket.close()
+            callbacks.events.finish()
+            throw error
+        }
+    }
+
+    private func checkNotUpgraded(_ operation: String) throws {
+        if upgraded {
+            throw TLSError(kind: .closed, operation: operation, message: "TLS was started on this connection; use the TLSConnection")
+        }
+    }
+
+    private func waitFor(_ interest: PollInterest, _ operation: String) async throws {
+        switch await socket.wait(for: interest) {
+        case .ready:
+            return
+        case .cancelled:
+            await socket.close()
+            throw CancellationError()
+        case .closed, .timedOut, .shutDown:
+            throw TLSError(kind: .closed, operation: operation, message: "the connection is closed")
+        }
+    }
+}
