@@ -88,19 +88,9 @@ public actor TLSConnection {
         let operation = "writing to \(remoteAddress)"
         var offset = 0
         while offset < bytes.count {
-            // Gotcha 6: after a partial write the next call must start exactly
-            // at bytes[offset]; NSS has already encrypted one byte more.
-            let step = try bytes.withUnsafeBufferPointer { buffer in
-                try socket.withFD(operation) { fd -> Int32 in
-                    let count = PR_Write(fd, buffer.baseAddress.map { $0 + offset }, Int32(clamping: buffer.count - offset))
-                    if count >= 0 { return count }
-                    let code = PR_GetError()
-                    if code == NSSErrors.wouldBlock { return -1 }
-                    throw TLSError.fromNSSCode(code, operation)
-                }
-            }
-            if step > 0 {
-                offset += Int(step)
+            let written = try socket.writeSome(bytes, from: offset, operation: operation)
+            if written > 0 {
+                offset += written
                 continue
             }
             try await waitUntilWritable(operation)

@@ -88,17 +88,9 @@ public actor TCPConnection {
         try checkNotUpgraded(operation)
         var offset = 0
         while offset < bytes.count {
-            let written = try bytes.withUnsafeBufferPointer { buffer in
-                try socket.withFD(operation) { fd -> Int32 in
-                    let count = PR_Write(fd, buffer.baseAddress.map { $0 + offset }, Int32(clamping: buffer.count - offset))
-                    if count >= 0 { return count }
-                    let code = PR_GetError()
-                    if code == NSSErrors.wouldBlock { return 0 }
-                    throw TLSError.fromNSSCode(code, operation)
-                }
-            }
+            let written = try socket.writeSome(bytes, from: offset, operation: operation)
             if written > 0 {
-                offset += Int(written)
+                offset += written
             } else {
                 try await waitFor(.write, operation)
             }
