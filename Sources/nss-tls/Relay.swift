@@ -80,9 +80,11 @@ struct Relay {
     }
 
     private func download() async -> Event {
+        let output = StandardOutputWriter()
+        defer { output.finish() }
         do {
             for try await chunk in connection.inbound {
-                try StandardOutput.write(chunk)
+                try await output.write(chunk)
             }
             return .downloadEnded(.clean(unsentInput: nil))
         } catch let error as TLSError where error.kind == .truncated {
