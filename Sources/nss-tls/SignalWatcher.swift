@@ -10,9 +10,9 @@ import Darwin
 
 /// Turns SIGINT and SIGTERM into an awaitable event, so the server can close
 /// its listener and connections instead of dying mid-write.
+// @unchecked Sendable: `sources` is set in init and only cancelled in
+// deinit; the stream is Sendable.
 final class SignalWatcher: @unchecked Sendable {
-    // @unchecked Sendable: `sources` is set in init and only cancelled in
-    // deinit; the stream is Sendable.
     private let sources: [any DispatchSourceSignal]
     private let stream: AsyncStream<Int32>
 

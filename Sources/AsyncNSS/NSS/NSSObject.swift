@@ -6,11 +6,11 @@ import Synchronization
 ///
 /// The pointer is destroyed in `deinit`, or earlier by ``NSSRuntime/shutdown()``;
 /// after that ``withPointer(_:_:)`` throws instead of touching freed memory.
+// @unchecked Sendable: the pointer lives inside the `Locked` and is only
+// used while holding its lock; `destroy` is a plain C free function. NSS
+// certificates and keys may be used from any thread (they are reference
+// counted and internally locked).
 final class NSSObject<Pointee>: RuntimeResource, @unchecked Sendable {
-    // @unchecked Sendable: the pointer lives inside the `Locked` and is only
-    // used while holding its lock; `destroy` is a plain C free function. NSS
-    // certificates and keys may be used from any thread (they are reference
-    // counted and internally locked).
     private let pointer: Locked<UnsafeMutablePointer<Pointee>?>
     private let destroy: (UnsafeMutablePointer<Pointee>) -> Void
     private let services: RuntimeServices

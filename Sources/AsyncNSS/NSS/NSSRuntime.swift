@@ -120,9 +120,9 @@ final class Runtime: Sendable {
 
 /// NSS's reference-counted init context, plus the process-wide settings that
 /// go with it.
+// @unchecked Sendable: the pointer is an opaque token that is only passed
+// back to NSS_ShutdownContext, once, under `Runtime.transition`.
 struct NSSContextHandle: @unchecked Sendable {
-    // @unchecked Sendable: the pointer is an opaque token that is only passed
-    // back to NSS_ShutdownContext, once, under `Runtime.transition`.
     let context: OpaquePointer
 
     static func open(_ options: NSSRuntime.Options) throws -> NSSContextHandle {

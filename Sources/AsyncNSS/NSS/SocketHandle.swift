@@ -94,9 +94,9 @@ final class SocketHandle: RuntimeResource {
 
 /// Carries a value across a concurrency boundary where the compiler cannot see
 /// that it is safe.
+// @unchecked Sendable: used only to move a value into a task that becomes
+// its sole user; every use site states why nothing else touches it.
 struct UncheckedBox<Value>: @unchecked Sendable {
-    // @unchecked Sendable: used only to move a value into a task that becomes
-    // its sole user; every use site states why nothing else touches it.
     let value: Value
     init(_ value: Value) { self.value = value }
 }

@@ -1,9 +1,9 @@
 internal import CNSS
 
 /// An IPv4 or IPv6 address with a port.
+// @unchecked Sendable: PRNetAddr is a plain C union of integers and byte
+// arrays with no pointers; copies share nothing.
 struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
-    // @unchecked Sendable: PRNetAddr is a plain C union of integers and byte
-    // arrays with no pointers; copies share nothing.
     var raw: PRNetAddr
 
     /// Parses an IP literal (`127.0.0.1`, `::1`, `[::1]`), or returns nil for a host name.

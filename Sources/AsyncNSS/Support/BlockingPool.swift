@@ -84,9 +84,9 @@ final class BlockingPool: Sendable {
 }
 
 /// A counting semaphore over a pthread mutex and condition variable.
+// @unchecked Sendable: `mutex`, `condition` and `count` are only touched
+// between pthread_mutex_lock and pthread_mutex_unlock on `mutex`.
 final class Semaphore: @unchecked Sendable {
-    // @unchecked Sendable: `mutex`, `condition` and `count` are only touched
-    // between pthread_mutex_lock and pthread_mutex_unlock on `mutex`.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var count = 0

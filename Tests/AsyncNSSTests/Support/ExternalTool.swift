@@ -50,9 +50,9 @@ enum ExternalTool {
 }
 
 /// Reads a descriptor to its end on a thread of its own.
+// @unchecked Sendable: `data` is written by the reader thread before it
+// signals `done`, and read only after `wait()` has seen that signal.
 final class PipeCollector: @unchecked Sendable {
-    // @unchecked Sendable: `data` is written by the reader thread before it
-    // signals `done`, and read only after `wait()` has seen that signal.
     private var data = [UInt8]()
     private let done = DispatchSemaphore(value: 0)
 
@@ -78,8 +78,8 @@ final class PipeCollector: @unchecked Sendable {
 }
 
 /// A child process with piped stdin, stdout and stderr.
+// @unchecked Sendable: `pid` is set once in init; `exitStatus` is guarded by `lock`.
 final class ChildProcess: @unchecked Sendable {
-    // @unchecked Sendable: `pid` is set once in init; `exitStatus` is guarded by `lock`.
     let pid: pid_t
     private let stdout: PipeCollector
     private let stderr: PipeCollector
