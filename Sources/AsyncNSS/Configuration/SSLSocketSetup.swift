@@ -2,8 +2,20 @@ internal import CNSS
 
 /// Applies a ``TLSConfiguration`` to an NSS SSL socket.
 enum SSLSocketSetup {
+    /// Everything a socket needs for its role: the common options, then the
+    /// server's identity and policies, or the client's server name.
+    static func apply(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, as role: TLSRole, serverName: String?, operation: String) throws {
+        try applyCommon(configuration, to: fd, isServer: role == .server, operation: operation)
+        switch role {
+        case .server:
+            try applyServer(configuration, to: fd, operation: operation)
+        case .client:
+            try applyClient(configuration, serverName: serverName ?? "", to: fd, operation: operation)
+        }
+    }
+
     /// Options for both roles: versions, renegotiation, cipher suites, ALPN.
-    static func applyCommon(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, operation: String) throws {
+    private static func applyCommon(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, operation: String) throws {
         try setOption(fd, SSL_SECURITY, true, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_SERVER, isServer, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_CLIENT, !isServer, operation)
@@ -23,7 +35,7 @@ enum SSLSocketSetup {
     }
 
     /// The server identity, session tickets and the client-certificate policy.
-    static func applyServer(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
+    private static func applyServer(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
         guard let identity = configuration.identity else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a server needs an identity: TLSIdentity.pem, .database or .selfSigned")
         }
@@ -59,7 +71,7 @@ enum SSLSocketSetup {
 
     /// The name a client sends as SNI and verifies the certificate against,
     /// and the session-cache partition of its configuration.
-    static func applyClient(_ configuration: TLSConfiguration, serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
+    private static func applyClient(_ configuration: TLSConfiguration, serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
         guard SSL_SetURL(fd, serverName) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting the server name \(serverName)")
         }

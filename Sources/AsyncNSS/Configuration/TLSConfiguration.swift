@@ -53,9 +53,7 @@ public struct TLSConfiguration: Sendable {
     /// Checks the configuration and the port before a connect or a bind, and
     /// returns the port and the running runtime.
     func prepare(port: Int, _ operation: String) throws -> (UInt16, RuntimeServices) {
-        guard let port = UInt16(exactly: port) else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
-        }
+        let port = try NetworkAddress.port(port, operation)
         try validate(operation)
         return (port, try Runtime.shared.services())
     }

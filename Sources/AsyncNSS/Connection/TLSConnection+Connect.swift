@@ -17,24 +17,11 @@ extension TLSConnection {
         let (port, services) = try configuration.prepare(port: port, operation)
         let verification = try await TrustPreparation.verification(for: configuration.trust, services: services)
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
-        let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        let serverName = configuration.serverName ?? bareHost
+        let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)
         let deadline = ContinuousClock.now + configuration.handshakeTimeout
-
-        var lastError: any Error = TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
-        for address in addresses {
-            try Task.checkCancellation()
-            do {
-                return try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline, services: services)
-            } catch let error as CancellationError {
-                throw error
-            } catch let error as TLSError where error.kind != .nss || !Self.isConnectFailure(error) {
-                throw error
-            } catch {
-                lastError = error
-            }
+        return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
+            try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline, services: services)
         }
-        throw lastError
     }
 
     /// Connects, runs `body` and closes the connection, also when `body` throws.
@@ -49,8 +36,8 @@ extension TLSConnection {
     }
 
     /// Errors after which the next address is worth trying.
-    private static func isConnectFailure(_ error: TLSError) -> Bool {
-        guard let code = error.nssCode else { return false }
+    private static func isConnectFailure(_ error: any Error) -> Bool {
+        guard let error = error as? TLSError, error.kind == .nss, let code = error.nssCode else { return false }
         return [PRErrorCode(PR_CONNECT_REFUSED_ERROR), PRErrorCode(PR_NETWORK_UNREACHABLE_ERROR), PRErrorCode(PR_HOST_UNREACHABLE_ERROR), PRErrorCode(PR_ADDRESS_NOT_AVAILABLE_ERROR), PRErrorCode(PR_CONNECT_TIMEOUT_ERROR)].contains(code)
     }
 
@@ -78,8 +65,7 @@ extension TLSConnection {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)
                 try TCPSocketOptions.setNoDelay(fd)
-                try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: false, operation: operation)
-                try SSLSocketSetup.applyClient(configuration, serverName: serverName, to: fd, operation: operation)
+                try SSLSocketSetup.apply(configuration, to: fd, as: .client, serverName: serverName, operation: operation)
                 try callbacks.install(on: fd)
             }
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)

@@ -100,14 +100,11 @@ public actor TLSConnection {
     /// Waits until the socket may take more. A cancelled wait closes the
     /// connection: a write cannot stop halfway and resume.
     func waitUntilWritable(_ operation: String) async throws {
-        switch await socket.wait(for: .write) {
-        case .ready:
-            return
-        case .cancelled:
+        do {
+            try await socket.waitUntilReady(for: .write, operation: operation, closedMessage: "the connection was closed while writing")
+        } catch let error as CancellationError {
             await close()
-            throw CancellationError()
-        case .closed, .timedOut, .shutDown:
-            throw TLSError(kind: .closed, operation: operation, message: "the connection was closed while writing")
+            throw error
         }
     }
 
@@ -159,19 +156,16 @@ public actor TLSConnection {
     private func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
         let operation = "reading from \(remoteAddress)"
         do {
-            return try socket.withFD(operation) { fd in
-                var code: PRErrorCode = 0
-                let bytes = [UInt8](unsafeUninitializedCapacity: maxBytes) { buffer, count in
-                    let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
-                    count = max(0, Int(result))
-                    if result < 0 { code = PR_GetError() }
-                }
-                if !bytes.isEmpty { return .bytes(bytes) }
-                if code == 0 {
-                    return .endOfStream(closeNotify: callbacks.closeNotifyReceived.load(ordering: .acquiring))
-                }
-                if code == NSSErrors.wouldBlock { return .wouldBlock }
-                if code == NSSErrors.renegotiationNotAllowed { return .recoverable }
+            switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
+            case .bytes(let bytes):
+                return .bytes(bytes)
+            case .endOfStream:
+                return .endOfStream(closeNotify: callbacks.closeNotifyReceived.load(ordering: .acquiring))
+            case .failed(let code) where code == NSSErrors.wouldBlock:
+                return .wouldBlock
+            case .failed(let code) where code == NSSErrors.renegotiationNotAllowed:
+                return .recoverable
+            case .failed(let code):
                 return .failed(TLSError.fromNSSCode(code, operation))
             }
         } catch let error as TLSError {

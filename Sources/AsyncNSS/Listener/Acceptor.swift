@@ -51,14 +51,13 @@ struct Acceptor: Sendable {
     private func accept() -> AcceptStep {
         let operation = "accepting a connection"
         do {
-            return try listeningSocket.withFD(operation) { fd in
-                var peer = PRNetAddr()
-                if let accepted = PR_Accept(fd, &peer, PRIntervalTime(PR_INTERVAL_NO_WAIT)) {
-                    return .accepted(PollSocket(fd: accepted), NetworkAddress(raw: peer))
-                }
-                let code = PR_GetError()
-                if code == NSSErrors.wouldBlock { return .wouldBlock }
-                let error = TLSError.fromNSSCode(code, "accepting a connection")
+            switch try listeningSocket.acceptSome(operation: operation) {
+            case .accepted(let socket, let peer):
+                return .accepted(socket, peer)
+            case .failed(let code) where code == NSSErrors.wouldBlock:
+                return .wouldBlock
+            case .failed(let code):
+                let error = TLSError.fromNSSCode(code, operation)
                 if [NSSErrors.fileTableFull, NSSErrors.systemFileTableFull, NSSErrors.insufficientResources].contains(code) {
                     return .exhausted(error)
                 }

@@ -134,8 +134,7 @@ enum ServerModelSocket {
         }
         let model = SocketHandle(fd, services: services)
         try model.withFD(operation) { fd in
-            try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: true, operation: operation)
-            try SSLSocketSetup.applyServer(configuration, to: fd, operation: operation)
+            try SSLSocketSetup.apply(configuration, to: fd, as: .server, serverName: nil, operation: operation)
         }
         return model
     }

@@ -8,14 +8,49 @@ struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
 
     /// Parses an IP literal (`127.0.0.1`, `::1`, `[::1]`), or returns nil for a host name.
     init?(literal host: String, port: UInt16) {
-        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         var address = PRNetAddr()
-        guard PR_StringToNetAddr(bare, &address) == PR_SUCCESS else { return nil }
+        guard PR_StringToNetAddr(Self.bareHost(host), &address) == PR_SUCCESS else { return nil }
         self.raw = address
         self.port = port
     }
 
     init(raw: PRNetAddr) { self.raw = raw }
+
+    /// `host` without the brackets of an IPv6 literal (`[::1]` is `::1`).
+    static func bareHost(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
+
+    /// `port` as a TCP port number.
+    static func port(_ port: Int, _ operation: String) throws -> UInt16 {
+        guard let port = UInt16(exactly: port) else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
+        }
+        return port
+    }
+
+    /// Runs `attempt` on each address in turn until one succeeds. An error for
+    /// which `tryNext` is false, and cancellation, end the search at once;
+    /// otherwise the last error is thrown.
+    static func firstConnected<Result>(
+        _ addresses: [NetworkAddress],
+        operation: String,
+        tryNext: (any Error) -> Bool,
+        _ attempt: (NetworkAddress) async throws -> Result
+    ) async throws -> Result {
+        var lastError: any Error = TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
+        for address in addresses {
+            try Task.checkCancellation()
+            do {
+                return try await attempt(address)
+            } catch let error as CancellationError {
+                throw error
+            } catch where tryNext(error) {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
 
     var isIPv6: Bool { raw.raw.family == UInt16(PR_AF_INET6) }
 

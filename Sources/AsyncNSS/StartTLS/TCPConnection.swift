@@ -32,16 +32,11 @@ public actor TCPConnection {
     /// Connects to `host:port` without TLS, trying each resolved address in turn.
     public static func connect(host: String, port: Int, timeout: Duration = .seconds(10)) async throws -> TCPConnection {
         let operation = "connecting to \(host):\(port)"
-        guard let port = UInt16(exactly: port) else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
-        }
+        let port = try NetworkAddress.port(port, operation)
         let services = try Runtime.shared.services()
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let deadline = ContinuousClock.now + timeout
-        let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        var lastError: any Error = TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
-        for address in addresses {
-            try Task.checkCancellation()
+        return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: { _ in true }) { address in
             guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
             let socket = SocketHandle(fd, services: services)
             do {
@@ -50,16 +45,12 @@ public actor TCPConnection {
                     try TCPSocketOptions.setNoDelay(fd)
                 }
                 try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
-                return TCPConnection(socket: socket, remoteAddress: address.description, hostName: bareHost)
-            } catch let error as CancellationError {
-                await socket.close()
-                throw error
+                return TCPConnection(socket: socket, remoteAddress: address.description, hostName: NetworkAddress.bareHost(host))
             } catch {
                 await socket.close()
-                lastError = error
+                throw error
             }
         }
-        throw lastError
     }
 
     /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the peer closed.
@@ -67,18 +58,16 @@ public actor TCPConnection {
         let operation = "reading from \(remoteAddress)"
         try checkNotUpgraded(operation)
         while true {
-            var code: PRErrorCode = 0
-            let bytes = try socket.withFD(operation) { fd in
-                [UInt8](unsafeUninitializedCapacity: max(1, maxBytes)) { buffer, count in
-                    let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
-                    count = max(0, Int(result))
-                    if result < 0 { code = PR_GetError() }
-                }
+            switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
+            case .bytes(let bytes):
+                return bytes
+            case .endOfStream:
+                return nil
+            case .failed(let code) where code == NSSErrors.wouldBlock:
+                try await waitFor(.read, operation)
+            case .failed(let code):
+                throw TLSError.fromNSSCode(code, operation)
             }
-            if !bytes.isEmpty { return bytes }
-            if code == 0 { return nil }
-            guard code == NSSErrors.wouldBlock else { throw TLSError.fromNSSCode(code, operation) }
-            try await waitFor(.read, operation)
         }
     }
 
@@ -136,12 +125,7 @@ public actor TCPConnection {
                 guard imported == fd else {
                     throw TLSError(kind: .runtime, operation: operation, message: "NSS returned a different descriptor for the TLS layer")
                 }
-                try SSLSocketSetup.applyCommon(configuration, to: fd, isServer: isServer, operation: operation)
-                if isServer {
-                    try SSLSocketSetup.applyServer(configuration, to: fd, operation: operation)
-                } else {
-                    try SSLSocketSetup.applyClient(configuration, serverName: serverName, to: fd, operation: operation)
-                }
+                try SSLSocketSetup.apply(configuration, to: fd, as: role, serverName: serverName, operation: operation)
                 try callbacks.install(on: fd)
                 // The TCP connection exists already: tell NSS which side to play.
                 guard SSL_ResetHandshake(fd, isServer ? PR_TRUE : PR_FALSE) == SECSuccess else {
@@ -165,14 +149,11 @@ public actor TCPConnection {
     }
 
     private func waitFor(_ interest: PollInterest, _ operation: String) async throws {
-        switch await socket.wait(for: interest) {
-        case .ready:
-            return
-        case .cancelled:
+        do {
+            try await socket.waitUntilReady(for: interest, operation: operation, closedMessage: "the connection is closed")
+        } catch let error as CancellationError {
             await socket.close()
-            throw CancellationError()
-        case .closed, .timedOut, .shutDown:
-            throw TLSError(kind: .closed, operation: operation, message: "the connection is closed")
+            throw error
         }
     }
 }

@@ -17,9 +17,7 @@ public actor TCPListener {
     /// Binds to `host:port` (port 0 picks a free port) and listens.
     public static func bind(host: String = "127.0.0.1", port: Int, backlog: Int = 1024) async throws -> TCPListener {
         let operation = "listening on \(host):\(port)"
-        guard let port = UInt16(exactly: port) else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the port must be between 0 and 65535")
-        }
+        let port = try NetworkAddress.port(port, operation)
         let services = try Runtime.shared.services()
         guard let address = try await NetworkAddress.resolve(host, port: port, services: services).first else {
             throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
@@ -32,32 +30,25 @@ public actor TCPListener {
     public func accept() async throws -> TCPConnection {
         let operation = "accepting on \(localAddress)"
         while true {
-            var peer = PRNetAddr()
-            let accepted = try socket.withFD(operation) { fd -> PollSocket? in
-                if let accepted = PR_Accept(fd, &peer, PRIntervalTime(PR_INTERVAL_NO_WAIT)) {
-                    return PollSocket(fd: accepted)
-                }
-                let code = PR_GetError()
-                if code == NSSErrors.wouldBlock { return nil }
-                throw TLSError.fromNSSCode(code, operation)
-            }
-            if let accepted {
+            switch try socket.acceptSome(operation: operation) {
+            case .accepted(let accepted, let peer):
                 let services = try Runtime.shared.services()
                 let connection = SocketHandle(accepted.fd, services: services)
                 try connection.withFD(operation) { fd in
                     try TCPSocketOptions.setNonblocking(fd)
                     try TCPSocketOptions.setNoDelay(fd)
                 }
-                return TCPConnection(socket: connection, remoteAddress: NetworkAddress(raw: peer).description, hostName: nil)
+                return TCPConnection(socket: connection, remoteAddress: peer.description, hostName: nil)
+            case .failed(let code) where code == NSSErrors.wouldBlock:
+                break
+            case .failed(let code):
+                throw TLSError.fromNSSCode(code, operation)
             }
-            switch await socket.wait(for: .read) {
-            case .ready:
-                continue
-            case .cancelled:
+            do {
+                try await socket.waitUntilReady(for: .read, operation: operation, closedMessage: "the listener is closed")
+            } catch let error as CancellationError {
                 await socket.close()
-                throw CancellationError()
-            case .closed, .timedOut, .shutDown:
-                throw TLSError(kind: .closed, operation: operation, message: "the listener is closed")
+                throw error
             }
         }
     }
