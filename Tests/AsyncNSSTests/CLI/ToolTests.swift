@@ -735,14 +735,7 @@ final class LineStream: Sendable {
 
     init(_ fd: Int32) {
         Thread.detachNewThread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if count < 0, errno == EINTR { continue }
-                if count <= 0 { break }
-                state.withLock { $0.bytes += buffer[0..<count] }
-            }
-            close(fd)
+            drain(fd) { chunk in state.withLock { $0.bytes += chunk } }
             state.withLock { $0.finished = true }
         }
     }

@@ -58,14 +58,7 @@ final class PipeCollector: @unchecked Sendable {
 
     init(_ fd: Int32) {
         Thread.detachNewThread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if count < 0, errno == EINTR { continue }
-                if count <= 0 { break }
-                data.append(contentsOf: buffer[0..<count])
-            }
-            close(fd)
+            drain(fd) { data.append(contentsOf: $0) }
             done.signal()
         }
     }

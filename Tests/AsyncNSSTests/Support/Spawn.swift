@@ -65,3 +65,16 @@ enum Spawn {
         return SpawnedChild(pid: child, standardInput: closeStandardInput ? -1 : inPipe[1], standardOutput: outPipe[0], standardError: errPipe[0])
     }
 }
+
+/// Reads `fd` until end of file or an error, handing each chunk to `chunk`,
+/// then closes it. Blocking: call it on a thread of its own.
+func drain(_ fd: Int32, _ chunk: (ArraySlice<UInt8>) -> Void) {
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0, errno == EINTR { continue }
+        if count <= 0 { break }
+        chunk(buffer[0..<count])
+    }
+    close(fd)
+}
