@@ -43,12 +43,8 @@ enum NSSErrorText {
 enum NSSErrors {
     static let wouldBlock = cnss_would_block_error()
     static let inProgress = cnss_in_progress_error()
-    static let isConnected = PRErrorCode(PR_IS_CONNECTED_ERROR)
-    static let connectionReset = PRErrorCode(PR_CONNECT_RESET_ERROR)
     static let fileTableFull = PRErrorCode(PR_PROC_DESC_TABLE_FULL_ERROR)
     static let systemFileTableFull = PRErrorCode(PR_SYS_DESC_TABLE_FULL_ERROR)
     static let insufficientResources = PRErrorCode(PR_INSUFFICIENT_RESOURCES_ERROR)
     static let renegotiationNotAllowed = PRErrorCode(SSL_ERROR_RENEGOTIATION_NOT_ALLOWED.rawValue)
-    static let badCertDomain = PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue)
-    static let untrustedIssuer = PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue)
 }

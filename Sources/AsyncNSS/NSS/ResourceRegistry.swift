@@ -23,8 +23,6 @@ final class ResourceRegistry: Sendable {
         _ = entries.withLock { $0.removeValue(forKey: ObjectIdentifier(resource)) }
     }
 
-    var count: Int { entries.withLock { $0.values.filter { $0.resource != nil }.count } }
-
     /// Releases sockets first, then certificates and keys.
     func releaseAll() async {
         let resources = entries.withLock { entries -> [any RuntimeResource] in

@@ -10,7 +10,6 @@ final class TokenModules: Sendable {
         /// Slot of each opened database, by `sql:` directory.
         var databases: [String: (slot: OpaquePointer, tokenName: String)] = [:]
         var systemRoots: UnsafeMutablePointer<SECMODModule>? = nil
-        var closed = false
     }
 
     private let state = Locked(State())
@@ -70,7 +69,6 @@ final class TokenModules: Sendable {
                 SECMOD_DestroyModule(module)
                 state.systemRoots = nil
             }
-            state.closed = true
         }
     }
 
