@@ -6,6 +6,7 @@ enum SSLSocketSetup {
     /// server's identity and policies, or the client's server name.
     static func apply(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, as role: TLSRole, serverName: String?, operation: String) throws {
         try applyCommon(configuration, to: fd, isServer: role == .server, operation: operation)
+        try setRenegotiation(acceptingPeer: configuration.renegotiation.acceptsPeer(as: role), on: fd, operation)
         switch role {
         case .server:
             try applyServer(configuration, to: fd, operation: operation)
@@ -19,9 +20,7 @@ enum SSLSocketSetup {
         try setOption(fd, SSL_SECURITY, true, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_SERVER, isServer, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_CLIENT, !isServer, operation)
-        // Renegotiation only when asked for, and then only RFC 5746: off until
-        // the application enables it.
-        try setOption(fd, SSL_ENABLE_RENEGOTIATION, SSL_RENEGOTIATE_NEVER != 0, operation)
+        // Whatever the renegotiation policy, only the RFC 5746 kind.
         try setOption(fd, SSL_REQUIRE_SAFE_NEGOTIATION, true, operation)
         try setOption(fd, SSL_ENABLE_FALSE_START, false, operation)
         try setOption(fd, SSL_NO_CACHE, false, operation)
@@ -56,7 +55,13 @@ enum SSLSocketSetup {
         guard status == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): configuring the identity from \(material.source)")
         }
-        switch configuration.clientCertificatePolicy {
+        try setClientCertificatePolicy(configuration.clientCertificatePolicy, on: fd, operation)
+    }
+
+    /// Whether the next full handshake asks the client for a certificate, and
+    /// whether it fails without one.
+    static func setClientCertificatePolicy(_ policy: ClientCertificatePolicy, on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        switch policy {
         case .none:
             try setOption(fd, SSL_REQUEST_CERTIFICATE, false, operation)
             try setOption(fd, SSL_REQUIRE_CERTIFICATE, Int32(SSL_REQUIRE_NEVER), operation)
@@ -69,6 +74,14 @@ enum SSLSocketSetup {
         }
     }
 
+    /// Whether NSS answers a renegotiation the peer starts, and then only the
+    /// RFC 5746 kind. A renegotiation this side starts is allowed for the
+    /// moment of the call (see ``TLSConnection/rehandshake(flushSession:)``).
+    static func setRenegotiation(acceptingPeer: Bool, on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        let mode = acceptingPeer ? SSL_RENEGOTIATE_REQUIRES_XTN : SSL_RENEGOTIATE_NEVER
+        try setOption(fd, SSL_ENABLE_RENEGOTIATION, Int32(mode), operation)
+    }
+
     /// The name a client sends as SNI and verifies the certificate against,
     /// and the session-cache partition of its configuration.
     private static func applyClient(_ configuration: TLSConfiguration, serverName: String, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
@@ -78,6 +91,9 @@ enum SSLSocketSetup {
         guard SSL_SetSockPeerID(fd, SessionCacheKey.peerID(for: configuration)) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting the session cache key")
         }
+        // A client that can present a certificate offers TLS 1.3
+        // post-handshake authentication, so a server may ask later.
+        try setOption(fd, SSL_ENABLE_POST_HANDSHAKE_AUTH, configuration.identity != nil, operation)
     }
 
     /// Turns off every suite with no encryption, RC4, DES, 3DES or an export
@@ -117,11 +133,11 @@ enum SSLSocketSetup {
         }
     }
 
-    private static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Bool, _ operation: String) throws {
+    static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Bool, _ operation: String) throws {
         try setOption(fd, option, value ? PR_TRUE : PR_FALSE, operation)
     }
 
-    private static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Int32, _ operation: String) throws {
+    static func setOption(_ fd: UnsafeMutablePointer<PRFileDesc>, _ option: Int32, _ value: Int32, _ operation: String) throws {
         guard SSL_OptionSet(fd, option, value) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): SSL option \(option)")
         }

@@ -23,6 +23,9 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
     /// How long the initial handshake may take before the connection is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// Who may start a TLS 1.2 renegotiation. By default a server refuses
+    /// the ones its clients start, and a client follows its server's.
+    public var renegotiation: RenegotiationPolicy = .automatic
     /// Whether a server asks connecting clients for a certificate.
     public var clientCertificatePolicy: ClientCertificatePolicy = .none
     /// Identities a server presents by the name a client asks for (SNI).

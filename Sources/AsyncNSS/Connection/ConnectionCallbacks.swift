@@ -18,25 +18,35 @@ final class ConnectionCallbacks: Sendable {
         case nssDefault
         /// Only these anchors, checked with `CERT_PKIXVerifyCert`.
         case anchors(TrustAnchors)
+        /// Not prepared yet (a server that asks for no certificate until
+        /// ``TLSConnection/requestClientCertificate()``); refuses every certificate.
+        case deferred
     }
 
     let isServer: Bool
-    let verification: Verification
+    private let verificationState: Locked<Verification>
     /// The name a client checks the certificate against and sends as SNI.
     let serverName: String?
     let identity: TLSIdentity?
     /// On a server, the per-name identities to switch to on SNI.
     let serverNameModels: ServerNameModels?
+    let settings: ConnectionSettings
     let services: RuntimeServices
     let events = HandshakeEventHub()
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
+    /// Set when the peer answers a renegotiation with a no_renegotiation warning.
+    let renegotiationRefused = Atomic<Bool>(false)
+    /// How many peer certificates passed verification, to tell whether a
+    /// certificate request was answered with one.
+    let peerCertificatesAccepted = Atomic<Int>(0)
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, serverNameModels: ServerNameModels? = nil, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, serverNameModels: ServerNameModels? = nil, settings: ConnectionSettings, services: RuntimeServices) {
+        self.settings = settings
         self.isServer = isServer
-        self.verification = verification
+        self.verificationState = Locked(verification)
         self.serverName = serverName
         self.identity = identity
         self.serverNameModels = serverNameModels
@@ -85,8 +95,25 @@ final class ConnectionCallbacks: Sendable {
         return 0
     }
 
+    /// Prepares a deferred verification from the configuration's trust (which
+    /// may load system roots or open a database, on the blocking pool).
+    func prepareVerification() async throws {
+        guard case .deferred = verificationState.withLock({ $0 }) else { return }
+        let prepared = try await TrustPreparation.verification(for: settings.trust, services: services)
+        verificationState.withLock { $0 = prepared }
+    }
+
     fileprivate func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
-        switch verification {
+        let status = verify(fd, checkSignature: checkSignature, isServer: isServer)
+        if status == SECSuccess { peerCertificatesAccepted.add(1, ordering: .releasing) }
+        return status
+    }
+
+    private func verify(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
+        switch verificationState.withLock({ $0 }) {
+        case .deferred:
+            PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
+            return SECFailure
         case .none:
             return SECSuccess
         case .nssDefault:
@@ -190,8 +217,13 @@ private let handshakeCompletedCallback: SSLHandshakeCallback = { fd, argument in
 
 private let alertReceived: SSLAlertCallback = { _, argument, alert in
     guard let alert, let callbacks = ConnectionCallbacks.from(argument) else { return }
-    if alert.pointee.description == 0 { // close_notify
+    switch alert.pointee.description {
+    case 0: // close_notify
         callbacks.closeNotifyReceived.store(true, ordering: .releasing)
+    case 100: // no_renegotiation
+        callbacks.renegotiationRefused.store(true, ordering: .releasing)
+    default:
+        break
     }
 }
 

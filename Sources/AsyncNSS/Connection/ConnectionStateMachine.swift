@@ -3,6 +3,10 @@
 /// ``TLSConnection`` reports what NSS and the poll thread returned; the machine
 /// answers with what to do. It decides how the inbound stream ends: a
 /// close_notify ends it cleanly, a bare TCP close is reported as truncation.
+///
+/// A rehandshake that drives NSS while no task reads ("pumps") hands the
+/// application data it receives to the machine, which delivers it to the next
+/// read before anything else, in order.
 struct ConnectionStateMachine: Sendable {
     enum ReadResult: Sendable {
         case bytes([UInt8])
@@ -25,6 +29,17 @@ struct ConnectionStateMachine: Sendable {
         case closeAndFail(TLSError?)
     }
 
+    /// What a rehandshake does after one of its own reads.
+    enum PumpAction: Sendable, Equatable {
+        /// NSS made progress (data was buffered, or handshake records were
+        /// consumed): look at the handshake again.
+        case progress
+        /// Nothing to read: wait for the socket.
+        case waitReadable
+        /// The connection ended or failed; the handshake cannot complete.
+        case fail(TLSError)
+    }
+
     enum WriteAction: Sendable {
         case write
         case fail(TLSError)
@@ -38,6 +53,9 @@ struct ConnectionStateMachine: Sendable {
     }
 
     private var readState: ReadState = .idle
+    /// Application data a rehandshake received while no task was reading.
+    private var buffered: [[UInt8]] = []
+    private(set) var bufferedByteCount = 0
     private var outputShutDown = false
     private(set) var isClosed = false
     let operation: String
@@ -46,8 +64,18 @@ struct ConnectionStateMachine: Sendable {
 
     // MARK: Reading
 
-    mutating func beginRead() -> ReadAction {
+    /// Whether a task is inside a read (reading or waiting to read); NSS is
+    /// then driven by that task, and a rehandshake must not read itself.
+    var hasActiveReader: Bool {
+        if case .reading = readState { return true }
+        return false
+    }
+
+    mutating func beginRead(maxBytes: Int = .max) -> ReadAction {
         if isClosed { return .fail(closedError()) }
+        if !hasActiveReader, let chunk = takeBuffered(maxBytes: max(1, maxBytes)) {
+            return .deliver(chunk)
+        }
         switch readState {
         case .idle:
             readState = .reading
@@ -83,9 +111,46 @@ struct ConnectionStateMachine: Sendable {
         }
     }
 
+    /// Up to `maxBytes` of the oldest buffered chunk.
+    private mutating func takeBuffered(maxBytes: Int) -> [UInt8]? {
+        guard let first = buffered.first else { return nil }
+        if first.count <= maxBytes {
+            buffered.removeFirst()
+            bufferedByteCount -= first.count
+            return first
+        }
+        buffered[0] = Array(first[maxBytes...])
+        bufferedByteCount -= maxBytes
+        return Array(first[..<maxBytes])
+    }
+
+    // MARK: Rehandshakes
+
+    /// The result of a read that a rehandshake made while no task was reading.
+    mutating func pumpReturned(_ result: ReadResult) -> PumpAction {
+        precondition(!hasActiveReader, "a rehandshake reads only while no task does")
+        switch result {
+        case .bytes(let bytes):
+            buffered.append(bytes)
+            bufferedByteCount += bytes.count
+            return .progress
+        case .recoverable:
+            return .progress
+        case .wouldBlock:
+            return .waitReadable
+        case .endOfStream(let closeNotify):
+            // The next read sees the end, after the buffered data.
+            _ = readReturned(.endOfStream(closeNotify: closeNotify))
+            return .fail(TLSError(kind: .closed, operation: operation, message: "the peer closed the connection during the handshake"))
+        case .failed(let error):
+            readState = .failed(error)
+            return .fail(error)
+        }
+    }
+
     mutating func readWaitEnded(_ outcome: PollOutcome) -> ReadAction {
         switch outcome {
-        case .ready:
+        case .ready, .interrupted:
             return .read
         case .cancelled:
             readState = .failed(closedError())

@@ -59,7 +59,7 @@ extension TLSConnection {
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), services: services)
         socket.retainCallbackContext(callbacks)
         do {
             try socket.withFD(operation) { fd in
@@ -97,7 +97,7 @@ enum TCPConnect {
         }
         while case .pending = step {
             switch await socket.wait(for: .write, deadline: deadline) {
-            case .ready:
+            case .ready, .interrupted:
                 break
             case .timedOut:
                 throw TLSError(kind: .handshakeTimedOut, operation: operation, message: "the TCP connection was not established in time")

@@ -18,12 +18,16 @@ public actor TLSConnection {
     let socket: SocketHandle
     let callbacks: ConnectionCallbacks
     private let initialEvent: HandshakeEvent
-    private var machine: ConnectionStateMachine
+    var machine: ConnectionStateMachine
     /// Writes take turns: a write that waits for the network must not be
     /// interleaved with another. The turn passes directly to the next waiter.
-    private var writeInProgress = false
-    private var writeWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var nextWriteWaiter: UInt64 = 0
+    let writeTurn = AsyncTurn()
+    /// Rehandshakes and certificate requests take turns: NSS runs one
+    /// handshake at a time.
+    let handshakeTurn = AsyncTurn()
+    /// The poll wait of a rehandshake in progress, which a reader interrupts
+    /// after each of its reads: the reader may have moved the handshake on.
+    var handshakeWait: PollWaitID?
 
     init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
         self.socket = socket
@@ -53,11 +57,15 @@ public actor TLSConnection {
     /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the
     /// peer has closed with close_notify.
     public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
-        var action = machine.beginRead()
+        var action = machine.beginRead(maxBytes: maxBytes)
+        // A rehandshake waits while this task drives NSS; let it look again
+        // once this read ends.
+        defer { interruptHandshakeWait() }
         while true {
             switch action {
             case .read:
                 action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
+                interruptHandshakeWait()
             case .waitReadable:
                 action = machine.readWaitEnded(await socket.wait(for: .read))
             case .deliver(let bytes):
@@ -111,6 +119,7 @@ public actor TLSConnection {
     /// Sends close_notify and shuts down the sending side, keeping the
     /// receiving side open (a TLS half-close).
     public func shutdownOutput() async throws {
+        if machine.isClosed { return }
         try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if machine.isClosed { return }
@@ -130,11 +139,8 @@ public actor TLSConnection {
     /// with ``TLSError/Kind/closed``. Idempotent.
     public func close() async {
         guard machine.close() else { return }
-        let waiting = writeWaiters
-        writeWaiters.removeAll()
-        for waiter in waiting {
-            waiter.continuation.resume(throwing: TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
-        }
+        writeTurn.close(TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
+        handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()
         callbacks.events.finish()
     }
@@ -153,7 +159,7 @@ public actor TLSConnection {
         }
     }
 
-    private func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
+    func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
         let operation = "reading from \(remoteAddress)"
         do {
             switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
@@ -176,34 +182,16 @@ public actor TLSConnection {
     }
 
     func acquireWriteTurn() async throws {
-        guard writeInProgress else {
-            writeInProgress = true
-            return
-        }
-        let id = nextWriteWaiter
-        nextWriteWaiter += 1
-        // The continuation is queued before this task suspends, and the
-        // cancellation hop needs the actor, so it always finds the waiter
-        // queued or already resumed.
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { writeWaiters.append((id, $0)) }
-        } onCancel: {
-            Task { await self.cancelWriteWaiter(id) }
-        }
-    }
-
-    private func cancelWriteWaiter(_ id: UInt64) {
-        guard let index = writeWaiters.firstIndex(where: { $0.id == id }) else { return }
-        writeWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+        try await writeTurn.acquire()
     }
 
     /// Hands the turn to the next waiting write, or frees it.
     func releaseWriteTurn() {
-        if writeWaiters.isEmpty {
-            writeInProgress = false
-        } else {
-            writeWaiters.removeFirst().continuation.resume()
-        }
+        writeTurn.release()
+    }
+
+    func interruptHandshakeWait() {
+        if let handshakeWait { socket.interruptWait(handshakeWait) }
     }
 }
 

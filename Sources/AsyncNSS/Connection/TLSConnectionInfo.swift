@@ -18,7 +18,8 @@ public struct TLSConnectionInfo: Sendable, Hashable {
     public var peerSubject: String? { peerCertificates.first?.subject }
 }
 
-/// One completed handshake: the initial one or a later renegotiation.
+/// One completed handshake: the initial one, a renegotiation, a TLS 1.3
+/// post-handshake authentication, or a key update this side sent.
 public struct HandshakeEvent: Sendable, Hashable {
     /// Which handshake of the connection this was.
     public struct Kind: Sendable, Hashable, CustomStringConvertible {
@@ -30,6 +31,9 @@ public struct HandshakeEvent: Sendable, Hashable {
         public static let renegotiation = Kind(raw: "renegotiation")
         /// A TLS 1.3 KeyUpdate that this side sent.
         public static let keyUpdate = Kind(raw: "keyUpdate")
+        /// A TLS 1.3 post-handshake authentication that this server asked
+        /// for and the client answered (with a certificate or without one).
+        public static let postHandshakeAuthentication = Kind(raw: "postHandshakeAuthentication")
     }
 
     public var kind: Kind

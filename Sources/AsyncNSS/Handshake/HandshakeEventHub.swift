@@ -37,6 +37,14 @@ final class HandshakeEventHub: Sendable {
         return event
     }
 
+    /// The first event after sequence number `sequence` whose kind is `kind`,
+    /// if it is still in the history.
+    func firstEvent(after sequence: Int, kind: HandshakeEvent.Kind) -> HandshakeEvent? {
+        state.withLock { state in
+            state.history.first { $0.sequenceNumber > sequence && $0.kind == kind }
+        }
+    }
+
     func subscribe() -> AsyncStream<HandshakeEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: HandshakeEvent.self, bufferingPolicy: .bufferingNewest(Self.historyLimit))
         // History is yielded under the lock so a concurrent publish cannot

@@ -69,7 +69,7 @@ struct HandshakeStateMachine: Sendable {
     mutating func waited(_ outcome: PollOutcome) -> Action {
         precondition(state == .waiting, "a wait outcome arrives only after a wait")
         switch outcome {
-        case .ready:
+        case .ready, .interrupted:
             state = .stepping
             return .step
         case .timedOut:

@@ -73,7 +73,7 @@ struct Acceptor: Sendable {
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress) async {
         let operation = "handshake with \(peer)"
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, serverNameModels: serverNameModels, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, serverNameModels: serverNameModels, settings: ConnectionSettings(configuration, role: .server), services: services)
         do {
             socket = try importAccepted(tcp, callbacks: callbacks, operation: operation)
         } catch {

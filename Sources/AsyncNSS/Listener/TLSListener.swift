@@ -58,8 +58,10 @@ public actor TLSListener: AsyncSequence {
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, operation)
+        // Without a client-certificate policy the trust is prepared only when a
+        // connection asks for a certificate (``TLSConnection/requestClientCertificate()``).
         let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none
-            ? .none
+            ? .deferred
             : try await TrustPreparation.verification(for: configuration.trust, services: services)
         guard let address = try await NetworkAddress.resolve(host, port: port, services: services).first else {
             throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")

@@ -47,4 +47,6 @@ enum NSSErrors {
     static let systemFileTableFull = PRErrorCode(PR_SYS_DESC_TABLE_FULL_ERROR)
     static let insufficientResources = PRErrorCode(PR_INSUFFICIENT_RESOURCES_ERROR)
     static let renegotiationNotAllowed = PRErrorCode(SSL_ERROR_RENEGOTIATION_NOT_ALLOWED.rawValue)
+    static let missingPostHandshakeAuthExtension = PRErrorCode(SSL_ERROR_MISSING_POST_HANDSHAKE_AUTH_EXTENSION.rawValue)
+    static let invalidArguments = PRErrorCode(SEC_ERROR_INVALID_ARGS.rawValue)
 }

@@ -66,7 +66,7 @@ extension SocketHandle {
     ///   when the socket or the runtime closes.
     func waitUntilReady(for interest: PollInterest, operation: String, closedMessage: String) async throws {
         switch await wait(for: interest) {
-        case .ready:
+        case .ready, .interrupted:
             return
         case .cancelled:
             throw CancellationError()

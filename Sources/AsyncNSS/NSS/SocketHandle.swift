@@ -64,12 +64,18 @@ final class SocketHandle: RuntimeResource {
     }
 
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
-    func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil) async -> PollOutcome {
+    func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
         guard case .open(let socket) = state.withLock({ $0 }) else { return .closed }
-        return await services.pollLoop.wait(for: interest, on: socket, deadline: deadline) { [self] in
+        return await services.pollLoop.wait(for: interest, on: socket, deadline: deadline, id: id) { [self] in
             self.closing.load(ordering: .acquiring)
         }
     }
+
+    /// A wait ID for ``wait(for:deadline:id:)`` that ``interruptWait(_:)`` can end.
+    func makeWaitID() -> PollWaitID { services.pollLoop.makeWaitID() }
+
+    /// Ends the wait `id` early with ``PollOutcome/interrupted``.
+    func interruptWait(_ id: PollWaitID) { services.pollLoop.interrupt(id) }
 
     /// Closes the descriptor once no poll uses it. Idempotent.
     func close() async {

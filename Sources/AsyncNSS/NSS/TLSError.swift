@@ -27,6 +27,13 @@ public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let truncated = Kind(raw: "truncated")
         /// Another task is already performing this operation on the connection.
         public static let concurrentOperation = Kind(raw: "concurrentOperation")
+        /// The peer or this side's ``RenegotiationPolicy`` refused a renegotiation.
+        public static let renegotiationRefused = Kind(raw: "renegotiationRefused")
+        /// The peer sent no certificate when it was asked for one.
+        public static let peerCertificateMissing = Kind(raw: "peerCertificateMissing")
+        /// The peer did not offer what the operation needs (a TLS 1.3 client
+        /// without post-handshake authentication, for example).
+        public static let notOfferedByPeer = Kind(raw: "notOfferedByPeer")
         /// The NSS runtime could not be initialised or has been shut down.
         public static let runtime = Kind(raw: "runtime")
     }

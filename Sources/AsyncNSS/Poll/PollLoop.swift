@@ -37,9 +37,10 @@ final class PollLoop: Sendable {
         for interest: PollInterest,
         on socket: PollSocket,
         deadline: ContinuousClock.Instant? = nil,
+        id: PollWaitID? = nil,
         isClosing: @Sendable () -> Bool = { false }
     ) async -> PollOutcome {
-        let id = PollWaitID(raw: nextWaitID.wrappingAdd(1, ordering: .relaxed).newValue)
+        let id = id ?? makeWaitID()
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in
                 let action = registry.withLock { registry in
@@ -63,6 +64,18 @@ final class PollLoop: Sendable {
             registry.withLock { $0.forget(id) }
         }
         return outcome
+    }
+
+    /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``.
+    func makeWaitID() -> PollWaitID {
+        PollWaitID(raw: nextWaitID.wrappingAdd(1, ordering: .relaxed).newValue)
+    }
+
+    /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
+    /// it registers. The interrupted task looks at its state again.
+    func interrupt(_ id: PollWaitID) {
+        let waiter = registry.withLock { $0.interrupt(id) }
+        waiter?.resume(returning: .interrupted)
     }
 
     /// Ends every wait on `socket` and returns once no `PR_Poll` call uses it,

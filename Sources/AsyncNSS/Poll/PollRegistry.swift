@@ -2,6 +2,9 @@
 enum PollInterest: Sendable, Hashable {
     case read
     case write
+    /// No readiness at all: the wait ends only by its deadline, an
+    /// interruption, cancellation or close.
+    case interruptionOnly
 }
 
 /// How a wait on the poll thread ended.
@@ -16,6 +19,8 @@ enum PollOutcome: Sendable, Hashable {
     case closed
     /// The poll thread is shutting down.
     case shutDown
+    /// Another task of the same connection interrupted the wait: look again.
+    case interrupted
 }
 
 /// Identifies one wait. Waits are one-shot: each ID is registered at most once.
@@ -67,8 +72,8 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     }
 
     private(set) var registrations: [PollWaitID: Registration] = [:]
-    /// Waits cancelled before they registered.
-    private var cancelledEarly: Set<PollWaitID> = []
+    /// Waits cancelled or interrupted before they registered, and how they end.
+    private var endedEarly: [PollWaitID: PollOutcome] = [:]
     /// The sockets in the poll that is running now, or nil between polls.
     private var polling: Set<Socket>? = nil
     /// Closers waiting for the running poll to return.
@@ -91,8 +96,8 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         if isShutDown {
             return .resume(waiter, .shutDown)
         }
-        if cancelledEarly.remove(id) != nil {
-            return .resume(waiter, .cancelled)
+        if let outcome = endedEarly.removeValue(forKey: id) {
+            return .resume(waiter, outcome)
         }
         registrations[id] = Registration(socket: socket, interest: interest, deadline: deadline, waiter: waiter)
         return .wakePoller
@@ -101,16 +106,28 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// Cancels a wait. Returns its waiter if it was registered; otherwise
     /// remembers the cancellation for a registration still to come.
     mutating func cancel(_ id: PollWaitID) -> Waiter? {
+        end(id, with: .cancelled)
+    }
+
+    /// Ends a wait with ``PollOutcome/interrupted``. Returns its waiter if it
+    /// was registered; otherwise a registration still to come ends at once.
+    mutating func interrupt(_ id: PollWaitID) -> Waiter? {
+        end(id, with: .interrupted)
+    }
+
+    private mutating func end(_ id: PollWaitID, with outcome: PollOutcome) -> Waiter? {
         if let registration = registrations.removeValue(forKey: id) {
             return registration.waiter
         }
-        cancelledEarly.insert(id)
+        // A cancellation outranks an interruption that came first.
+        if endedEarly[id] != .cancelled { endedEarly[id] = outcome }
         return nil
     }
 
-    /// Drops the memory of an early cancellation whose registration never came.
+    /// Drops the memory of an early cancellation or interruption whose
+    /// registration never came.
     mutating func forget(_ id: PollWaitID) {
-        cancelledEarly.remove(id)
+        endedEarly.removeValue(forKey: id)
     }
 
     /// Ends every wait on `socket` so that it can be closed.
@@ -140,11 +157,13 @@ struct PollRegistry<Socket: Hashable, Waiter> {
                 earliest = earliest.map { min($0, deadline) } ?? deadline
             }
             var entry = flags[registration.socket] ?? (false, false)
-            if entry == (false, false) { order.append(registration.socket) }
+            let wasPolled = entry != (false, false)
             switch registration.interest {
             case .read: entry.read = true
             case .write: entry.write = true
+            case .interruptionOnly: continue
             }
+            if !wasPolled { order.append(registration.socket) }
             flags[registration.socket] = entry
         }
         polling = Set(order)
@@ -165,7 +184,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         var resume: [(Waiter, PollOutcome)] = []
         let wake: Set<Socket> = failed ? (polling ?? []) : Set(readySockets)
         for (id, registration) in registrations {
-            if wake.contains(registration.socket) {
+            if wake.contains(registration.socket), registration.interest != .interruptionOnly {
                 registrations.removeValue(forKey: id)
                 resume.append((registration.waiter, .ready))
             } else if let deadline = registration.deadline, deadline <= now {

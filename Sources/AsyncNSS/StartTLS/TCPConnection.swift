@@ -105,7 +105,7 @@ public actor TCPConnection {
         let services = try Runtime.shared.services()
         let isServer = role == .server
         let verification: ConnectionCallbacks.Verification = isServer && configuration.clientCertificatePolicy == .none
-            ? .none
+            ? .deferred
             : try await TrustPreparation.verification(for: configuration.trust, services: services)
         let serverName = configuration.serverName ?? hostName ?? ""
         if !isServer, serverName.isEmpty {
@@ -114,7 +114,7 @@ public actor TCPConnection {
         upgraded = true
         let callbacks = ConnectionCallbacks(
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
-            identity: isServer ? nil : configuration.identity, services: services
+            identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role), services: services
         )
         socket.retainCallbackContext(callbacks)
         do {

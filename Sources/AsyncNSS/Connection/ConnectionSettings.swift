@@ -1,0 +1,21 @@
+/// The parts of a ``TLSConfiguration`` that a connection consults after its
+/// initial handshake: rehandshakes and certificate requests.
+struct ConnectionSettings: Sendable {
+    let role: TLSRole
+    /// The deadline of every handshake, the initial one and later ones.
+    let handshakeTimeout: Duration
+    let renegotiation: RenegotiationPolicy
+    /// What a server asked for on the initial handshake; restored after
+    /// ``TLSConnection/requestClientCertificate()``.
+    let clientCertificatePolicy: ClientCertificatePolicy
+    /// What peer certificates are verified against.
+    let trust: TLSTrust
+
+    init(_ configuration: TLSConfiguration, role: TLSRole) {
+        self.role = role
+        self.handshakeTimeout = configuration.handshakeTimeout
+        self.renegotiation = configuration.renegotiation
+        self.clientCertificatePolicy = configuration.clientCertificatePolicy
+        self.trust = configuration.trust
+    }
+}

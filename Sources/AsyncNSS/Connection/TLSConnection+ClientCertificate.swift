@@ -1,0 +1,104 @@
+internal import CNSS
+import Synchronization
+
+extension TLSConnection {
+    /// Asks the client for a certificate now, in the middle of the connection,
+    /// and returns the verified chain, leaf first.
+    ///
+    /// TLS 1.2 renegotiates (a full handshake with a CertificateRequest);
+    /// TLS 1.3 sends a post-handshake CertificateRequest, which the client must
+    /// have offered. The chain is verified against the configuration's
+    /// ``TLSConfiguration/trust``; a chain that fails ends the connection with
+    /// the NSS error. Either way ``handshakeEvents`` yields the handshake.
+    ///
+    /// - Throws: ``TLSError/Kind/peerCertificateMissing`` when the client sent
+    ///   none (the connection goes on); ``TLSError/Kind/notOfferedByPeer`` when
+    ///   a TLS 1.3 client did not offer post-handshake authentication;
+    ///   ``TLSError/Kind/renegotiationRefused`` when a TLS 1.2 client declined;
+    ///   the errors of ``rehandshake(flushSession:)``.
+    public func requestClientCertificate() async throws -> [TLSCertificate] {
+        let operation = "requesting a client certificate from \(remoteAddress)"
+        guard isServer else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "only a server asks its peer for a certificate")
+        }
+        try await handshakeTurn.acquire()
+        defer { handshakeTurn.release() }
+        try await callbacks.prepareVerification()
+        let accepted = callbacks.peerCertificatesAccepted.load(ordering: .acquiring)
+        // Ask, and let a client without a certificate go on: the caller
+        // decides what that means. The configured policy comes back afterwards.
+        try setClientCertificatePolicy(.request, operation)
+        defer { try? setClientCertificatePolicy(callbacks.settings.clientCertificatePolicy, operation) }
+
+        let chain: [TLSCertificate]
+        if info.protocolVersion >= .tls13 {
+            chain = try await authenticateAfterHandshake(operation)
+        } else {
+            chain = try await renegotiate(flushSession: true, operation: operation).info.peerCertificates
+        }
+        guard callbacks.peerCertificatesAccepted.load(ordering: .acquiring) > accepted, !chain.isEmpty else {
+            throw TLSError(kind: .peerCertificateMissing, operation: operation, message: "the client sent no certificate")
+        }
+        return chain
+    }
+
+    private func setClientCertificatePolicy(_ policy: ClientCertificatePolicy, _ operation: String) throws {
+        try socket.withFD(operation) { fd in
+            try SSLSocketSetup.setClientCertificatePolicy(policy, on: fd, operation)
+        }
+    }
+
+    /// TLS 1.3 post-handshake authentication: sends a CertificateRequest and
+    /// drives the connection until the client's answer is processed.
+    private func authenticateAfterHandshake(_ operation: String) async throws -> [TLSCertificate] {
+        let deadline = ContinuousClock.now + callbacks.settings.handshakeTimeout
+        try await acquireWriteTurn()
+        do {
+            try socket.withFD(operation) { fd in
+                guard cnss_send_certificate_request(fd) == SECSuccess else {
+                    let code = PR_GetError()
+                    if code == NSSErrors.missingPostHandshakeAuthExtension {
+                        throw TLSError(kind: .notOfferedByPeer, operation: operation, nssCode: code, nssName: NSSErrorText.name(code), message: "the client did not offer post-handshake authentication, so it cannot be asked for a certificate after the handshake")
+                    }
+                    throw TLSError.fromNSSCode(code, operation)
+                }
+            }
+            try await flush(operation)
+        } catch {
+            releaseWriteTurn()
+            throw error
+        }
+        releaseWriteTurn()
+
+        try await driveHandshake(deadline: deadline, operation: operation) {
+            try await postHandshakeAuthenticationEnded(operation) ? () : nil
+        }
+        let info = try socket.withFD(operation) { fd in
+            ConnectionInfoReader.read(fd, isServer: true, requestedServerName: callbacks.requestedServerName.withLock { $0 })
+        }
+        guard let info else { throw TLSError.fromLastNSSError(operation) }
+        callbacks.events.publish(info, kind: .postHandshakeAuthentication)
+        return info.peerCertificates
+    }
+
+    /// Whether the client's answer to the CertificateRequest has been
+    /// processed, Finished included.
+    ///
+    /// NSS has no query for this, but `SSL_KeyUpdate` tells without side
+    /// effects while the answer is outstanding (`PR_WOULD_BLOCK_ERROR`) or
+    /// half processed (`SEC_ERROR_INVALID_ARGS`). Once it is done the call
+    /// succeeds: the server's sending keys are renewed right after the
+    /// authentication, which the peer handles like any KeyUpdate.
+    private func postHandshakeAuthenticationEnded(_ operation: String) async throws -> Bool {
+        try await acquireWriteTurn()
+        defer { releaseWriteTurn() }
+        let ended = try socket.withFD(operation) { fd -> Bool in
+            if cnss_key_update(fd, PR_FALSE) == SECSuccess { return true }
+            let code = PR_GetError()
+            if code == NSSErrors.wouldBlock || code == NSSErrors.invalidArguments { return false }
+            throw TLSError.fromNSSCode(code, operation)
+        }
+        if ended { try await flush(operation) }
+        return ended
+    }
+}
