@@ -20,7 +20,11 @@ struct ServeCommand: AsyncParsableCommand {
             A client whose first line is an HTTP/1.0 or HTTP/1.1 request line gets a \
             text/plain page for each request (version, cipher, ALPN, resumption, SNI, \
             client certificate, asked for with --client-auth); keep-alive and \
-            pipelining are supported. The server speaks only HTTP/1.x: offering h2 \
+            pipelining are supported. GET /private asks for a client certificate \
+            in the middle of the connection if none was presented (TLS 1.2 \
+            renegotiation, TLS 1.3 post-handshake authentication) and answers 200 \
+            with its subject, or 403. GET /rekey renews the keys (TLS 1.3 KeyUpdate, \
+            TLS 1.2 renegotiation) and answers with the event. The server speaks only HTTP/1.x: offering h2 \
             with --alpn makes h2 clients fall through to the echo. Any other client \
             is echoed until it closes. SIGINT or SIGTERM closes the listener \
             and every connection, then exits 0.
@@ -51,8 +55,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("client-auth"), help: "Whether to ask clients for a certificate.")
     var clientAuth = ClientAuthArgument.none
 
-    @Option(name: .customLong("client-ca"), help: ArgumentHelp("Verify client certificates against the CA certificates of this PEM file (default: the system roots).", valueName: "pem-file"))
+    @Flag(name: .customLong("request-client-cert"), help: "Ask for a client certificate on the initial handshake (same as --client-auth request).")
+    var requestClientCert = false
+
+    @Flag(name: .customLong("require-client-cert"), help: "Require a client certificate on the initial handshake (same as --client-auth require).")
+    var requireClientCert = false
+
+    @Option(name: .customLong("client-ca"), help: ArgumentHelp("Verify client certificates (initial handshake and /private) against the CA certificates of this PEM file (default: the system roots).", valueName: "pem-file"))
     var clientCA: String?
+
+    @Option(name: .customLong("sni"), help: ArgumentHelp("Present another identity to clients that ask for NAME (repeatable; *.example.com matches one label).", valueName: "name=cert.pem,key.pem"))
+    var serverNames: [ServerNameArgument] = []
+
+    @Flag(name: .customLong("allow-client-renegotiation"), help: "Accept TLS 1.2 renegotiations that clients start (refused by default).")
+    var allowClientRenegotiation = false
 
     @OptionGroup var tls: TLSOptions
 
@@ -76,8 +92,15 @@ struct ServeCommand: AsyncParsableCommand {
         if cert != nil, db != nil {
             throw ValidationError("Use either --cert/--key or --db/--nickname, not both.")
         }
-        if clientCA != nil, clientAuth == .none {
-            throw ValidationError("--client-ca needs --client-auth request or require.")
+        if requestClientCert, requireClientCert {
+            throw ValidationError("--request-client-cert and --require-client-cert exclude each other.")
+        }
+        if (requestClientCert || requireClientCert), clientAuth != .none {
+            throw ValidationError("Use either --client-auth or --request-client-cert/--require-client-cert, not both.")
+        }
+        let names = serverNames.map { $0.name.lowercased() }
+        if Set(names).count != names.count {
+            throw ValidationError("--sni names a host twice.")
         }
         if dbPassword != nil, db == nil {
             throw ValidationError("--db-password needs --db.")
@@ -126,7 +149,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
         tls.apply(to: &configuration)
-        configuration.clientCertificatePolicy = clientAuth.policy
+        configuration.clientCertificatePolicy = requireClientCert ? .require : requestClientCert ? .request : clientAuth.policy
+        configuration.renegotiation = allowClientRenegotiation ? .localAndPeer : .automatic
+        for entry in serverNames {
+            configuration.serverNameIdentities[entry.name] = try await TLSIdentity.pem(certificateChainFile: entry.certificateFile, privateKeyFile: entry.keyFile)
+        }
         if let clientCA {
             configuration.trust = try await TLSTrust.pem(file: clientCA)
         }

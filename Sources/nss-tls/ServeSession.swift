@@ -121,7 +121,7 @@ struct ServeSession {
             guard try await buffer.discard(head.contentLength) else {
                 return "closed (in the middle of a request body)"
             }
-            var response = HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info), keepAlive: head.keepAlive)
+            var response = try await ServeRoutes.response(to: head, on: connection)
             response.omitsBody = head.method == "HEAD"
             try await connection.write(response.serialized)
             activity.requests += 1

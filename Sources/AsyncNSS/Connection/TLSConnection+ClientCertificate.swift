@@ -26,15 +26,20 @@ extension TLSConnection {
         try await callbacks.prepareVerification()
         let accepted = callbacks.peerCertificatesAccepted.load(ordering: .acquiring)
         // Ask, and let a client without a certificate go on: the caller
-        // decides what that means. The configured policy comes back afterwards.
-        try setClientCertificatePolicy(.request, operation)
+        // decides what that means. SSL_REQUIRE_NO_ERROR also keeps NSS from
+        // resuming a TLS 1.2 session (or ticket) that has no certificate, so
+        // session tickets stay on. The configured policy comes back afterwards.
+        try socket.withFD(operation) { fd in
+            try SSLSocketSetup.setOption(fd, SSL_REQUEST_CERTIFICATE, true, operation)
+            try SSLSocketSetup.setOption(fd, SSL_REQUIRE_CERTIFICATE, Int32(SSL_REQUIRE_NO_ERROR), operation)
+        }
         defer { try? setClientCertificatePolicy(callbacks.settings.clientCertificatePolicy, operation) }
 
         let chain: [TLSCertificate]
         if info.protocolVersion >= .tls13 {
             chain = try await authenticateAfterHandshake(operation)
         } else {
-            chain = try await renegotiate(flushSession: true, operation: operation).info.peerCertificates
+            chain = try await renegotiate(flushSession: true, refusingTickets: false, operation: operation).info.peerCertificates
         }
         guard callbacks.peerCertificatesAccepted.load(ordering: .acquiring) > accepted, !chain.isEmpty else {
             throw TLSError(kind: .peerCertificateMissing, operation: operation, message: "the client sent no certificate")

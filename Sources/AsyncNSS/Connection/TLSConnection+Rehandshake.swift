@@ -26,11 +26,16 @@ extension TLSConnection {
     public func rehandshake(flushSession: Bool = true) async throws -> HandshakeEvent {
         try await handshakeTurn.acquire()
         defer { handshakeTurn.release() }
-        return try await renegotiate(flushSession: flushSession, operation: "rehandshake with \(remoteAddress)")
+        return try await renegotiate(flushSession: flushSession, refusingTickets: flushSession, operation: "rehandshake with \(remoteAddress)")
     }
 
     /// The body of ``rehandshake(flushSession:)``; the caller holds the handshake turn.
-    func renegotiate(flushSession: Bool, operation: String) async throws -> HandshakeEvent {
+    ///
+    /// - Parameter refusingTickets: On a server, turn session tickets off
+    ///   until the handshake is over: a TLS 1.2 client may offer a ticket in
+    ///   its new ClientHello, and NSS resumes a ticket whatever
+    ///   `SSL_ReHandshake` was told.
+    func renegotiate(flushSession: Bool, refusingTickets: Bool, operation: String) async throws -> HandshakeEvent {
         let settings = callbacks.settings
         let version = info.protocolVersion
         guard version < .tls13 else {
@@ -47,6 +52,9 @@ extension TLSConnection {
         let deadline = ContinuousClock.now + settings.handshakeTimeout
         let before = callbacks.events.handshakeCount
         callbacks.renegotiationRefused.store(false, ordering: .releasing)
+
+        let ticketsWereOn = settings.role == .server && startsFull && refusingTickets ? try setSessionTickets(false, operation) : false
+        defer { if ticketsWereOn { _ = try? setSessionTickets(true, operation) } }
 
         try await acquireWriteTurn()
         do {
@@ -76,6 +84,18 @@ extension TLSConnection {
                 throw TLSError(kind: .renegotiationRefused, operation: operation, message: "the peer answered with a no_renegotiation alert")
             }
             return nil
+        }
+    }
+
+    /// Turns session tickets on or off; returns whether they were on.
+    private func setSessionTickets(_ on: Bool, _ operation: String) throws -> Bool {
+        try socket.withFD(operation) { fd in
+            var current: PRIntn = 0
+            guard SSL_OptionGet(fd, SSL_ENABLE_SESSION_TICKETS, &current) == SECSuccess else {
+                throw TLSError.fromLastNSSError(operation)
+            }
+            try SSLSocketSetup.setOption(fd, SSL_ENABLE_SESSION_TICKETS, on, operation)
+            return current != 0
         }
     }
 

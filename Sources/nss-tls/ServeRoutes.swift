@@ -1,0 +1,49 @@
+import AsyncNSS
+
+/// The paths `serve` gives a meaning to; every other path gets the page that
+/// describes the connection.
+///
+/// - `/private` needs a client certificate: if the client has not presented
+///   one, the server asks for it now (TLS 1.2 renegotiation, TLS 1.3
+///   post-handshake authentication) and answers `200` with its subject, or
+///   `403` if none came.
+/// - `/rekey` renews the keys: a KeyUpdate that asks the client for one too
+///   (TLS 1.3), or a renegotiation (TLS 1.2). It answers with the event.
+enum ServeRoutes {
+    static func response(to head: HTTPRequestHead, on connection: TLSConnection) async throws -> HTTPResponse {
+        switch path(of: head.target) {
+        case "/private":
+            return try await privatePage(connection, keepAlive: head.keepAlive)
+        case "/rekey":
+            return try await rekeyPage(connection, keepAlive: head.keepAlive)
+        default:
+            return HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info), keepAlive: head.keepAlive)
+        }
+    }
+
+    /// The target without its query.
+    static func path(of target: String) -> Substring {
+        target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+    }
+
+    private static func privatePage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
+        if let subject = connection.info.peerSubject {
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info), keepAlive: keepAlive)
+        }
+        do {
+            let chain = try await connection.requestClientCertificate()
+            let subject = chain.first?.subject ?? ""
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info), keepAlive: keepAlive)
+        } catch let error as TLSError where [.peerCertificateMissing, .notOfferedByPeer, .renegotiationRefused].contains(error.kind) {
+            return HTTPResponse(status: 403, reason: "Forbidden", body: "a client certificate is needed: \(error.message)\n", keepAlive: keepAlive)
+        }
+    }
+
+    private static func rekeyPage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
+        let event = connection.info.protocolVersion >= .tls13
+            ? try await connection.updateKeys(requestPeerUpdate: true)
+            : try await connection.rehandshake()
+        let body = "event: \(event.kind) #\(event.sequenceNumber)\n" + ConnectionReport.serverBody(event.info)
+        return HTTPResponse(status: 200, reason: "OK", body: body, keepAlive: keepAlive)
+    }
+}
