@@ -846,6 +846,23 @@ final class StreamingChild: Sendable {
         }
     }
 
+    /// Writes a short text (under PIPE_BUF, so in one piece) to the standard
+    /// input of an ``Input/open(_:)`` child, once its initial input is in.
+    /// Returns false if the child no longer reads.
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        inputFD.withLock { fd in
+            guard fd >= 0 else { return false }
+            var blocked = sigset_t(), previous = sigset_t()
+            sigemptyset(&blocked)
+            sigaddset(&blocked, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+            defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+            let bytes = Array(text.utf8)
+            return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
+        }
+    }
+
     /// Ends the standard input of an ``Input/open(_:)`` child. Call it only
     /// once its input has been written (after its answer arrived).
     func closeInput() {

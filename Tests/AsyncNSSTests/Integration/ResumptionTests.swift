@@ -1,9 +1,46 @@
 import AsyncNSS
+import Foundation
+import Synchronization
 import Testing
 
 extension Integration {
     @Suite("Session resumption")
     struct ResumptionTests {
+        @Test("NSS strsclnt resumes against our server: TLS 1.2 session IDs, TLS 1.3 tickets",
+              .enabled(if: ExternalTool.isInstalled("strsclnt", "certutil"), "needs strsclnt and certutil: apt-get install libnss3-tools"),
+              arguments: [TLSVersion.tls12, .tls13])
+        func strsclntResumes(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(min: version, max: version))
+                let resumed = Mutex(0)
+                let server = Task {
+                    await TestServers.respond(listener, until: "\r\n\r\n") { _, info in
+                        if info.resumed { resumed.withLock { $0 += 1 } }
+                        return "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+                    }
+                }
+                let database = try TemporaryDirectory()
+                _ = try await ExternalTool.run("certutil", ["-N", "-d", "sql:" + database.path, "--empty-password"])
+                let name = version == .tls12 ? "tls1.2" : "tls1.3"
+                // -o -o skips verification (the point is resumption); -u
+                // enables tickets, which TLS 1.3 resumption needs. TLS 1.2 uses
+                // session IDs.
+                let output = try await ExternalTool.run("strsclnt", [
+                    "-q", "-D", "-o", "-o", "-c", "20", "-t", "2", "-p", "\(listener.port)", "-d", "sql:" + database.path,
+                    "-V", "\(name):\(name)",
+                ] + (version == .tls13 ? ["-u"] : []) + ["127.0.0.1"], timeout: 40)
+                let hits = (output.stdout + output.stderr).split(separator: "\n").compactMap { line -> Int? in
+                    guard let range = line.range(of: " cache hits;") else { return nil }
+                    return Int(line[..<range.lowerBound].split(separator: " ").last ?? "")
+                }.max() ?? 0
+                #expect(output.status == 0, "\(output)")
+                #expect(hits >= 10, "strsclnt's own count of resumed connections: \(output)")
+                await listener.close()
+                await server.value
+                #expect(resumed.withLock { $0 } >= 10, "the server saw them resumed too")
+            }
+        }
+
         @Test("a second connection with the same configuration resumes", arguments: [TLSVersion.tls12, .tls13])
         func resumes(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
