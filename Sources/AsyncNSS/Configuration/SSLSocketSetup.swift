@@ -93,7 +93,7 @@ enum SSLSocketSetup {
         }
         // A client that can present a certificate offers TLS 1.3
         // post-handshake authentication, so a server may ask later.
-        try setOption(fd, SSL_ENABLE_POST_HANDSHAKE_AUTH, configuration.identity != nil, operation)
+        try setOption(fd, SSL_ENABLE_POST_HANDSHAKE_AUTH, configuration.identity != nil || configuration.clientIdentityChooser != nil, operation)
     }
 
     /// Turns off every suite with no encryption, RC4, DES, 3DES or an export

@@ -23,6 +23,14 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
     /// How long the initial handshake may take before the connection is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// Application code that has the last word on the peer's certificate,
+    /// after the checks of ``trust``. ``CertificateVerifier/asynchronous(_:)``
+    /// works on clients only.
+    public var certificateVerifier: CertificateVerifier?
+    /// On a client, chooses the certificate to send when a server asks,
+    /// from the CA names in its request; `nil` sends none. Takes precedence
+    /// over ``identity`` for that purpose.
+    public var clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
     /// Who may start a TLS 1.2 renegotiation. By default a server refuses
     /// the ones its clients start, and a client follows its server's.
     public var renegotiation: RenegotiationPolicy = .automatic
@@ -55,14 +63,14 @@ public struct TLSConfiguration: Sendable {
 
     /// Checks the configuration and the port before a connect or a bind, and
     /// returns the port and the running runtime.
-    func prepare(port: Int, _ operation: String) throws -> (UInt16, RuntimeServices) {
+    func prepare(port: Int, as role: TLSRole, _ operation: String) throws -> (UInt16, RuntimeServices) {
         let port = try NetworkAddress.port(port, operation)
-        try validate(operation)
+        try validate(as: role, operation)
         return (port, try Runtime.shared.services())
     }
 
     /// Checks the values that do not depend on the peer.
-    func validate(_ operation: String) throws {
+    func validate(as role: TLSRole, _ operation: String) throws {
         guard minimumVersion <= maximumVersion else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the minimum version \(minimumVersion) is above the maximum \(maximumVersion)")
         }
@@ -71,6 +79,9 @@ public struct TLSConfiguration: Sendable {
         }
         guard handshakeTimeout > .zero else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the handshake timeout must be positive")
+        }
+        if role == .server, case .asynchronous = certificateVerifier {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "NSS cannot wait for an asynchronous certificate verdict on a server (SSL_ERROR_FEATURE_NOT_SUPPORTED_FOR_SERVERS); use CertificateVerifier.synchronous")
         }
         for name in applicationProtocols where name.utf8.isEmpty || name.utf8.count > 255 {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "ALPN protocol names must be 1 to 255 bytes long: \"\(name)\"")

@@ -33,6 +33,8 @@ final class ConnectionCallbacks: Sendable {
     let settings: ConnectionSettings
     let services: RuntimeServices
     let events = HandshakeEventHub()
+    /// Verdicts and identities that application closures compute in tasks.
+    let deferred = DeferredCallbacks()
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
     /// Set when the peer answers a renegotiation with a no_renegotiation warning.
@@ -53,12 +55,26 @@ final class ConnectionCallbacks: Sendable {
         self.services = services
     }
 
+    /// Ties this object to `socket`: the socket keeps it alive until after
+    /// `PR_Close`, and deferred callbacks interrupt the socket's waits.
+    func bind(to socket: SocketHandle) {
+        socket.retainCallbackContext(self)
+        deferred.attach(socket)
+    }
+
+    /// Cancels what still runs for the connection and ends its event streams.
+    func connectionEnded() {
+        deferred.close()
+        events.finish()
+    }
+
     /// Installs the callbacks on `fd`, pointing at `self`.
     func install(on fd: UnsafeMutablePointer<PRFileDesc>) throws {
         let argument = Unmanaged.passUnretained(self).toOpaque()
         guard SSL_HandshakeCallback(fd, handshakeCompletedCallback, argument) == SECSuccess,
               SSL_AlertReceivedCallback(fd, alertReceived, argument) == SECSuccess,
-              SSL_AuthCertificateHook(fd, authenticateCertificate, argument) == SECSuccess else {
+              SSL_AuthCertificateHook(fd, authenticateCertificate, argument) == SECSuccess,
+              SSL_BadCertHook(fd, badCertificateReceived, argument) == SECSuccess else {
             throw TLSError.fromLastNSSError("installing connection callbacks")
         }
         if isServer {
@@ -66,7 +82,7 @@ final class ConnectionCallbacks: Sendable {
                 throw TLSError.fromLastNSSError("installing the SNI hook")
             }
         } else {
-            let status = identity == nil
+            let status = identity == nil && settings.clientIdentityChooser == nil
                 ? SSL_GetClientAuthDataHook(fd, nil, nil)
                 : SSL_GetClientAuthDataHook(fd, provideClientCertificate, argument)
             guard status == SECSuccess else { throw TLSError.fromLastNSSError("installing the client certificate hook") }
@@ -103,10 +119,64 @@ final class ConnectionCallbacks: Sendable {
         verificationState.withLock { $0 = prepared }
     }
 
+    /// NSS's auth-certificate hook: the configured trust, then the
+    /// application's verifier. A refusal by the trust goes on to
+    /// ``handleBadCertificate(_:)``, where the verifier may override it.
     fileprivate func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
         let status = verify(fd, checkSignature: checkSignature, isServer: isServer)
-        if status == SECSuccess { peerCertificatesAccepted.add(1, ordering: .releasing) }
-        return status
+        guard status == SECSuccess else { return status }
+        guard settings.certificateVerifier != nil else {
+            peerCertificatesAccepted.add(1, ordering: .releasing)
+            return SECSuccess
+        }
+        return runVerifier(fd, builtInFailure: nil)
+    }
+
+    /// NSS's bad-certificate hook, after the trust refused the chain: the
+    /// verifier, if any, decides; without one the refusal stands.
+    fileprivate func handleBadCertificate(_ fd: UnsafeMutablePointer<PRFileDesc>) -> SECStatus {
+        let code = PR_GetError()
+        guard settings.certificateVerifier != nil else {
+            PORT_SetError(code)
+            return SECFailure
+        }
+        return runVerifier(fd, builtInFailure: TLSError.fromNSSCode(code, "verifying the peer's certificate"))
+    }
+
+    private func runVerifier(_ fd: UnsafeMutablePointer<PRFileDesc>, builtInFailure: TLSError?) -> SECStatus {
+        let context = PeerCertificateVerification(
+            certificates: ConnectionInfoReader.peerCertificates(fd),
+            expectedServerName: isServer ? nil : serverName,
+            builtInFailure: builtInFailure,
+            isServer: isServer
+        )
+        switch settings.certificateVerifier {
+        case .none:
+            return SECFailure
+        case .synchronous(let decide):
+            return apply(decide(context))
+        case .asynchronous(let decide):
+            deferred.start { [self] in
+                let verdict = await decide(context)
+                if verdict == .accept { peerCertificatesAccepted.add(1, ordering: .releasing) }
+                switch verdict {
+                case .accept: return .certificateVerdict(0)
+                case .reject(let reason): return .certificateVerdict(reason.code)
+                }
+            }
+            return SECWouldBlock
+        }
+    }
+
+    private func apply(_ verdict: CertificateVerdict) -> SECStatus {
+        switch verdict {
+        case .accept:
+            peerCertificatesAccepted.add(1, ordering: .releasing)
+            return SECSuccess
+        case .reject(let reason):
+            PORT_SetError(reason.code)
+            return SECFailure
+        }
     }
 
     private func verify(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
@@ -181,25 +251,46 @@ final class ConnectionCallbacks: Sendable {
         return SECSuccess
     }
 
+    /// NSS's client-auth hook: the fixed identity, or the chooser's answer
+    /// (then NSS waits for ``DeferredCallbacks``).
     fileprivate func clientCertificate(
+        _ caNames: UnsafeMutablePointer<CERTDistNames>?,
         _ certificateOut: UnsafeMutablePointer<UnsafeMutablePointer<CERTCertificate>?>,
         _ keyOut: UnsafeMutablePointer<UnsafeMutablePointer<SECKEYPrivateKey>?>
     ) -> SECStatus {
-        guard let material = identity?.material else { return SECFailure }
-        do {
-            // NSS takes ownership of both: hand it new references.
-            let certificate = try material.certificate.withPointer("client certificate") { CERT_DupCertificate($0) }
-            let key = try material.privateKey.withPointer("client key") { SECKEY_CopyPrivateKey($0) }
-            guard let certificate, let key else {
-                if let certificate { CERT_DestroyCertificate(certificate) }
-                if let key { SECKEY_DestroyPrivateKey(key) }
-                return SECFailure
-            }
-            certificateOut.pointee = certificate
-            keyOut.pointee = key
-            return SECSuccess
-        } catch {
-            return SECFailure
+        if let choose = settings.clientIdentityChooser {
+            let request = ClientCertificateRequest(acceptableIssuers: Self.names(caNames), serverName: serverName)
+            deferred.start { .clientIdentity(await choose(request)) }
+            return SECWouldBlock
+        }
+        guard let identity, let (certificate, key) = Self.copies(of: identity) else { return SECFailure }
+        certificateOut.pointee = certificate
+        keyOut.pointee = key
+        return SECSuccess
+    }
+
+    /// New references to an identity's certificate and key, which NSS takes
+    /// ownership of; nil if either is gone.
+    static func copies(of identity: TLSIdentity) -> (UnsafeMutablePointer<CERTCertificate>, UnsafeMutablePointer<SECKEYPrivateKey>)? {
+        let material = identity.material
+        let certificate = try? material.certificate.withPointer("client certificate") { CERT_DupCertificate($0) }
+        let key = try? material.privateKey.withPointer("client key") { SECKEY_CopyPrivateKey($0) }
+        guard let certificate = certificate ?? nil, let key = key ?? nil else {
+            if let certificate = certificate ?? nil { CERT_DestroyCertificate(certificate) }
+            if let key = key ?? nil { SECKEY_DestroyPrivateKey(key) }
+            return nil
+        }
+        return (certificate, key)
+    }
+
+    /// The CA names of a CertificateRequest as strings.
+    private static func names(_ list: UnsafeMutablePointer<CERTDistNames>?) -> [String] {
+        guard let list, let names = list.pointee.names else { return [] }
+        return (0..<Int(list.pointee.nnames)).compactMap { index in
+            var item = names[index]
+            guard let text = CERT_DerNameToAscii(&item) else { return nil }
+            defer { PORT_Free(text) }
+            return String(cString: text)
         }
     }
 
@@ -243,7 +334,12 @@ private let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkS
     return callbacks.authenticate(fd, checkSignature: checkSignature, isServer: isServer)
 }
 
-private let provideClientCertificate: SSLGetClientAuthData = { argument, _, _, certificateOut, keyOut in
+private let provideClientCertificate: SSLGetClientAuthData = { argument, _, caNames, certificateOut, keyOut in
     guard let certificateOut, let keyOut, let callbacks = ConnectionCallbacks.from(argument) else { return SECFailure }
-    return callbacks.clientCertificate(certificateOut, keyOut)
+    return callbacks.clientCertificate(caNames, certificateOut, keyOut)
+}
+
+private let badCertificateReceived: SSLBadCertHandler = { argument, fd in
+    guard let fd, let callbacks = ConnectionCallbacks.from(argument) else { return SECFailure }
+    return callbacks.handleBadCertificate(fd)
 }

@@ -10,6 +10,8 @@ struct ConnectionSettings: Sendable {
     let clientCertificatePolicy: ClientCertificatePolicy
     /// What peer certificates are verified against.
     let trust: TLSTrust
+    let certificateVerifier: CertificateVerifier?
+    let clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
 
     init(_ configuration: TLSConfiguration, role: TLSRole) {
         self.role = role
@@ -17,5 +19,7 @@ struct ConnectionSettings: Sendable {
         self.renegotiation = configuration.renegotiation
         self.clientCertificatePolicy = configuration.clientCertificatePolicy
         self.trust = configuration.trust
+        self.certificateVerifier = configuration.certificateVerifier
+        self.clientIdentityChooser = configuration.clientIdentityChooser
     }
 }

@@ -14,7 +14,7 @@ extension TLSConnection {
         configuration: TLSConfiguration = .makeClientConfiguration()
     ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
-        let (port, services) = try configuration.prepare(port: port, operation)
+        let (port, services) = try configuration.prepare(port: port, as: .client, operation)
         let verification = try await TrustPreparation.verification(for: configuration.trust, services: services)
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)
@@ -60,7 +60,7 @@ extension TLSConnection {
         }
         let socket = SocketHandle(fd, services: services)
         let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), services: services)
-        socket.retainCallbackContext(callbacks)
+        callbacks.bind(to: socket)
         do {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)
@@ -74,7 +74,7 @@ extension TLSConnection {
             return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
         } catch {
             await socket.close()
-            callbacks.events.finish()
+            callbacks.connectionEnded()
             throw error
         }
     }

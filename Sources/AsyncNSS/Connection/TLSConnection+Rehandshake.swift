@@ -136,7 +136,7 @@ extension TLSConnection {
             }
             let id = socket.makeWaitID()
             handshakeWait = id
-            let waited = await socket.wait(for: interest, deadline: deadline, id: id)
+            let waited = await callbacks.deferred.wait(on: socket, for: interest, deadline: deadline, id: id)
             handshakeWait = nil
             switch waited {
             case .ready, .interrupted:

@@ -67,7 +67,7 @@ public actor TLSConnection {
                 action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
                 interruptHandshakeWait()
             case .waitReadable:
-                action = machine.readWaitEnded(await socket.wait(for: .read))
+                action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
             case .deliver(let bytes):
                 return bytes
             case .deliverEnd:
@@ -142,7 +142,7 @@ public actor TLSConnection {
         writeTurn.close(TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
         handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()
-        callbacks.events.finish()
+        callbacks.connectionEnded()
     }
 
     /// Runs `body` with the connection and closes it afterwards, also when `body` throws.
@@ -162,6 +162,7 @@ public actor TLSConnection {
     func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
         let operation = "reading from \(remoteAddress)"
         do {
+            try socket.withFD(operation) { callbacks.deferred.deliver(to: $0) }
             switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
             case .bytes(let bytes):
                 return .bytes(bytes)

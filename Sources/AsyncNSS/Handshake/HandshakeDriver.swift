@@ -30,7 +30,7 @@ actor HandshakeDriver {
             case .step:
                 action = machine.stepped(step())
             case .waitReadable:
-                action = machine.waited(await socket.wait(for: .read, deadline: deadline))
+                action = machine.waited(await callbacks.deferred.wait(on: socket, for: .read, deadline: deadline))
             case .succeed:
                 return try completedEvent()
             case .fail(let failure):
@@ -42,10 +42,11 @@ actor HandshakeDriver {
     private func step() -> HandshakeStateMachine.StepResult {
         do {
             return try socket.withFD(operation) { fd in
+                callbacks.deferred.deliver(to: fd)
                 if SSL_ForceHandshake(fd) == SECSuccess { return .complete }
                 let code = PR_GetError()
                 if code == NSSErrors.wouldBlock { return .wouldBlock }
-                return .failed(TLSError.fromNSSCode(code, operation))
+                return .failed(TLSError.fromNSSCode(callbacks.deferred.rejection ?? code, operation))
             }
         } catch let error as TLSError {
             return .failed(error)

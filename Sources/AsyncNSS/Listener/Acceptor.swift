@@ -89,7 +89,7 @@ struct Acceptor: Sendable {
             }
         } catch {
             await socket.close()
-            callbacks.events.finish()
+            callbacks.connectionEnded()
             if error is CancellationError { return }
             logger.info("handshake failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
@@ -111,7 +111,7 @@ struct Acceptor: Sendable {
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        socket.retainCallbackContext(callbacks)
+        callbacks.bind(to: socket)
         try socket.withFD(operation) { fd in
             try TCPSocketOptions.setNonblocking(fd)
             try TCPSocketOptions.setNoDelay(fd)

@@ -57,7 +57,7 @@ public actor TLSListener: AsyncSequence {
         logger: Logger = Logger(label: "AsyncNSS.TLSListener")
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
-        let (port, services) = try configuration.prepare(port: port, operation)
+        let (port, services) = try configuration.prepare(port: port, as: .server, operation)
         // Without a client-certificate policy the trust is prepared only when a
         // connection asks for a certificate (``TLSConnection/requestClientCertificate()``).
         let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none

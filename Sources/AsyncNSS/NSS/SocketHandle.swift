@@ -87,10 +87,24 @@ final class SocketHandle: RuntimeResource {
         }
         guard let socket else { return }
         await services.pollLoop.quiesce(socket)
+        Self.discardUnreadInput(socket.fd)
         PR_Close(socket.fd)
         state.withLock { $0 = .closed }
         callbackContexts.withLock { $0.removeAll() }
         services.resources.remove(self)
+    }
+
+    /// Reads and drops what the kernel holds for the TCP socket under the
+    /// TLS layer. Closing a socket with unread input sends a reset instead of
+    /// a FIN, and a reset makes the peer discard what it has not read yet:
+    /// the alert that explains a failed handshake, or the close_notify.
+    private static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard let tcp = PR_GetIdentitiesLayer(fd, PR_NSPR_IO_LAYER) else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<64 {
+            let count = buffer.withUnsafeMutableBytes { PR_Recv(tcp, $0.baseAddress, Int32($0.count), 0, PRIntervalTime(PR_INTERVAL_NO_WAIT)) }
+            if count <= 0 { return }
+        }
     }
 
     func releaseForShutdown() async {

@@ -101,7 +101,7 @@ public actor TCPConnection {
     public func startTLS(_ configuration: TLSConfiguration, role: TLSRole) async throws -> TLSConnection {
         let operation = "starting TLS with \(remoteAddress)"
         try checkNotUpgraded(operation)
-        try configuration.validate(operation)
+        try configuration.validate(as: role, operation)
         let services = try Runtime.shared.services()
         let isServer = role == .server
         let verification: ConnectionCallbacks.Verification = isServer && configuration.clientCertificatePolicy == .none
@@ -116,7 +116,7 @@ public actor TCPConnection {
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
             identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role), services: services
         )
-        socket.retainCallbackContext(callbacks)
+        callbacks.bind(to: socket)
         do {
             try socket.withFD(operation) { fd in
                 // SSL_ImportFD pushes the SSL layer on top of this descriptor's
@@ -137,7 +137,7 @@ public actor TCPConnection {
             return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
         } catch {
             await socket.close()
-            callbacks.events.finish()
+            callbacks.connectionEnded()
             throw error
         }
     }

@@ -1,0 +1,119 @@
+internal import CNSS
+
+/// NSS callbacks that answered `SECWouldBlock` and finish in a task: an
+/// asynchronous certificate verdict, an asynchronously chosen client identity.
+///
+/// While one is outstanding NSS keeps the socket silent in `PR_Poll`, so every
+/// task that drives the connection waits through ``wait(on:for:deadline:)``.
+/// A finished task ``post(_:)``s its result and interrupts those waits; the
+/// next I/O step calls ``deliver(to:)`` first, which hands the result to NSS
+/// (`SSL_AuthCertificateComplete`, `SSL_ClientCertCallbackComplete`), and then
+/// drives the handshake on.
+final class DeferredCallbacks: Sendable {
+    enum Result: Sendable {
+        /// 0 accepts the certificate; an error code refuses it with its alert.
+        case certificateVerdict(PRErrorCode)
+        /// The client identity to send, or none.
+        case clientIdentity(TLSIdentity?)
+    }
+
+    private struct State {
+        var results: [Result] = []
+        var waits: Set<PollWaitID> = []
+        var tasks: [UInt64: Task<Void, Never>] = [:]
+        var nextTask: UInt64 = 0
+        var closed = false
+        var socket: SocketHandle?
+        /// The code of a refused certificate, once a verdict refused one.
+        var rejection: PRErrorCode?
+    }
+
+    private let state = Locked(State())
+
+    /// The socket whose waits a posted result interrupts; set once it exists.
+    func attach(_ socket: SocketHandle) {
+        state.withLock { $0.socket = socket }
+    }
+
+    /// Runs `work` in a task of its own and posts what it returns, unless the
+    /// connection closed meanwhile (which cancels the task).
+    func start(_ work: @escaping @Sendable () async -> Result) {
+        state.withLock { state in
+            guard !state.closed else { return }
+            let id = state.nextTask
+            state.nextTask += 1
+            state.tasks[id] = Task { [weak self] in
+                let result = await work()
+                self?.finish(id, with: result)
+            }
+        }
+    }
+
+    private func finish(_ id: UInt64, with result: Result) {
+        let (socket, waits) = state.withLock { state -> (SocketHandle?, Set<PollWaitID>) in
+            state.tasks[id] = nil
+            guard !state.closed else { return (nil, []) }
+            state.results.append(result)
+            return (state.socket, state.waits)
+        }
+        for wait in waits { socket?.interruptWait(wait) }
+    }
+
+    /// Waits on the poll thread for `interest`, or until a deferred callback
+    /// has a result to deliver (then at once).
+    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
+        let id = id ?? socket.makeWaitID()
+        let pending = state.withLock { state -> Bool in
+            if !state.results.isEmpty { return true }
+            state.waits.insert(id)
+            return false
+        }
+        if pending { return .interrupted }
+        let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
+        state.withLock { _ = $0.waits.remove(id) }
+        return outcome
+    }
+
+    /// The error code of the last refused certificate. After NSS sent the
+    /// alert it reports only SSL_ERROR_HANDSHAKE_FAILED; this is the reason.
+    var rejection: PRErrorCode? { state.withLock { $0.rejection } }
+
+    /// Hands every posted result to NSS. Call it with the descriptor, before
+    /// the next `PR_Read`, `PR_Write` or `SSL_ForceHandshake`.
+    func deliver(to fd: UnsafeMutablePointer<PRFileDesc>) {
+        let results = state.withLock { state -> [Result] in
+            defer { state.results.removeAll() }
+            for case .certificateVerdict(let code) in state.results where code != 0 {
+                state.rejection = code
+            }
+            return state.results
+        }
+        for result in results {
+            switch result {
+            case .certificateVerdict(let code):
+                _ = SSL_AuthCertificateComplete(fd, code)
+            case .clientIdentity(let identity):
+                Self.completeClientCertificate(fd, identity)
+            }
+        }
+    }
+
+    /// Cancels the tasks still running; later results are dropped.
+    func close() {
+        let tasks = state.withLock { state -> [Task<Void, Never>] in
+            state.closed = true
+            state.results.removeAll()
+            defer { state.tasks.removeAll() }
+            return Array(state.tasks.values)
+        }
+        for task in tasks { task.cancel() }
+    }
+
+    private static func completeClientCertificate(_ fd: UnsafeMutablePointer<PRFileDesc>, _ identity: TLSIdentity?) {
+        guard let identity, let (certificate, key) = ConnectionCallbacks.copies(of: identity) else {
+            _ = SSL_ClientCertCallbackComplete(fd, SECFailure, nil, nil)
+            return
+        }
+        _ = SSL_ClientCertCallbackComplete(fd, SECSuccess, key, certificate)
+    }
+}
