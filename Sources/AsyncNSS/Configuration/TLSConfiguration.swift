@@ -41,8 +41,12 @@ public struct TLSConfiguration: Sendable {
     /// matches one label. Other names get ``identity``, or an alert (see
     /// ``unknownServerName``).
     public var serverNameIdentities: [String: TLSIdentity] = [:]
+    /// Chooses the identity for a name that ``serverNameIdentities`` does not
+    /// know; `nil` leaves it to ``unknownServerName``. It runs inside NSS's
+    /// SNI callback: return quickly (from a dictionary or a cache), never block.
+    public var serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     /// What a server does when a client asks for a name that
-    /// ``serverNameIdentities`` does not know.
+    /// ``serverNameIdentities`` (and ``serverNameSelector``) do not know.
     public var unknownServerName: UnknownServerNamePolicy = .useDefaultIdentity
 
     /// A server configuration: presents `identity`, asks for no client certificate.

@@ -95,14 +95,32 @@ final class ConnectionCallbacks: Sendable {
         }
     }
 
-    /// Switches a server connection to the identity for `name`. Returns what
-    /// the SNI hook returns: 0 (the first name was chosen), the current
+    /// Switches a server connection to the identity for `name`: the
+    /// listener's name map first, then its selector. Returns what the SNI
+    /// hook returns: 0 (the first name was chosen), the current
     /// configuration, or an alert.
     fileprivate func selectIdentity(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
-        guard let models = serverNameModels else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
-        guard let model = models.model(for: name) else {
-            return models.rejectsUnknownNames ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
+        if let model = serverNameModels?.model(for: name) {
+            return reconfigure(fd, like: model, for: name)
         }
+        if let select = settings.serverNameSelector, let identity = select(name) {
+            return configure(fd, with: identity) ? 0 : SSL_SNI_SEND_ALERT
+        }
+        return settings.unknownServerName == .reject ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
+    }
+
+    /// Presents `identity` on this connection, as selfserv does from its SNI hook.
+    private func configure(_ fd: UnsafeMutablePointer<PRFileDesc>, with identity: TLSIdentity) -> Bool {
+        let material = identity.material
+        let status = try? material.certificate.withPointer("identity for SNI") { certificate in
+            try material.privateKey.withPointer("identity for SNI") { key in
+                SSL_ConfigServerCert(fd, certificate, key, nil, 0)
+            }
+        }
+        return status == SECSuccess
+    }
+
+    private func reconfigure(_ fd: UnsafeMutablePointer<PRFileDesc>, like model: SocketHandle, for name: String) -> PRInt32 {
         let switched = (try? model.withFD("switching to the identity for \(name)") { modelFD in
             SSL_ReconfigFD(modelFD, fd) != nil
         }) ?? false

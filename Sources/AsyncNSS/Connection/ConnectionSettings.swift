@@ -11,6 +11,8 @@ struct ConnectionSettings: Sendable {
     /// What peer certificates are verified against.
     let trust: TLSTrust
     let certificateVerifier: CertificateVerifier?
+    let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
+    let unknownServerName: UnknownServerNamePolicy
     let clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
 
     init(_ configuration: TLSConfiguration, role: TLSRole) {
@@ -20,6 +22,8 @@ struct ConnectionSettings: Sendable {
         self.clientCertificatePolicy = configuration.clientCertificatePolicy
         self.trust = configuration.trust
         self.certificateVerifier = configuration.certificateVerifier
+        self.serverNameSelector = configuration.serverNameSelector
+        self.unknownServerName = configuration.unknownServerName
         self.clientIdentityChooser = configuration.clientIdentityChooser
     }
 }

@@ -6,9 +6,8 @@ final class ServerNameModels: Sendable {
     private let exact: [String: SocketHandle]
     /// `*.example.com` entries, keyed by `example.com`.
     private let wildcards: [String: SocketHandle]
-    let rejectsUnknownNames: Bool
 
-    init(_ models: [String: SocketHandle], rejectsUnknownNames: Bool) {
+    init(_ models: [String: SocketHandle]) {
         var exact: [String: SocketHandle] = [:]
         var wildcards: [String: SocketHandle] = [:]
         for (name, model) in models {
@@ -21,19 +20,18 @@ final class ServerNameModels: Sendable {
         }
         self.exact = exact
         self.wildcards = wildcards
-        self.rejectsUnknownNames = rejectsUnknownNames
     }
 
     /// Builds the models for `configuration.serverNameIdentities`.
     static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) throws -> ServerNameModels? {
-        guard !configuration.serverNameIdentities.isEmpty || configuration.unknownServerName == .reject else { return nil }
+        guard !configuration.serverNameIdentities.isEmpty else { return nil }
         var models: [String: SocketHandle] = [:]
         for (name, identity) in configuration.serverNameIdentities {
             var named = configuration
             named.identity = identity
             models[name] = try ServerModelSocket.make(named, services: services, operation: "\(operation): identity for \(name)")
         }
-        return ServerNameModels(models, rejectsUnknownNames: configuration.unknownServerName == .reject)
+        return ServerNameModels(models)
     }
 
     /// The model for `name`, if one matches.

@@ -67,5 +67,31 @@ extension Integration {
                 await setup.server.value
             }
         }
+
+        @Test("a selector chooses identities for names the map does not know; the rest follow the policy", arguments: [TLSVersion.tls12, .tls13])
+        func selectorChoosesIdentities(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 30) {
+                let mapped = try await TLSIdentity.selfSigned(names: ["mapped.test"])
+                let selected = try await TLSIdentity.selfSigned(names: ["tenant-7.example"])
+                var configuration = try await TestIdentities.serverConfiguration(min: version, max: version)
+                configuration.serverNameIdentities = ["mapped.test": mapped]
+                configuration.serverNameSelector = { name in name.hasPrefix("tenant-") ? selected : nil }
+                configuration.unknownServerName = .reject
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration)
+                let setup = Setup(listener: listener, server: Task { await EchoServer.serveAll(listener) }, named: mapped, wildcard: selected)
+                let fromMap = try await connect(setup, name: "mapped.test", trust: .certificates(mapped.certificateChain))
+                #expect(fromMap.peerSubject == "CN=mapped.test")
+                let fromSelector = try await connect(setup, name: "tenant-7.example", trust: .certificates(selected.certificateChain))
+                #expect(fromSelector.peerSubject == "CN=tenant-7.example")
+                var refused = TLSConfiguration.makeClientConfiguration(trust: .insecureNoVerification)
+                refused.serverName = "nobody.example"
+                let error = await #expect(throws: TLSError.self) {
+                    _ = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: refused)
+                }
+                #expect(error?.nssName == "SSL_ERROR_UNRECOGNIZED_NAME_ALERT", "\(String(describing: error))")
+                await listener.close()
+                await setup.server.value
+            }
+        }
     }
 }
