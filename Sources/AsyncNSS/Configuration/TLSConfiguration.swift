@@ -34,6 +34,14 @@ public struct TLSConfiguration: Sendable {
     /// Who may start a TLS 1.2 renegotiation. By default a server refuses
     /// the ones its clients start, and a client follows its server's.
     public var renegotiation: RenegotiationPolicy = .automatic
+    /// How many connections a listener holds at once, from accept to close
+    /// (connections waiting in the listener's sequence count). At the limit
+    /// it stops accepting, and new clients wait in the kernel's backlog until
+    /// a connection closes.
+    public var maximumConnections: Int = 10_000
+    /// Closes a connection on which nothing was read or written for this
+    /// long; `nil` (the default) never does.
+    public var idleTimeout: Duration?
     /// Whether a server asks connecting clients for a certificate.
     public var clientCertificatePolicy: ClientCertificatePolicy = .none
     /// Identities a server presents by the name a client asks for (SNI).
@@ -80,6 +88,12 @@ public struct TLSConfiguration: Sendable {
         }
         guard minimumVersion >= .tls12, maximumVersion <= .tls13 else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "only TLS 1.2 and TLS 1.3 are supported")
+        }
+        guard maximumConnections >= 1 else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "maximumConnections must be at least 1")
+        }
+        if let idleTimeout, idleTimeout <= .zero {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the idle timeout must be positive")
         }
         guard handshakeTimeout > .zero else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the handshake timeout must be positive")

@@ -35,6 +35,7 @@ final class ConnectionCallbacks: Sendable {
     let events = HandshakeEventHub()
     /// Verdicts and identities that application closures compute in tasks.
     let deferred = DeferredCallbacks()
+    private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
     /// Set when the peer answers a renegotiation with a no_renegotiation warning.
@@ -62,10 +63,28 @@ final class ConnectionCallbacks: Sendable {
         deferred.attach(socket)
     }
 
-    /// Cancels what still runs for the connection and ends its event streams.
+    /// Runs `handler` once the connection has ended (at once if it has).
+    func whenEnded(_ handler: @escaping @Sendable () -> Void) {
+        let runNow = endHandlers.withLock { state -> Bool in
+            if state.ended { return true }
+            state.handlers.append(handler)
+            return false
+        }
+        if runNow { handler() }
+    }
+
+    /// Cancels what still runs for the connection, ends its event streams and
+    /// runs the ``whenEnded(_:)`` handlers. Idempotent.
     func connectionEnded() {
+        let handlers = endHandlers.withLock { state -> [@Sendable () -> Void] in
+            if state.ended { return [] }
+            state.ended = true
+            defer { state.handlers.removeAll() }
+            return state.handlers
+        }
         deferred.close()
         events.finish()
+        for handler in handlers { handler() }
     }
 
     /// Installs the callbacks on `fd`, pointing at `self`.

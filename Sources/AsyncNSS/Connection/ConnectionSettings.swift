@@ -4,6 +4,7 @@ struct ConnectionSettings: Sendable {
     let role: TLSRole
     /// The deadline of every handshake, the initial one and later ones.
     let handshakeTimeout: Duration
+    let idleTimeout: Duration?
     let renegotiation: RenegotiationPolicy
     /// What a server asked for on the initial handshake; restored after
     /// ``TLSConnection/requestClientCertificate()``.
@@ -18,6 +19,7 @@ struct ConnectionSettings: Sendable {
     init(_ configuration: TLSConfiguration, role: TLSRole) {
         self.role = role
         self.handshakeTimeout = configuration.handshakeTimeout
+        self.idleTimeout = configuration.idleTimeout
         self.renegotiation = configuration.renegotiation
         self.clientCertificatePolicy = configuration.clientCertificatePolicy
         self.trust = configuration.trust

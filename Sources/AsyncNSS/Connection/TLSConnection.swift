@@ -25,6 +25,10 @@ public actor TLSConnection {
     /// Rehandshakes and certificate requests take turns: NSS runs one
     /// handshake at a time.
     let handshakeTurn = AsyncTurn()
+    /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
+    /// reads or writes; nil without an idle timeout.
+    private let idleWatch = BackgroundTask()
+    private var lastActivity = ContinuousClock.now
     /// The poll wait of a rehandshake in progress, which a reader interrupts
     /// after each of its reads: the reader may have moved the handshake on.
     var handshakeWait: PollWaitID?
@@ -36,6 +40,15 @@ public actor TLSConnection {
         self.isServer = callbacks.isServer
         self.initialEvent = initialEvent
         self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
+        if let limit = callbacks.settings.idleTimeout {
+            idleWatch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+        }
+    }
+
+    deinit {
+        // A connection dropped without close() still gives back its
+        // listener's slot; the socket closes itself.
+        callbacks.connectionEnded()
     }
 
     /// What the most recent handshake negotiated.
@@ -69,6 +82,7 @@ public actor TLSConnection {
             case .waitReadable:
                 action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
             case .deliver(let bytes):
+                noteActivity()
                 return bytes
             case .deliverEnd:
                 return nil
@@ -102,6 +116,23 @@ public actor TLSConnection {
                 continue
             }
             try await waitUntilWritable(operation)
+        }
+        noteActivity()
+    }
+
+    private func noteActivity() {
+        if callbacks.settings.idleTimeout != nil { lastActivity = .now }
+    }
+
+    /// Sleeps until the connection has been idle for `limit`, then closes it.
+    private func closeWhenIdle(for limit: Duration) async {
+        while !machine.isClosed {
+            let due = lastActivity + limit
+            if ContinuousClock.now >= due {
+                await close()
+                return
+            }
+            do { try await Task.sleep(until: due) } catch { return }
         }
     }
 
@@ -139,6 +170,7 @@ public actor TLSConnection {
     /// with ``TLSError/Kind/closed``. Idempotent.
     public func close() async {
         guard machine.close() else { return }
+        idleWatch.cancel()
         writeTurn.close(TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
         handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()

@@ -13,6 +13,7 @@ struct Acceptor: Sendable {
     let services: RuntimeServices
     let logger: Logger
     let output: AsyncStream<TLSConnection>.Continuation
+    let limiter: ConnectionLimiter
 
     /// How long to pause when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
@@ -27,9 +28,12 @@ struct Acceptor: Sendable {
     func run() async {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
+                await limiter.waitForRoom()
+                if Task.isCancelled { break }
                 switch accept() {
                 case .accepted(let socket, let peer):
-                    group.addTask { await handshake(socket.fd, peer: peer) }
+                    let release = limiter.admit()
+                    group.addTask { await handshake(socket.fd, peer: peer, release: release) }
                 case .wouldBlock:
                     guard case .ready = await listeningSocket.wait(for: .read) else {
                         group.cancelAll()
@@ -70,13 +74,17 @@ struct Acceptor: Sendable {
         }
     }
 
-    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress) async {
+    /// Runs the handshake of an accepted socket; `release` gives its slot back
+    /// when the connection ends, however it ends.
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let operation = "handshake with \(peer)"
         let socket: SocketHandle
         let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, serverNameModels: serverNameModels, settings: ConnectionSettings(configuration, role: .server), services: services)
+        callbacks.whenEnded(release)
         do {
             socket = try importAccepted(tcp, callbacks: callbacks, operation: operation)
         } catch {
+            callbacks.connectionEnded()
             logger.info("connection setup failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
             return
         }

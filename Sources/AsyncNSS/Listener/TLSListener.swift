@@ -88,7 +88,8 @@ public actor TLSListener: AsyncSequence {
             serverNameModels: serverNameModels,
             services: services,
             logger: logger,
-            output: continuation
+            output: continuation,
+            limiter: ConnectionLimiter(limit: configuration.maximumConnections)
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }

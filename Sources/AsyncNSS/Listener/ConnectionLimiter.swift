@@ -1,0 +1,60 @@
+import Synchronization
+
+/// Counts a listener's connections, from accept to close, and makes the
+/// accept loop wait while the count is at the limit. Connections beyond it
+/// stay in the kernel's backlog: nothing is accepted and then dropped.
+final class ConnectionLimiter: Sendable {
+    private struct State {
+        var active = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    var active: Int { state.withLock { $0.active } }
+
+    /// Returns once a connection may be accepted. Cancellation ends the wait
+    /// early; the caller checks for it.
+    func waitForRoom() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Bool in
+                    if state.active < limit || Task.isCancelled { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }?.resume()
+        }
+    }
+
+    /// Counts an accepted connection. Returns the release to call once, when
+    /// the connection has ended.
+    func admit() -> @Sendable () -> Void {
+        state.withLock { $0.active += 1 }
+        let once = ReleaseOnce()
+        return { [self] in
+            guard once.claim() else { return }
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.active -= 1
+                defer { state.waiter = nil }
+                return state.active < limit ? state.waiter : nil
+            }
+            waiter?.resume()
+        }
+    }
+}
+
+/// True for the first caller of ``claim()`` only.
+private final class ReleaseOnce: Sendable {
+    private let released = Atomic<Bool>(false)
+    func claim() -> Bool { !released.exchange(true, ordering: .acquiringAndReleasing) }
+}

@@ -1,0 +1,33 @@
+import AsyncNSS
+import Testing
+
+extension Integration {
+    @Suite("nss-tls serve out of file descriptors")
+    struct DescriptorExhaustionTests {
+        @Test("with RLIMIT_NOFILE lowered, serve logs EMFILE, backs off, and serves again once descriptors are free")
+        func acceptBacksOff() async throws {
+            try await withTimeout(seconds: 90) {
+                // A shell lowers the limit for serve alone, not for the tests.
+                let process = try StreamingChild(executable: "/bin/sh", ["-c", "ulimit -n 64 && exec '\(ToolRun.binary)' serve --port 0"], input: [])
+                guard let line = await process.stdout.waitForLine(seconds: 30, where: { $0.hasPrefix(ServeProcess.announcement) }),
+                      let port = Int(line.split(separator: ":").last ?? "") else {
+                    await process.kill()
+                    Issue.record("serve did not start: \(process.transcript)")
+                    return
+                }
+                // Plain TCP connections that never speak TLS use up the rest.
+                let hogs = try await onOwnThread { try (0..<80).map { _ in try RawTCP(port: port) } }
+                let warning = await process.stderr.waitForLine(seconds: 15) { $0.contains("accept failed, backing off") }
+                #expect(warning != nil, "\(process.transcript)")
+                #expect(warning?.contains("PR_PROC_DESC_TABLE_FULL_ERROR") == true || warning?.contains("PR_INSUFFICIENT_RESOURCES_ERROR") == true, "\(warning ?? "")")
+                for hog in hogs { hog.close() }
+
+                // The listener goes on: a TLS client is served.
+                let output = try await ToolRun.run(["connect", "127.0.0.1:\(port)", "--insecure"], input: "still serving\n", timeout: 30)
+                #expect(output.status == 0, "\(output)")
+                #expect(output.stdout.contains("still serving"), "\(output)")
+                #expect(await process.stop() == 0, "\(process.transcript)")
+            }
+        }
+    }
+}
