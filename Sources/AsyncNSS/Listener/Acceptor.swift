@@ -14,6 +14,7 @@ struct Acceptor: Sendable {
     let logger: Logger
     let output: AsyncStream<TLSConnection>.Continuation
     let limiter: ConnectionLimiter
+    let live: LiveConnections
 
     /// How long to pause when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
@@ -92,6 +93,7 @@ struct Acceptor: Sendable {
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: operation)
             let event = try await driver.run(timeout: configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
+            live.add(connection, callbacks: callbacks)
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }

@@ -28,8 +28,10 @@ public actor TLSListener: AsyncSequence {
     private let serverNameModels: ServerNameModels?
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
+    private let live: LiveConnections
 
-    private init(listeningSocket: SocketHandle, model: SocketHandle, serverNameModels: ServerNameModels?, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>) {
+    private init(listeningSocket: SocketHandle, model: SocketHandle, serverNameModels: ServerNameModels?, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections) {
+        self.live = live
         self.listeningSocket = listeningSocket
         self.model = model
         self.serverNameModels = serverNameModels
@@ -80,6 +82,7 @@ public actor TLSListener: AsyncSequence {
         }
 
         let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
+        let live = LiveConnections()
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
             model: model,
@@ -89,11 +92,12 @@ public actor TLSListener: AsyncSequence {
             services: services,
             logger: logger,
             output: continuation,
-            limiter: ConnectionLimiter(limit: configuration.maximumConnections)
+            limiter: ConnectionLimiter(limit: configuration.maximumConnections),
+            live: live
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
-        return TLSListener(listeningSocket: listeningSocket, model: model, serverNameModels: serverNameModels, address: bound, connections: stream, acceptLoop: loop)
+        return TLSListener(listeningSocket: listeningSocket, model: model, serverNameModels: serverNameModels, address: bound, connections: stream, acceptLoop: loop, live: live)
     }
 
     /// Stops accepting, abandons handshakes in progress and closes the
@@ -104,6 +108,28 @@ public actor TLSListener: AsyncSequence {
         await acceptLoop.value
         await model.close()
         await serverNameModels?.close()
+    }
+
+    /// The connections this listener delivered that are still open.
+    public nonisolated var openConnectionCount: Int { live.count }
+
+    /// Shuts down gracefully: stops accepting (like ``close()``), gives the
+    /// connections already delivered up to `gracePeriod` to end on their
+    /// own, then closes the rest with close_notify. Returns when all are closed.
+    public func shutdown(gracePeriod: Duration) async {
+        await close()
+        let deadline = ContinuousClock.now + gracePeriod
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [live] in await live.waitUntilEmpty() }
+            group.addTask { try? await Task.sleep(until: deadline) }
+            await group.next()
+            group.cancelAll()
+        }
+        await withDiscardingTaskGroup { group in
+            for connection in live.all() {
+                group.addTask { await connection.close() }
+            }
+        }
     }
 
     public nonisolated func makeAsyncIterator() -> AsyncIterator {
