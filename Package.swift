@@ -11,11 +11,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "AsyncNSS", targets: ["AsyncNSS"]),
+        .library(name: "AsyncNSSServiceLifecycle", targets: ["AsyncNSSServiceLifecycle"]),
         .executable(name: "nss-tls", targets: ["nss-tls"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -31,10 +33,22 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        .target(
+            name: "AsyncNSSServiceLifecycle",
+            dependencies: [
+                "AsyncNSS",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         .executableTarget(
             name: "nss-tls",
             dependencies: [
                 "AsyncNSS",
+                "AsyncNSSServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -50,6 +64,8 @@ let package = Package(
             name: "AsyncNSSTests",
             dependencies: [
                 "AsyncNSS",
+                "AsyncNSSServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "CNSS",
                 "nss-tls",
                 .product(name: "Logging", package: "swift-log"),

@@ -66,7 +66,7 @@ struct ConnectCommand: AsyncParsableCommand {
 
     func run() async throws {
         _ = CommandLogging.logger()
-        SignalWatcher.ignoreBrokenPipes()
+        Signals.ignoreBrokenPipes()
         let connection: TLSConnection
         do {
             connection = try await TLSConnection.connect(host: address.host, port: address.port, configuration: try await makeConfiguration())

@@ -1,6 +1,9 @@
 import ArgumentParser
 import AsyncNSS
+import AsyncNSSServiceLifecycle
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// `nss-tls serve`: a TLS server that describes each connection to HTTP
 /// clients and echoes everything else.
@@ -26,8 +29,9 @@ struct ServeCommand: AsyncParsableCommand {
             with its subject, or 403. GET /rekey renews the keys (TLS 1.3 KeyUpdate, \
             TLS 1.2 renegotiation) and answers with the event. The server speaks only HTTP/1.x: offering h2 \
             with --alpn makes h2 clients fall through to the echo. Any other client \
-            is echoed until it closes. SIGINT or SIGTERM closes the listener \
-            and every connection, then exits 0.
+            is echoed until it closes. SIGINT or SIGTERM stops accepting, gives open \
+            connections --grace-period seconds to finish, closes the rest with \
+            close_notify, then exits 0.
             """
     )
 
@@ -70,6 +74,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-client-renegotiation"), help: "Accept TLS 1.2 renegotiations that clients start (refused by default).")
     var allowClientRenegotiation = false
 
+    @Option(name: .customLong("grace-period"), help: ArgumentHelp("Seconds that open connections get to finish after SIGINT or SIGTERM before they are closed.", valueName: "seconds"))
+    var gracePeriod = 1.0
+
     @OptionGroup var tls: TLSOptions
 
     @Flag(name: .long, help: "Log at debug level.")
@@ -92,6 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
         if cert != nil, db != nil {
             throw ValidationError("Use either --cert/--key or --db/--nickname, not both.")
         }
+        guard gracePeriod.isFinite, gracePeriod >= 0, gracePeriod <= 3600 else {
+            throw ValidationError("--grace-period must be a number of seconds from 0 to 3600.")
+        }
         if requestClientCert, requireClientCert {
             throw ValidationError("--request-client-cert and --require-client-cert exclude each other.")
         }
@@ -109,7 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = CommandLogging.logger(level: verbose ? .debug : .info)
-        SignalWatcher.ignoreBrokenPipes()
+        Signals.ignoreBrokenPipes()
         let listener: TLSListener
         do {
             let configuration = try await makeConfiguration(logger: logger)
@@ -124,7 +134,19 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
         }
-        await Server(listener: listener, logger: logger).run(until: SignalWatcher())
+        let server = TLSServer(listener: listener, gracePeriod: .milliseconds(Int64((gracePeriod * 1000).rounded())), logger: logger) { connection in
+            await ServeSession(connection: connection, logger: logger).run()
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("the server stopped", metadata: ["error": "\(error)"])
+        }
         logger.debug("shutting NSS down")
         do {
             try await NSSRuntime.shutdown()

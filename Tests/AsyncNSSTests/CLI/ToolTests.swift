@@ -140,7 +140,7 @@ extension Integration {
                 let elapsed = ContinuousClock.now - start
                 #expect(status == 0, "\(server.process.transcript)")
                 #expect(elapsed < .seconds(3), "serve took \(elapsed) to exit")
-                #expect(server.process.stderr.text.contains("closing the listener and every connection"), "\(server.process.transcript)")
+                #expect(server.process.stderr.text.contains("shutting down: no new connections"), "\(server.process.transcript)")
                 // The server closed the idle connection with close_notify on its way out.
                 let (text, truncated) = try await TestServers.readToEnd(client)
                 #expect(text.isEmpty)

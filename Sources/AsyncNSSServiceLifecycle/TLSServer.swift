@@ -1,0 +1,92 @@
+public import AsyncNSS
+public import Logging
+public import ServiceLifecycle
+
+/// A TLS server as a swift-service-lifecycle `Service`: it serves every
+/// connection of a listener with `handler`, each in a child task, and shuts
+/// down gracefully.
+///
+/// ```swift
+/// let listener = try await TLSListener.bind(port: 8443, configuration: configuration)
+/// let server = TLSServer(listener: listener, logger: logger) { connection in
+///     for try await chunk in connection.inbound { try await connection.write(chunk) }
+/// }
+/// let group = ServiceGroup(configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+/// try await group.run()
+/// ```
+///
+/// On graceful shutdown (SIGTERM through a `ServiceGroup`, say) it stops
+/// accepting, gives the handlers running up to ``gracePeriod`` to return,
+/// then cancels them; every connection is closed with close_notify. On
+/// cancellation it does the same without waiting.
+public struct TLSServer: Service {
+    public let listener: TLSListener
+    /// How long running handlers may go on after a graceful shutdown began.
+    public let gracePeriod: Duration
+    private let logger: Logger
+    private let handler: @Sendable (TLSConnection) async throws -> Void
+
+    /// - Parameter handler: Serves one connection; the server closes the
+    ///   connection when it returns or throws (errors are logged at debug).
+    public init(
+        listener: TLSListener,
+        gracePeriod: Duration = .seconds(10),
+        logger: Logger = Logger(label: "AsyncNSS.TLSServer"),
+        handler: @escaping @Sendable (TLSConnection) async throws -> Void
+    ) {
+        self.listener = listener
+        self.gracePeriod = gracePeriod
+        self.logger = logger
+        self.handler = handler
+    }
+
+    private enum Event: Sendable {
+        /// The listener ended and every handler returned.
+        case served
+        /// A graceful shutdown began, or the task was cancelled.
+        case shutdownRequested
+        case gracePeriodOver
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Event.self) { group in
+            group.addTask { await serveConnections(); return .served }
+            group.addTask {
+                try? await gracefulShutdown()
+                return .shutdownRequested
+            }
+            if await group.next() == .shutdownRequested {
+                logger.notice("shutting down: no new connections; running handlers have \(gracePeriod)", metadata: ["address": "\(listener.localAddress)"])
+                await listener.close()
+                group.addTask {
+                    try? await Task.sleep(for: gracePeriod)
+                    return .gracePeriodOver
+                }
+                if await group.next() == .gracePeriodOver {
+                    logger.notice("grace period over: cancelling the remaining handlers", metadata: ["open": "\(listener.openConnectionCount)"])
+                }
+            }
+            group.cancelAll()
+        }
+        // Whatever a handler left open is closed with close_notify.
+        await listener.shutdown(gracePeriod: .zero)
+    }
+
+    private func serveConnections() async {
+        await withDiscardingTaskGroup { group in
+            do {
+                for try await connection in listener {
+                    group.addTask {
+                        do {
+                            try await connection.executeThenClose(handler)
+                        } catch {
+                            logger.debug("connection handler ended with an error", metadata: ["peer": "\(connection.remoteAddress)", "error": "\(error)"])
+                        }
+                    }
+                }
+            } catch {
+                logger.debug("the listener ended", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
