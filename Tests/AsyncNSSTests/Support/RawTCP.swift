@@ -49,6 +49,11 @@ struct RawTCP {
         return received
     }
 
+    /// Sends a FIN; reading goes on.
+    func shutdownOutput() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Closes with a TCP reset (SO_LINGER 0) instead of a FIN.
     func reset() {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
