@@ -60,12 +60,44 @@ let package = Package(
             path: "Examples/EchoServer",
             swiftSettings: strictSwift6
         ),
+        .executableTarget(
+            name: "HTTPSHello",
+            dependencies: ["AsyncNSS"],
+            path: "Examples/HTTPSHello",
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "MutualTLSClient",
+            dependencies: ["AsyncNSS"],
+            path: "Examples/MutualTLSClient",
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "StartTLS",
+            dependencies: ["AsyncNSS"],
+            path: "Examples/StartTLS",
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "ServiceLifecycleServer",
+            dependencies: [
+                "AsyncNSS",
+                "AsyncNSSServiceLifecycle",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ServiceLifecycleServer",
+            swiftSettings: strictSwift6
+        ),
         .testTarget(
             name: "AsyncNSSTests",
             dependencies: [
                 "AsyncNSS",
                 "AsyncNSSServiceLifecycle",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // Built for the tests that run them.
+                "EchoServer", "HTTPSHello", "MutualTLSClient", "StartTLS", "ServiceLifecycleServer",
                 "CNSS",
                 "nss-tls",
                 .product(name: "Logging", package: "swift-log"),
