@@ -31,7 +31,8 @@ struct ServeCommand: AsyncParsableCommand {
             with --alpn makes h2 clients fall through to the echo. Any other client \
             is echoed until it closes. SIGINT or SIGTERM stops accepting, gives open \
             connections --grace-period seconds to finish, closes the rest with \
-            close_notify, then exits 0.
+            close_notify, then exits 0. SIGHUP re-reads --cert/--key (and the other \
+            files) for new connections; open ones go on.
             """
     )
 
@@ -137,8 +138,12 @@ struct ServeCommand: AsyncParsableCommand {
         let server = TLSServer(listener: listener, gracePeriod: .milliseconds(Int64((gracePeriod * 1000).rounded())), logger: logger) { connection in
             await ServeSession(connection: connection, logger: logger).run()
         }
+        let reloader = ReloadOnHangup(listener: listener, logger: logger) { [self] in try await makeConfiguration(logger: logger) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server)],
+            services: [
+                .init(service: server),
+                .init(service: reloader, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -6,10 +6,7 @@ import Logging
 /// completed their handshake to the listener's sequence.
 struct Acceptor: Sendable {
     let listeningSocket: SocketHandle
-    let model: SocketHandle
-    let configuration: TLSConfiguration
-    let verification: ConnectionCallbacks.Verification
-    let serverNameModels: ServerNameModels?
+    let setups: ServerSetups
     let services: RuntimeServices
     let logger: Logger
     let output: AsyncStream<TLSConnection>.Continuation
@@ -79,11 +76,12 @@ struct Acceptor: Sendable {
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let operation = "handshake with \(peer)"
+        let setup = setups.current
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: verification, serverName: nil, identity: nil, serverNameModels: serverNameModels, settings: ConnectionSettings(configuration, role: .server), services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, serverNameModels: setup.serverNameModels, settings: ConnectionSettings(setup.configuration, role: .server), services: services)
         callbacks.whenEnded(release)
         do {
-            socket = try importAccepted(tcp, callbacks: callbacks, operation: operation)
+            socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)
         } catch {
             callbacks.connectionEnded()
             logger.info("connection setup failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
@@ -91,7 +89,7 @@ struct Acceptor: Sendable {
         }
         do {
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: operation)
-            let event = try await driver.run(timeout: configuration.handshakeTimeout)
+            let event = try await driver.run(timeout: setup.configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if case .terminated = output.yield(connection) {
@@ -107,7 +105,7 @@ struct Acceptor: Sendable {
 
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
     /// callbacks; fix both right after import.
-    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, callbacks: ConnectionCallbacks, operation: String) throws -> SocketHandle {
+    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: String) throws -> SocketHandle {
         let imported: UnsafeMutablePointer<PRFileDesc>?
         do {
             imported = try model.withFD(operation) { model in SSL_ImportFD(model, tcp) }

@@ -24,17 +24,17 @@ public actor TLSListener: AsyncSequence {
     public nonisolated let port: Int
 
     private let listeningSocket: SocketHandle
-    private let model: SocketHandle
-    private let serverNameModels: ServerNameModels?
+    private let setups: ServerSetups
+    private let services: RuntimeServices
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
     private let live: LiveConnections
 
-    private init(listeningSocket: SocketHandle, model: SocketHandle, serverNameModels: ServerNameModels?, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections) {
+    private init(listeningSocket: SocketHandle, setups: ServerSetups, services: RuntimeServices, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections) {
         self.live = live
         self.listeningSocket = listeningSocket
-        self.model = model
-        self.serverNameModels = serverNameModels
+        self.setups = setups
+        self.services = services
         self.localAddress = address.description
         self.port = Int(address.port)
         self.connections = connections
@@ -60,35 +60,26 @@ public actor TLSListener: AsyncSequence {
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .server, operation)
-        // Without a client-certificate policy the trust is prepared only when a
-        // connection asks for a certificate (``TLSConnection/requestClientCertificate()``).
-        let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none
-            ? .deferred
-            : try await TrustPreparation.verification(for: configuration.trust, services: services)
         guard let address = try await NetworkAddress.resolve(host, port: port, services: services).first else {
             throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
         }
 
-        let model = try ServerModelSocket.make(configuration, services: services, operation: operation)
-        let serverNameModels: ServerNameModels?
+        let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
         let listeningSocket: SocketHandle
         let bound: NetworkAddress
         do {
-            serverNameModels = try ServerNameModels.make(configuration, services: services, operation: operation)
             (listeningSocket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
         } catch {
-            await model.close()
+            await setup.close()
             throw error
         }
+        let setups = ServerSetups(setup)
 
         let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
         let live = LiveConnections()
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
-            model: model,
-            configuration: configuration,
-            verification: verification,
-            serverNameModels: serverNameModels,
+            setups: setups,
             services: services,
             logger: logger,
             output: continuation,
@@ -97,7 +88,7 @@ public actor TLSListener: AsyncSequence {
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
-        return TLSListener(listeningSocket: listeningSocket, model: model, serverNameModels: serverNameModels, address: bound, connections: stream, acceptLoop: loop, live: live)
+        return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live)
     }
 
     /// Stops accepting, abandons handshakes in progress and closes the
@@ -106,8 +97,26 @@ public actor TLSListener: AsyncSequence {
         acceptLoop.cancel()
         await listeningSocket.close()
         await acceptLoop.value
-        await model.close()
-        await serverNameModels?.close()
+        await setups.closeAll()
+    }
+
+    /// Applies `configuration` to the handshakes that start from now on: a new
+    /// identity (certificate files changed on disk, say), trust, versions,
+    /// ALPN, SNI identities. Connections already accepted keep what they
+    /// negotiated. The swap is atomic: each handshake sees the old
+    /// configuration or the new one, never a mix. ``TLSConfiguration/maximumConnections``
+    /// stays as it was at bind.
+    ///
+    /// - Throws: the error of an invalid configuration or identity; the
+    ///   listener then goes on with the configuration it had.
+    public func reload(_ configuration: TLSConfiguration) async throws {
+        let operation = "reloading the listener on \(localAddress)"
+        guard listeningSocket.isOpen else {
+            throw TLSError(kind: .closed, operation: operation, message: "the listener is closed")
+        }
+        try configuration.validate(as: .server, operation)
+        let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
+        setups.replace(with: setup)
     }
 
     /// The connections this listener delivered that are still open.
