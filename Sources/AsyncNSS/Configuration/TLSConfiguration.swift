@@ -47,7 +47,9 @@ public struct TLSConfiguration: Sendable {
     /// Identities a server presents by the name a client asks for (SNI).
     /// Keys are host names, matched without regard to case; `*.example.com`
     /// matches one label. Other names get ``identity``, or an alert (see
-    /// ``unknownServerName``).
+    /// ``unknownServerName``). The name's identity is configured on the
+    /// connection next to ``identity``: with the same key type it replaces it;
+    /// with another (RSA next to EC), NSS picks by what the client accepts.
     public var serverNameIdentities: [String: TLSIdentity] = [:]
     /// Chooses the identity for a name that ``serverNameIdentities`` does not
     /// know; `nil` leaves it to ``unknownServerName``. It runs inside NSS's

@@ -28,8 +28,6 @@ final class ConnectionCallbacks: Sendable {
     /// The name a client checks the certificate against and sends as SNI.
     let serverName: String?
     let identity: TLSIdentity?
-    /// On a server, the per-name identities to switch to on SNI.
-    let serverNameModels: ServerNameModels?
     let settings: ConnectionSettings
     let services: RuntimeServices
     let events = HandshakeEventHub()
@@ -46,13 +44,12 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, serverNameModels: ServerNameModels? = nil, settings: ConnectionSettings, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, services: RuntimeServices) {
         self.settings = settings
         self.isServer = isServer
         self.verificationState = Locked(verification)
         self.serverName = serverName
         self.identity = identity
-        self.serverNameModels = serverNameModels
         self.services = services
     }
 
@@ -118,11 +115,13 @@ final class ConnectionCallbacks: Sendable {
     /// listener's name map first, then its selector. Returns what the SNI
     /// hook returns: 0 (the first name was chosen), the current
     /// configuration, or an alert.
+    ///
+    /// `SSL_ConfigServerCert` on the connection, as selfserv does, rather
+    /// than `SSL_ReconfigFD` from a model socket: with the latter, NSS 3.87's
+    /// shutdown corrupted the heap about one time in six after a switched
+    /// connection (seen with `nss-tls serve --sni` and SIGTERM).
     fileprivate func selectIdentity(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
-        if let model = serverNameModels?.model(for: name) {
-            return reconfigure(fd, like: model, for: name)
-        }
-        if let select = settings.serverNameSelector, let identity = select(name) {
+        if let identity = settings.serverNameIdentities.identity(for: name) ?? settings.serverNameSelector?(name) {
             return configure(fd, with: identity) ? 0 : SSL_SNI_SEND_ALERT
         }
         return settings.unknownServerName == .reject ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
@@ -137,15 +136,6 @@ final class ConnectionCallbacks: Sendable {
             }
         }
         return status == SECSuccess
-    }
-
-    private func reconfigure(_ fd: UnsafeMutablePointer<PRFileDesc>, like model: SocketHandle, for name: String) -> PRInt32 {
-        let switched = (try? model.withFD("switching to the identity for \(name)") { modelFD in
-            SSL_ReconfigFD(modelFD, fd) != nil
-        }) ?? false
-        // SSL_ReconfigFD copies the model's default hooks over ours: put ours back.
-        guard switched, (try? install(on: fd)) != nil else { return SSL_SNI_SEND_ALERT }
-        return 0
     }
 
     /// Prepares a deferred verification from the configuration's trust (which

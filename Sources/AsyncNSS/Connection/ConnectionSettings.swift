@@ -12,6 +12,7 @@ struct ConnectionSettings: Sendable {
     /// What peer certificates are verified against.
     let trust: TLSTrust
     let certificateVerifier: CertificateVerifier?
+    let serverNameIdentities: ServerNameIdentities
     let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     let unknownServerName: UnknownServerNamePolicy
     let clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
@@ -24,6 +25,7 @@ struct ConnectionSettings: Sendable {
         self.clientCertificatePolicy = configuration.clientCertificatePolicy
         self.trust = configuration.trust
         self.certificateVerifier = configuration.certificateVerifier
+        self.serverNameIdentities = ServerNameIdentities(configuration.serverNameIdentities)
         self.serverNameSelector = configuration.serverNameSelector
         self.unknownServerName = configuration.unknownServerName
         self.clientIdentityChooser = configuration.clientIdentityChooser

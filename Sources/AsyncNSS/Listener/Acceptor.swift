@@ -78,7 +78,7 @@ struct Acceptor: Sendable {
         let operation = "handshake with \(peer)"
         let setup = setups.current
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, serverNameModels: setup.serverNameModels, settings: ConnectionSettings(setup.configuration, role: .server), services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: ConnectionSettings(setup.configuration, role: .server), services: services)
         callbacks.whenEnded(release)
         do {
             socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)

@@ -1,15 +1,13 @@
 import Synchronization
 
 /// What a listener needs to import and configure an accepted socket: the
-/// model socket built from a configuration, the SNI models and the prepared
-/// trust. ``TLSListener/reload(_:)`` replaces it as a whole.
+/// model socket built from a configuration and the prepared trust. ``TLSListener/reload(_:)`` replaces it as a whole.
 struct ServerSetup: Sendable {
     let configuration: TLSConfiguration
     let model: SocketHandle
-    let serverNameModels: ServerNameModels?
     let verification: ConnectionCallbacks.Verification
 
-    /// Builds the model sockets and prepares the trust for `configuration`.
+    /// Builds the model socket and prepares the trust for `configuration`.
     static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) async throws -> ServerSetup {
         // Without a client-certificate policy the trust is prepared only when a
         // connection asks for a certificate (``TLSConnection/requestClientCertificate()``).
@@ -17,18 +15,11 @@ struct ServerSetup: Sendable {
             ? .deferred
             : try await TrustPreparation.verification(for: configuration.trust, services: services)
         let model = try ServerModelSocket.make(configuration, services: services, operation: operation)
-        do {
-            let serverNameModels = try ServerNameModels.make(configuration, services: services, operation: operation)
-            return ServerSetup(configuration: configuration, model: model, serverNameModels: serverNameModels, verification: verification)
-        } catch {
-            await model.close()
-            throw error
-        }
+        return ServerSetup(configuration: configuration, model: model, verification: verification)
     }
 
     func close() async {
         await model.close()
-        await serverNameModels?.close()
     }
 }
 
