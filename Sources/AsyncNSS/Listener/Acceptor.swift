@@ -92,6 +92,15 @@ struct Acceptor: Sendable {
             let event = try await driver.run(timeout: setup.configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
             live.add(connection, callbacks: callbacks)
+            // Never key material: only what the handshake negotiated.
+            logger.debug("handshake completed", metadata: [
+                "peer": "\(peer)",
+                "version": "\(event.info.protocolVersion)",
+                "cipher": "\(event.info.cipherSuite)",
+                "sni": "\(event.info.serverName ?? "-")",
+                "alpn": "\(event.info.applicationProtocol ?? "-")",
+                "resumed": "\(event.info.resumed)",
+            ])
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }
