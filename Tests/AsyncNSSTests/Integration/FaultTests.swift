@@ -86,13 +86,8 @@ extension Integration {
         @Test("half-close in both directions: each side keeps talking after the other shut its output")
         func halfClose() async throws {
             try await withTimeout(seconds: 30) {
-                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
-                let accepted = Task { () -> TLSConnection? in
-                    for try await connection in listener { return connection }
-                    return nil
-                }
-                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
-                let server = try #require(try await accepted.value)
+                let pair = try await ConnectedPair.make(server: try await TestIdentities.serverConfiguration(), client: try await TestIdentities.clientConfiguration())
+                let (client, server) = (pair.client, pair.server)
 
                 // The client is done sending; the server still answers.
                 try await client.write(Array("request".utf8))
@@ -106,22 +101,15 @@ extension Integration {
                 while let chunk = try await client.receive() { response += chunk }
                 #expect(response == Array("response".utf8))
                 await #expect(throws: TLSError.self) { try await client.write([1]) }
-                await client.close()
-                await server.close()
-                await listener.close()
+                await pair.close()
             }
         }
 
         @Test("the server shuts its output first; the client still sends", arguments: [TLSVersion.tls12, .tls13])
         func serverHalfCloses(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
-                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(min: version, max: version))
-                let accepted = Task { () -> TLSConnection? in
-                    for try await connection in listener { return connection }
-                    return nil
-                }
-                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
-                let server = try #require(try await accepted.value)
+                let pair = try await ConnectedPair.make(server: try await TestIdentities.serverConfiguration(min: version, max: version), client: try await TestIdentities.clientConfiguration())
+                let (client, server) = (pair.client, pair.server)
                 try await server.write(Array("banner".utf8))
                 try await server.shutdownOutput()
                 var banner: [UInt8] = []
@@ -131,9 +119,7 @@ extension Integration {
                 var late: [UInt8] = []
                 while late.count < 10, let chunk = try await server.receive() { late += chunk }
                 #expect(late == Array("late words".utf8))
-                await client.close()
-                await server.close()
-                await listener.close()
+                await pair.close()
             }
         }
 

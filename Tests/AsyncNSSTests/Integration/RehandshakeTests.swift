@@ -4,29 +4,7 @@ import Testing
 extension Integration {
     @Suite("Rehandshakes: TLS 1.2 renegotiation and TLS 1.3 post-handshake authentication")
     struct RehandshakeTests {
-        /// A connected pair over loopback.
-        struct Pair {
-            let listener: TLSListener
-            let server: TLSConnection
-            let client: TLSConnection
-
-            static func make(server serverConfiguration: TLSConfiguration, client clientConfiguration: TLSConfiguration) async throws -> Pair {
-                let listener = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
-                let accepted = Task { () -> TLSConnection? in
-                    for try await connection in listener { return connection }
-                    return nil
-                }
-                let client = try await TLSConnection.connect(host: "localhost", port: listener.port, configuration: clientConfiguration)
-                let server = try #require(try await accepted.value)
-                return Pair(listener: listener, server: server, client: client)
-            }
-
-            func close() async {
-                await client.close()
-                await server.close()
-                await listener.close()
-            }
-        }
+        typealias Pair = ConnectedPair
 
         static func tls12Pair(server: (inout TLSConfiguration) -> Void = { _ in }, client: (inout TLSConfiguration) -> Void = { _ in }) async throws -> Pair {
             var serverConfiguration = try await TestIdentities.serverConfiguration(min: .tls12, max: .tls12)
