@@ -48,8 +48,14 @@ enum AsyncNSSStack: PeerStack {
         var pending: [UInt8] = []
         for try await chunk in connection.inbound {
             pending += chunk
-            for _ in 0..<HTTPHello.takeRequests(from: &pending) {
-                try await connection.write(HTTPHello.response)
+            for answer in HTTPHello.takeRequests(from: &pending) {
+                switch answer {
+                case .respond:
+                    try await connection.write(HTTPHello.response)
+                case .respondAndClose:
+                    try await connection.write(HTTPHello.closingResponse)
+                    return
+                }
             }
         }
     }

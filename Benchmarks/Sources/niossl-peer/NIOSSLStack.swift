@@ -70,8 +70,16 @@ final class HelloHTTPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         pending += buffer.readBytes(length: buffer.readableBytes) ?? []
-        for _ in 0..<HTTPHello.takeRequests(from: &pending) {
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: HTTPHello.response)), promise: nil)
+        for answer in HTTPHello.takeRequests(from: &pending) {
+            switch answer {
+            case .respond:
+                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: HTTPHello.response)), promise: nil)
+            case .respondAndClose:
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(bytes: HTTPHello.closingResponse)))
+                    .whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
         }
     }
 
