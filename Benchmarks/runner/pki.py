@@ -2,6 +2,7 @@
 PEM files, and the same key and certificate in an NSS database for selfserv."""
 
 import os
+import shutil
 import subprocess
 
 NICKNAME = "bench"
@@ -10,7 +11,9 @@ NICKNAME = "bench"
 def make(directory):
     """Creates cert.pem, key.pem (PKCS#8), server-db/ (holding both as NICKNAME)
     and client-db/ (empty, for strsclnt) in `directory`. Returns their paths."""
-    os.makedirs(directory, exist_ok=True)
+    # Always a new identity: certutil -N would prompt on an existing database.
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
     cert = os.path.join(directory, "cert.pem")
     key = os.path.join(directory, "key.pem")
     p12 = os.path.join(directory, "identity.p12")
@@ -29,4 +32,4 @@ def make(directory):
 
 
 def run(command):
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)

@@ -11,12 +11,20 @@ def median(values):
 
 
 def summarise(results):
-    summary = {"handshakes": {}, "bulk": {}, "scale": {}, "idle": {}}
+    summary = {"handshakes": {}, "bulk": {}, "scale": {}, "idle": {}, "failures": []}
+    for sample in results["handshakes"]:
+        for scenario, result in sample["results"].items():
+            for failure in result.get("failures", []):
+                summary["failures"].append(f"round {sample['round'] + 1}, {sample['server']}, {scenario}: {failure}")
     for scenario in measure.HANDSHAKES:
         per_server = {}
         for sample in results["handshakes"]:
             per_server.setdefault(sample["server"], []).append(sample["results"][scenario]["handshakes_per_s"])
-        summary["handshakes"][scenario] = {server: {"median": median(v), "samples": v} for server, v in per_server.items()}
+        cpu = {}
+        for sample in results["handshakes"]:
+            cpu.setdefault(sample["server"], []).append(sample["results"][scenario].get("server_cpu_us_per_handshake"))
+        summary["handshakes"][scenario] = {server: {"median": median(v), "samples": v, "cpu_us": median(cpu[server])}
+                                           for server, v in per_server.items()}
     for sample in results["bulk"]:
         summary["bulk"].setdefault(sample["system"], []).append(sample["result"]["mib_per_s"])
     summary["bulk"] = {s: {"median": median(v), "samples": v} for s, v in summary["bulk"].items()}
@@ -73,6 +81,14 @@ def markdown(results, summary):
                          f" | {fmt(ratio(m.get('nss-tls serve'), m.get('niossl-peer')), 2)}"
                          f" | {fmt(ratio(m.get('asyncnss-peer'), m.get('selfserv')), 2)} |")
         lines.append("")
+        lines += ["### Server CPU per handshake (µs, user + system, from /proc; 10 ms ticks)", "",
+                  "| scenario | " + " | ".join(servers) + " | nss-tls − selfserv |",
+                  "|---|" + "---:|" * (len(servers) + 1)]
+        for scenario, per_server in hs.items():
+            c = {s: per_server[s].get("cpu_us") for s in per_server}
+            difference = c["nss-tls serve"] - c["selfserv"] if c.get("nss-tls serve") is not None and c.get("selfserv") is not None else None
+            lines.append(f"| {scenario} | " + " | ".join(fmt(c.get(s)) for s in servers) + f" | {fmt(difference)} |")
+        lines.append("")
     if summary["bulk"]:
         b = {s: v["median"] for s, v in summary["bulk"].items()}
         lines += ["### Bulk echo over one connection (MiB/s each way)", "",
@@ -93,6 +109,9 @@ def markdown(results, summary):
         for system, s in summary["idle"].items():
             lines.append(f"| {system} | {fmt(s['median'], 2)} |")
         lines.append("")
+    if summary["failures"]:
+        lines += ["### Failed samples (retried on a new server process)", ""]
+        lines += [f"- {failure}" for failure in summary["failures"]] + [""]
     lines += targets(summary, settings)
     return "\n".join(lines) + "\n"
 
