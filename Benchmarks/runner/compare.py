@@ -79,41 +79,46 @@ def main():
     results = {"machine": versions(args), "settings": vars(args) | {"file_limit": file_limit},
                "handshakes": [], "bulk": [], "scale": [], "idle": []}
     counts = {"full": args.full_handshakes, "resumed": args.resumed_handshakes}
+    results_path = os.path.join(args.out, "results.json")
     with open(os.path.join(args.out, "runs.log"), "w") as log:
+
+        def sample(section, label, key, name, run):
+            """Runs one sample; a failure is recorded and the run goes on.
+            results.json is rewritten after every sample."""
+            step(f"round {round_number + 1}: {label}")
+            entry = {"round": round_number, key: name}
+            try:
+                entry["results" if section == "handshakes" else "result"] = run()
+            except Exception as error:  # noqa: BLE001 - recorded in the results, reported in the summary
+                entry["error"] = str(error)[:500]
+                log.write(f"\nFAILED: {error}\n")
+                step(f"  failed: {str(error)[:200]}")
+            results[section].append(entry)
+            log.flush()
+            with open(results_path, "w") as out:
+                json.dump(results, out, indent=1)
+
         for round_number in range(args.rounds):
             # Rotate the order each round as well as alternating within it.
             turn = round_number % len(HANDSHAKE_SERVERS)
             if "handshakes" in args.only:
                 for name in HANDSHAKE_SERVERS[turn:] + HANDSHAKE_SERVERS[:turn]:
-                    step(f"round {round_number + 1}: handshakes against {name}")
-                    results["handshakes"].append({"round": round_number, "server": name,
-                                                  "results": measure.handshakes(srv, name, counts, log)})
+                    sample("handshakes", f"handshakes against {name}", "server", name,
+                           lambda: measure.handshakes(srv, name, counts, log))
             order = SYSTEMS if round_number % 2 == 0 else list(reversed(SYSTEMS))
             if "bulk" in args.only:
                 for system in order:
-                    step(f"round {round_number + 1}: bulk echo, {system}")
-                    results["bulk"].append({"round": round_number, "system": system,
-                                            "result": measure.bulk(srv, system, args.bulk_mib << 20, log)})
-            if "scale" in args.only:
-                for system in order:
-                    step(f"round {round_number + 1}: {args.idle} idle connections, {system}")
-                    results["scale"].append({"round": round_number, "system": system,
-                                             "result": measure.scale(srv, system, args.idle, args.active,
-                                                                     args.latency_rounds, log)})
+                    sample("bulk", f"bulk echo, {system}", "system", system,
+                           lambda: measure.bulk(srv, system, args.bulk_mib << 20, log))
             if "idle" in args.only:
                 for system in order:
-                    step(f"round {round_number + 1}: idle CPU, {system}")
-                    results["idle"].append({"round": round_number, "system": system,
-                                            "result": measure.idle_cpu(srv, system, args.cpu_connections,
-                                                                       args.cpu_seconds, log)})
-            log.flush()
-    with open(os.path.join(args.out, "results.json"), "w") as out:
-        json.dump(results, out, indent=1)
-    summary = report.summarise(results)
-    with open(os.path.join(args.out, "summary.md"), "w") as out:
-        out.write(report.markdown(results, summary))
-    report.chart(summary, os.path.join(args.out, "chart.png"))
-    print(report.markdown(results, summary))
+                    sample("idle", f"idle CPU, {system}", "system", system,
+                           lambda: measure.idle_cpu(srv, system, args.cpu_connections, args.cpu_seconds, log))
+            if "scale" in args.only:
+                for system in order:
+                    sample("scale", f"{args.idle} idle connections, {system}", "system", system,
+                           lambda: measure.scale(srv, system, args.idle, args.active, args.latency_rounds, log))
+    print(report.write(results, args.out))
 
 
 def step(message):

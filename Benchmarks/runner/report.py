@@ -1,6 +1,9 @@
 """Medians, ratios against the issue's targets, the Markdown table and the chart."""
 
+import json
+import os
 import statistics
+import sys
 
 from . import measure
 
@@ -13,35 +16,48 @@ def median(values):
 def summarise(results):
     summary = {"handshakes": {}, "bulk": {}, "scale": {}, "idle": {}, "failures": []}
     for sample in results["handshakes"]:
+        if "error" in sample:
+            summary["failures"].append(f"round {sample['round'] + 1}, {sample['server']}: {sample['error']}")
+            continue
         for scenario, result in sample["results"].items():
             for failure in result.get("failures", []):
                 summary["failures"].append(f"round {sample['round'] + 1}, {sample['server']}, {scenario}: {failure}")
     for scenario in measure.HANDSHAKES:
         per_server = {}
-        for sample in results["handshakes"]:
+        for sample in ok(results["handshakes"]):
             per_server.setdefault(sample["server"], []).append(sample["results"][scenario]["handshakes_per_s"])
         cpu = {}
-        for sample in results["handshakes"]:
+        for sample in ok(results["handshakes"]):
             cpu.setdefault(sample["server"], []).append(sample["results"][scenario].get("server_cpu_us_per_handshake"))
         summary["handshakes"][scenario] = {server: {"median": median(v), "samples": v, "cpu_us": median(cpu[server])}
                                            for server, v in per_server.items()}
-    for sample in results["bulk"]:
+    for section in ("bulk", "scale", "idle"):
+        for sample in results[section]:
+            if "error" in sample:
+                summary["failures"].append(f"round {sample['round'] + 1}, {section}, {sample['system']}: {sample['error']}")
+    for sample in ok(results["bulk"]):
         summary["bulk"].setdefault(sample["system"], []).append(sample["result"]["mib_per_s"])
     summary["bulk"] = {s: {"median": median(v), "samples": v} for s, v in summary["bulk"].items()}
-    for sample in results["scale"]:
+    for sample in ok(results["scale"]):
         entry = summary["scale"].setdefault(sample["system"], {k: [] for k in
-                                            ("rss_per_idle_kib", "alone_p50", "alone_p99", "among_p50", "among_p99")})
+                                            ("rss_per_idle_kib", "alone_p50", "alone_p99", "among_p50", "among_p99", "open_s")})
         among, alone = sample["result"]["among"], sample["result"]["alone"]
         entry["rss_per_idle_kib"].append(among.get("rss_per_idle_kib"))
         entry["alone_p50"].append(alone["p50_us"])
         entry["alone_p99"].append(alone["p99_us"])
         entry["among_p50"].append(among["p50_us"])
         entry["among_p99"].append(among["p99_us"])
+        entry["open_s"].append(among.get("idle_open_seconds"))
     summary["scale"] = {s: {k: median(v) for k, v in e.items()} | {"samples": e} for s, e in summary["scale"].items()}
-    for sample in results["idle"]:
+    for sample in ok(results["idle"]):
         summary["idle"].setdefault(sample["system"], []).append(sample["result"]["server_cpu_percent"])
     summary["idle"] = {s: {"median": median(v), "samples": v} for s, v in summary["idle"].items()}
     return summary
+
+
+def ok(samples):
+    """The samples that did not fail."""
+    return [sample for sample in samples if "error" not in sample]
 
 
 def ratio(a, b):
@@ -97,11 +113,11 @@ def markdown(results, summary):
                   f"{fmt(ratio(b.get('asyncnss-peer'), b.get('niossl-peer')), 2)} |", ""]
     if summary["scale"]:
         lines += [f"### {settings['idle']:,} idle connections, {settings['active']} active (echo of 64 bytes, µs)", "",
-                  "| system | server RSS per idle connection (KiB) | p50 alone | p99 alone | p50 among idle | p99 among idle | p99 among / alone |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| system | server RSS per idle connection (KiB) | p50 alone | p99 alone | p50 among idle | p99 among idle | p99 among / alone | seconds to open the idle connections |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for system, s in summary["scale"].items():
             lines.append(f"| {system} | {fmt(s['rss_per_idle_kib'], 1)} | {fmt(s['alone_p50'])} | {fmt(s['alone_p99'])} | "
-                         f"{fmt(s['among_p50'])} | {fmt(s['among_p99'])} | {fmt(ratio(s['among_p99'], s['alone_p99']), 2)} |")
+                         f"{fmt(s['among_p50'])} | {fmt(s['among_p99'])} | {fmt(ratio(s['among_p99'], s['alone_p99']), 2)} | {fmt(s['open_s'], 1)} |")
         lines.append("")
     if summary["idle"]:
         lines += [f"### Server CPU with {settings['cpu_connections']:,} idle connections (% of one core)", "",
@@ -110,7 +126,7 @@ def markdown(results, summary):
             lines.append(f"| {system} | {fmt(s['median'], 2)} |")
         lines.append("")
     if summary["failures"]:
-        lines += ["### Failed samples (retried on a new server process)", ""]
+        lines += ["### Failed samples", ""]
         lines += [f"- {failure}" for failure in summary["failures"]] + [""]
     lines += targets(summary, settings)
     return "\n".join(lines) + "\n"
@@ -178,3 +194,21 @@ def chart(summary, path):
         axes[1][1].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
+
+
+def write(results, directory):
+    """Writes summary.md and chart.png next to results.json; returns the summary text."""
+    summary = summarise(results)
+    text = markdown(results, summary)
+    with open(os.path.join(directory, "summary.md"), "w") as out:
+        out.write(text)
+    chart(summary, os.path.join(directory, "chart.png"))
+    return text
+
+
+if __name__ == "__main__":
+    # python3 -m runner.report DIR: the summary and chart again from DIR/results.json
+    # (for example from a run that was stopped part-way).
+    directory = sys.argv[1]
+    with open(os.path.join(directory, "results.json")) as source:
+        print(write(json.load(source), directory))

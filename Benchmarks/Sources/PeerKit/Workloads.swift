@@ -23,7 +23,10 @@ public enum Workloads {
         _ target: Target, idle: Int, active: Int, rounds: Int, messageSize: Int, serverPID: Int32?
     ) async throws {
         let rssBefore = try serverPID.map(ProcessStats.residentKiB)
+        let clock = ContinuousClock()
+        let openStart = clock.now
         let idleConnections = try await openMany(target, count: idle)
+        let openSeconds = (clock.now - openStart).seconds
         try await Task.sleep(for: .seconds(1))
         let rssIdle = try serverPID.map(ProcessStats.residentKiB)
         let activeConnections = try await openMany(target, count: active)
@@ -34,7 +37,7 @@ public enum Workloads {
         let percentiles = Percentiles(samples)
         var fields: [String: any Sendable] = [
             "workload": "latency", "idle": idle, "active": active, "rounds": rounds, "message": messageSize,
-            "samples": percentiles.count,
+            "samples": percentiles.count, "idle_open_seconds": openSeconds,
             "p50_us": percentiles.value(50), "p99_us": percentiles.value(99),
         ]
         if let rssBefore, let rssIdle {

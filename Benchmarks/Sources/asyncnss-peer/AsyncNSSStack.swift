@@ -33,6 +33,10 @@ enum AsyncNSSStack: PeerStack {
     static func makeTarget(_ options: ClientOptions) async throws -> AsyncNSSTarget {
         var configuration = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: options.ca))
         configuration.serverName = options.serverName
+        // A load client waits as long as the server takes: with thousands of
+        // connections the default 10 s is not enough, and how long opening
+        // them takes is measured and reported instead.
+        configuration.handshakeTimeout = .seconds(600)
         return AsyncNSSTarget(host: options.host, port: options.port, configuration: configuration)
     }
 
