@@ -1,0 +1,3 @@
+import PeerKit
+
+await PeerCommand<AsyncNSSStack>.runMain()

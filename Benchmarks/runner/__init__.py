@@ -1,0 +1,1 @@
+"""The comparison runner of Benchmarks/: see compare.py and README.md."""
