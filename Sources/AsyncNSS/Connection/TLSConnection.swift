@@ -14,6 +14,9 @@ public actor TLSConnection {
     public nonisolated let remoteAddress: String
     /// Whether this side is the server.
     public nonisolated let isServer: Bool
+    /// Error contexts, made once rather than on every read and write.
+    private let readOperation: String
+    private let writeOperation: String
 
     let socket: SocketHandle
     let callbacks: ConnectionCallbacks
@@ -37,6 +40,8 @@ public actor TLSConnection {
         self.socket = socket
         self.callbacks = callbacks
         self.remoteAddress = remoteAddress
+        self.readOperation = "reading from \(remoteAddress)"
+        self.writeOperation = "writing to \(remoteAddress)"
         self.isServer = callbacks.isServer
         self.initialEvent = initialEvent
         self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
@@ -107,7 +112,7 @@ public actor TLSConnection {
         try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if case .fail(let error) = machine.beginWrite() { throw error }
-        let operation = "writing to \(remoteAddress)"
+        let operation = writeOperation
         var offset = 0
         while offset < bytes.count {
             let written = try socket.writeSome(bytes, from: offset, operation: operation)
@@ -192,7 +197,7 @@ public actor TLSConnection {
     }
 
     func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
-        let operation = "reading from \(remoteAddress)"
+        let operation = readOperation
         do {
             try socket.withFD(operation) { callbacks.deferred.deliver(to: $0) }
             switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
