@@ -3,7 +3,8 @@ import Glibc
 
 /// Only in ThreadSanitizer builds (`scripts/sanitizers.sh` passes
 /// `-DASYNCNSS_TSAN`): a `Mutex` over `pthread_mutex_t` that shadows
-/// `Synchronization.Mutex` everywhere in this module. Normal builds never
+/// `Synchronization.Mutex` everywhere in this module. (Not `package`: the
+/// tests import Synchronization too, and the name would be ambiguous there.) Normal builds never
 /// compile it.
 ///
 /// Why: on Linux, `Synchronization.Mutex` takes its contended paths
