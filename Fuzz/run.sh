@@ -30,8 +30,13 @@ cd "$here"
 configuration=${FUZZ_CONFIGURATION:-release}
 
 echo "==> building $target ($configuration, -sanitize=fuzzer,address)"
+# Both flags, on purpose. `--sanitize=fuzzer` makes SwiftPM link libFuzzer's
+# main instead of the target's. But SwiftPM passes each --sanitize as its own
+# -sanitize= flag, and swiftc keeps only the last one, so
+# `--sanitize=fuzzer --sanitize=address` compiles without coverage and
+# libFuzzer finds nothing. -Xswiftc -sanitize=fuzzer,address comes last.
 nice -n 10 timeout 1800 swift build --scratch-path .build-fuzz -c "$configuration" \
-    --sanitize=fuzzer --sanitize=address -Xswiftc -g --product "$target"
+    --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -g --product "$target"
 binary=".build-fuzz/$configuration/$target"
 
 if [ "$1" = "replay" ]; then
