@@ -11,8 +11,8 @@
 #
 # The ThreadSanitizer build passes -DASYNCNSS_TSAN, which swaps in two
 # TSan-only shims (Sources/AsyncNSS/Support/Sanitizer*.swift) for toolchain
-# limitations on Linux; RELIABILITY.md explains both. Suppressions, for NSS
-# and NSPR only, are in scripts/sanitizers/.
+# limitations on Linux; RELIABILITY.md explains both. Suppressions, for
+# third-party code only and each with its reason, are in scripts/sanitizers/.
 #
 # SANITIZER_TIMEOUT (seconds, default 1500) bounds each build and each test run.
 set -uo pipefail
@@ -58,8 +58,8 @@ case "$which" in
             -Xswiftc -DASYNCNSS_TSAN || overall=1
         ;;&
     address|all)
-        run_one address .build-asan ASAN_OPTIONS \
-            "detect_leaks=1:detect_stack_use_after_return=0" || overall=1
+        LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0" \
+            run_one address .build-asan ASAN_OPTIONS "detect_leaks=1" || overall=1
         ;;
     thread) ;;
     *) echo "usage: $0 [thread|address|all]" >&2; exit 2 ;;
