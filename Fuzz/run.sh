@@ -83,7 +83,7 @@ nice -n 10 timeout --kill-after=30 $((seconds + 300)) "$binary" \
     -dict="Dictionaries/$target.dict" -artifact_prefix=".artifacts/$target-" \
     "$@" "$corpus" "${seeds[@]}" > "$log" 2>&1 || status=$?
 
-grep -E '^#[0-9]+ +(INITED|DONE)' "$log" || true
+grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" || true
 grep -E '^stat::' "$log" || true
 if [ "$status" -ne 0 ]; then
     echo "==> $target stopped with status $status; see Fuzz/$log and Fuzz/.artifacts/"
