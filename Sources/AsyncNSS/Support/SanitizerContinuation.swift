@@ -2,16 +2,16 @@
 /// Only in ThreadSanitizer builds (`scripts/sanitizers.sh` passes
 /// `-DASYNCNSS_TSAN`): continuations that tell TSan about the hand-over from
 /// the thread that resumes to the task that resumes. They shadow the
-/// standard library's in this package (`package`), so AsyncNSS, nss-tls and
-/// the tests use them without a change at any call site. Normal builds never
-/// compile this file.
+/// standard library's, so AsyncNSS uses them without a change at any call
+/// site; `package` lets nss-tls and the tests see them too. Normal builds
+/// never compile this file.
 ///
 /// Why: with Swift 6.3.1 on Linux, TSan sees no happens-before edge from
 /// `resume` on one thread to the resumed task on another. A value written
 /// before `resume` and read after the `await` is reported as raced, and so is
 /// the task's own frame when the next `withUnsafeContinuation` reuses the
-/// memory that `resume` read (swiftlang/swift#57803). RELIABILITY.md has a
-/// ten-line program that shows both.
+/// memory that `resume` read (swiftlang/swift#57803).
+/// `scripts/sanitizers/reproducers/continuation.swift` shows both.
 ///
 /// The fix is an explicit edge on the address of the waiting task:
 /// `__tsan_release` just before and just after the real `resume`, and

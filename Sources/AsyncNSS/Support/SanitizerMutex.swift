@@ -3,18 +3,19 @@ import Glibc
 
 /// Only in ThreadSanitizer builds (`scripts/sanitizers.sh` passes
 /// `-DASYNCNSS_TSAN`): a `Mutex` over `pthread_mutex_t` that shadows
-/// `Synchronization.Mutex` everywhere in this module. (Not `package`: the
-/// tests import Synchronization too, and the name would be ambiguous there.) Normal builds never
-/// compile it.
+/// `Synchronization.Mutex` everywhere in this module. Normal builds never
+/// compile it. (It is not `package`, unlike the continuation shim: the tests
+/// import Synchronization too, and `Mutex` would be ambiguous there.)
 ///
 /// Why: on Linux, `Synchronization.Mutex` takes its contended paths
 /// (`_lockSlow`, `_unlockSlow`: `FUTEX_LOCK_PI` and `FUTEX_UNLOCK_PI`) inside
 /// `libswiftSynchronization.so`, which is not instrumented. When the kernel
 /// hands the lock over, TSan sees no acquire, so it reports every value a
 /// `Mutex` guards as raced as soon as two threads contend. A four-thread
-/// counter behind a `Mutex` reproduces it (see RELIABILITY.md). TSan
+/// counter behind a `Mutex` reproduces it
+/// (`scripts/sanitizers/reproducers/mutex.swift`). TSan
 /// intercepts `pthread_mutex_lock` and `pthread_mutex_unlock`, so with this
-/// type it sees every hand-over, and the reports that remain are real.
+/// type it sees every hand-over.
 ///
 /// Same API as the parts of `Synchronization.Mutex` this module uses.
 ///
