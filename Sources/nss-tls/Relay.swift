@@ -1,4 +1,5 @@
 import AsyncNSS
+import Synchronization
 
 /// Copies standard input to a connection and the connection to standard
 /// output, both at once, for `connect`.
@@ -31,8 +32,9 @@ struct Relay {
     /// Runs until the server closes its side. Standard input's end half-closes
     /// the connection; reading goes on until the server is done.
     func run() async -> Ending {
-        await withTaskGroup(of: Event.self) { group in
-            group.addTask { await upload() }
+        let progress = UploadProgress()
+        return await withTaskGroup(of: Event.self) { group in
+            group.addTask { await upload(progress) }
             group.addTask { await download() }
             var uploadError: (any Error)?
             var uploadDone = false
@@ -53,7 +55,9 @@ struct Relay {
                     guard case .clean = ending else { return ending }
                     if let uploadError { return .clean(unsentInput: uploadError) }
                     // Standard input had not ended: whatever was still to come is unsent.
-                    if !uploadDone { return .clean(unsentInput: InputNotFinished()) }
+                    // (The upload's own event may still be on its way after the
+                    // server answered our close_notify, so ask `progress`.)
+                    if !uploadDone, !progress.allSent { return .clean(unsentInput: InputNotFinished()) }
                     return ending
                 }
             }
@@ -61,7 +65,7 @@ struct Relay {
         }
     }
 
-    private func upload() async -> Event {
+    private func upload(_ progress: UploadProgress) async -> Event {
         do {
             for try await chunk in StandardInput.start() {
                 do {
@@ -74,6 +78,7 @@ struct Relay {
             return Task.isCancelled ? .uploadFinished : .inputFailed(error)
         }
         if Task.isCancelled { return .uploadFinished }
+        progress.markAllSent()
         // Fails harmlessly when the server has closed the connection already.
         try? await connection.shutdownOutput()
         return .uploadFinished
@@ -93,6 +98,15 @@ struct Relay {
             return .downloadEnded(.failed(error))
         }
     }
+}
+
+/// Whether all of standard input was written, set before close_notify is
+/// sent: the server can answer that close_notify before the upload task's
+/// event reaches `run`.
+final class UploadProgress: Sendable {
+    private let sent = Atomic<Bool>(false)
+    func markAllSent() { sent.store(true, ordering: .releasing) }
+    var allSent: Bool { sent.load(ordering: .acquiring) }
 }
 
 /// The server closed while standard input was still being read or sent.

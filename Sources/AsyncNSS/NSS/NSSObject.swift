@@ -26,6 +26,9 @@ final class NSSObject<Pointee>: RuntimeResource, @unchecked Sendable {
         if let pointer = pointer.withLock({ $0 }) {
             destroy(pointer)
         }
+        // Without this the registry kept an entry (and a weak reference's side
+        // table) for every certificate and key ever loaded.
+        services.resources.remove(self)
     }
 
     /// Whether the object still holds its NSS pointer (shutdown has not released it).

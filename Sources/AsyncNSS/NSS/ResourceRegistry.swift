@@ -23,6 +23,9 @@ final class ResourceRegistry: Sendable {
         _ = entries.withLock { $0.removeValue(forKey: ObjectIdentifier(resource)) }
     }
 
+    /// How many resources are registered; for tests.
+    var count: Int { entries.withLock { $0.count } }
+
     /// Releases sockets first, then certificates and keys.
     func releaseAll() async {
         let resources = entries.withLock { entries -> [any RuntimeResource] in

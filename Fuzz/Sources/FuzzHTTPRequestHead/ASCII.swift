@@ -1,0 +1,1 @@
+../../../Sources/nss-tls/ASCII.swift

@@ -1,0 +1,1 @@
+../../../Sources/AsyncNSS/Configuration/PEM.swift
