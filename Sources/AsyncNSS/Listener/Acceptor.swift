@@ -12,6 +12,7 @@ struct Acceptor: Sendable {
     let output: AsyncStream<TLSConnection>.Continuation
     let limiter: ConnectionLimiter
     let live: LiveConnections
+    let reserve: ReserveDescriptor
 
     /// How long to pause when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
@@ -28,6 +29,12 @@ struct Acceptor: Sendable {
             while !Task.isCancelled {
                 await limiter.waitForRoom()
                 if Task.isCancelled { break }
+                // Out of descriptors a moment ago: accept only once the
+                // reserve is back, or the table would be full again.
+                guard reserve.reclaim() else {
+                    try? await Task.sleep(for: Self.exhaustionBackoff)
+                    continue
+                }
                 switch accept() {
                 case .accepted(let socket, let peer):
                     let release = limiter.admit()
@@ -39,6 +46,7 @@ struct Acceptor: Sendable {
                     }
                 case .exhausted(let error):
                     logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(Self.exhaustionBackoff)"])
+                    reserve.release()
                     try? await Task.sleep(for: Self.exhaustionBackoff)
                 case .failed(let error):
                     if !listeningSocket.isOpen { group.cancelAll(); return }
@@ -47,6 +55,7 @@ struct Acceptor: Sendable {
             }
             group.cancelAll()
         }
+        reserve.release()
         output.finish()
     }
 

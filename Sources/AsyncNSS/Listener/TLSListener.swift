@@ -84,7 +84,8 @@ public actor TLSListener: AsyncSequence {
             logger: logger,
             output: continuation,
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
-            live: live
+            live: live,
+            reserve: ReserveDescriptor()
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }

@@ -20,6 +20,11 @@ extension Integration {
                 let warning = await process.stderr.waitForLine(seconds: 15) { $0.contains("accept failed, backing off") }
                 #expect(warning != nil, "\(process.transcript)")
                 #expect(warning?.contains("PR_PROC_DESC_TABLE_FULL_ERROR") == true || warning?.contains("PR_INSUFFICIENT_RESOURCES_ERROR") == true, "\(warning ?? "")")
+                // Out of descriptors for a while: libdispatch aborts a process
+                // whose table stays full (its thread-pool monitor must open
+                // /proc files), unless the acceptor gives its reserve back.
+                try await Task.sleep(for: .seconds(2))
+                #expect(await process.exitStatus(within: 0.1) == nil, "serve died while out of descriptors: \(process.transcript)")
                 for hog in hogs { hog.close() }
 
                 // The listener goes on: a TLS client is served.
