@@ -33,6 +33,8 @@ final class ConnectionCallbacks: Sendable {
     let events = HandshakeEventHub()
     /// Verdicts and identities that application closures compute in tasks.
     let deferred = DeferredCallbacks()
+    /// The listener's metrics, on a server connection.
+    let metrics: ListenerMetrics?
     private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
@@ -44,8 +46,9 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ListenerMetrics? = nil, services: RuntimeServices) {
         self.settings = settings
+        self.metrics = metrics
         self.isServer = isServer
         self.verificationState = Locked(verification)
         self.serverName = serverName

@@ -83,6 +83,7 @@ extension TLSConnection {
         }
         guard let info else { throw TLSError.fromLastNSSError(operation) }
         callbacks.events.publish(info, kind: .postHandshakeAuthentication)
+        callbacks.metrics?.rehandshake(.postHandshakeAuthentication)
         return info.peerCertificates
     }
 

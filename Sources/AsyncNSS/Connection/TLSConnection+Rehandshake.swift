@@ -78,6 +78,7 @@ extension TLSConnection {
 
         return try await driveHandshake(deadline: deadline, operation: operation) {
             if let event = callbacks.events.firstEvent(after: before, kind: .renegotiation) {
+                callbacks.metrics?.rehandshake(.renegotiation)
                 return event
             }
             if callbacks.renegotiationRefused.load(ordering: .acquiring) {

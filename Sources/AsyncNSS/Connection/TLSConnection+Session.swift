@@ -38,6 +38,7 @@ extension TLSConnection {
             }
         }
         try await flush(operation)
+        callbacks.metrics?.rehandshake(.keyUpdate)
         return callbacks.events.publish(current, kind: .keyUpdate)
     }
 

@@ -88,6 +88,7 @@ public actor TLSConnection {
                 action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
             case .deliver(let bytes):
                 noteActivity()
+                callbacks.metrics?.received(bytes.count)
                 return bytes
             case .deliverEnd:
                 return nil
@@ -123,6 +124,7 @@ public actor TLSConnection {
             try await waitUntilWritable(operation)
         }
         noteActivity()
+        callbacks.metrics?.sent(bytes.count)
     }
 
     private func noteActivity() {

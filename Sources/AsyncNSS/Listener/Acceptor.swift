@@ -13,6 +13,7 @@ struct Acceptor: Sendable {
     let limiter: ConnectionLimiter
     let live: LiveConnections
     let reserve: ReserveDescriptor
+    let metrics: ListenerMetrics
 
     /// How long to pause when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
@@ -87,8 +88,12 @@ struct Acceptor: Sendable {
         let operation = "handshake with \(peer)"
         let setup = setups.current
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: ConnectionSettings(setup.configuration, role: .server), services: services)
-        callbacks.whenEnded(release)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: ConnectionSettings(setup.configuration, role: .server), metrics: metrics, services: services)
+        metrics.connectionAccepted()
+        callbacks.whenEnded { [metrics] in
+            metrics.connectionEnded()
+            release()
+        }
         do {
             socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)
         } catch {
@@ -98,7 +103,9 @@ struct Acceptor: Sendable {
         }
         do {
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: operation)
+            let started = ContinuousClock.now
             let event = try await driver.run(timeout: setup.configuration.handshakeTimeout)
+            metrics.handshakeSucceeded(after: .now - started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             // Never key material: only what the handshake negotiated.
@@ -117,6 +124,7 @@ struct Acceptor: Sendable {
             await socket.close()
             callbacks.connectionEnded()
             if error is CancellationError { return }
+            metrics.handshakeFailed(error)
             logger.info("handshake failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
     }

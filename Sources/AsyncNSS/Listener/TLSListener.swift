@@ -1,4 +1,5 @@
 internal import CNSS
+public import CoreMetrics
 public import Logging
 
 /// A TLS server socket: an `AsyncSequence` of connections whose handshake succeeded.
@@ -51,12 +52,15 @@ public actor TLSListener: AsyncSequence {
     /// - Parameters:
     ///   - backlog: The kernel's queue of connections not yet accepted.
     ///   - logger: Where failed handshakes and accept errors are reported.
+    ///   - metrics: Where the listener's swift-metrics go (the names are listed
+    ///     in the README); `nil` uses `MetricsSystem.factory`.
     public static func bind(
         host: String = "127.0.0.1",
         port: Int,
         configuration: TLSConfiguration,
         backlog: Int = 1024,
-        logger: Logger = Logger(label: "AsyncNSS.TLSListener")
+        logger: Logger = Logger(label: "AsyncNSS.TLSListener"),
+        metrics: (any MetricsFactory)? = nil
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .server, operation)
@@ -85,7 +89,8 @@ public actor TLSListener: AsyncSequence {
             output: continuation,
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
             live: live,
-            reserve: ReserveDescriptor()
+            reserve: ReserveDescriptor(),
+            metrics: ListenerMetrics(factory: metrics ?? MetricsSystem.factory)
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
