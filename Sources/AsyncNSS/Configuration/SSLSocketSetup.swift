@@ -147,6 +147,14 @@ enum SSLSocketSetup {
 /// Turns a ``TLSTrust`` into what the authentication callback checks, loading
 /// system roots or opening databases first (on the blocking pool).
 enum TrustPreparation {
+    /// What a connection of `role` verifies its peer with. A server that asks
+    /// for no certificate on the initial handshake prepares its trust only
+    /// when a connection asks for one (``TLSConnection/requestClientCertificate()``).
+    static func verification(for configuration: TLSConfiguration, as role: TLSRole, services: RuntimeServices) async throws -> ConnectionCallbacks.Verification {
+        if role == .server, configuration.clientCertificatePolicy == .none { return .deferred }
+        return try await verification(for: configuration.trust, services: services)
+    }
+
     static func verification(for trust: TLSTrust, services: RuntimeServices) async throws -> ConnectionCallbacks.Verification {
         switch trust.source {
         case .insecureNoVerification:

@@ -88,7 +88,7 @@ struct Acceptor: Sendable {
         let operation = "handshake with \(peer)"
         let setup = setups.current
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: ConnectionSettings(setup.configuration, role: .server), metrics: metrics, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
         metrics.connectionAccepted()
         callbacks.whenEnded { [metrics] in
             metrics.connectionEnded()

@@ -37,24 +37,17 @@ final class ConnectionLimiter: Sendable {
     }
 
     /// Counts an accepted connection. Returns the release to call once, when
-    /// the connection has ended.
+    /// the connection has ended (``ConnectionCallbacks/whenEnded(_:)`` runs it once).
     func admit() -> @Sendable () -> Void {
         state.withLock { $0.active += 1 }
-        let once = ReleaseOnce()
         return { [self] in
-            guard once.claim() else { return }
             let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.active -= 1
-                defer { state.waiter = nil }
-                return state.active < limit ? state.waiter : nil
+                guard state.active < limit, let waiter = state.waiter else { return nil }
+                state.waiter = nil
+                return waiter
             }
             waiter?.resume()
         }
     }
-}
-
-/// True for the first caller of ``claim()`` only.
-private final class ReleaseOnce: Sendable {
-    private let released = Atomic<Bool>(false)
-    func claim() -> Bool { !released.exchange(true, ordering: .acquiringAndReleasing) }
 }

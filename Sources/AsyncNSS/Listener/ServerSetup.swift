@@ -6,16 +6,15 @@ struct ServerSetup: Sendable {
     let configuration: TLSConfiguration
     let model: SocketHandle
     let verification: ConnectionCallbacks.Verification
+    /// What every connection of this setup consults after its handshake;
+    /// made once here, not per accepted connection.
+    let settings: ConnectionSettings
 
     /// Builds the model socket and prepares the trust for `configuration`.
     static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) async throws -> ServerSetup {
-        // Without a client-certificate policy the trust is prepared only when a
-        // connection asks for a certificate (``TLSConnection/requestClientCertificate()``).
-        let verification: ConnectionCallbacks.Verification = configuration.clientCertificatePolicy == .none
-            ? .deferred
-            : try await TrustPreparation.verification(for: configuration.trust, services: services)
+        let verification = try await TrustPreparation.verification(for: configuration, as: .server, services: services)
         let model = try ServerModelSocket.make(configuration, services: services, operation: operation)
-        return ServerSetup(configuration: configuration, model: model, verification: verification)
+        return ServerSetup(configuration: configuration, model: model, verification: verification, settings: ConnectionSettings(configuration, role: .server))
     }
 
     func close() async {

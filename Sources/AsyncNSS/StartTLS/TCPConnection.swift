@@ -104,9 +104,7 @@ public actor TCPConnection {
         try configuration.validate(as: role, operation)
         let services = try Runtime.shared.services()
         let isServer = role == .server
-        let verification: ConnectionCallbacks.Verification = isServer && configuration.clientCertificatePolicy == .none
-            ? .deferred
-            : try await TrustPreparation.verification(for: configuration.trust, services: services)
+        let verification = try await TrustPreparation.verification(for: configuration, as: role, services: services)
         let serverName = configuration.serverName ?? hostName ?? ""
         if !isServer, serverName.isEmpty {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a TLS client needs a server name to verify: set TLSConfiguration.serverName")
