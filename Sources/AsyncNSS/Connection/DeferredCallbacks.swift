@@ -50,19 +50,27 @@ final class DeferredCallbacks: Sendable {
     }
 
     private func finish(_ id: UInt64, with result: Result) {
-        let (socket, waits) = state.withLock { state -> (SocketHandle?, Set<PollWaitID>) in
+        let posted = state.withLock { state -> Bool in
             state.tasks[id] = nil
-            guard !state.closed else { return (nil, []) }
+            guard !state.closed else { return false }
             state.results.append(result)
-            return (state.socket, state.waits)
+            return true
         }
+        if posted { interruptWaits() }
+    }
+
+    /// Ends every wait made through ``wait(on:for:deadline:)`` with
+    /// ``PollOutcome/interrupted``, so that its task looks at the connection
+    /// again: a result was posted, or another task's read moved NSS on.
+    func interruptWaits() {
+        let (socket, waits) = state.withLock { ($0.socket, $0.waits) }
         for wait in waits { socket?.interruptWait(wait) }
     }
 
     /// Waits on the poll thread for `interest`, or until a deferred callback
     /// has a result to deliver (then at once).
-    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
-        let id = id ?? socket.makeWaitID()
+    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil) async -> PollOutcome {
+        let id = socket.makeWaitID()
         let pending = state.withLock { state -> Bool in
             if !state.results.isEmpty { return true }
             state.waits.insert(id)

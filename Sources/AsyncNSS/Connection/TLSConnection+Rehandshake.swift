@@ -135,10 +135,7 @@ extension TLSConnection {
                     }
                 }
             }
-            let id = socket.makeWaitID()
-            handshakeWait = id
-            let waited = await callbacks.deferred.wait(on: socket, for: interest, deadline: deadline, id: id)
-            handshakeWait = nil
+            let waited = await callbacks.deferred.wait(on: socket, for: interest, deadline: deadline)
             switch waited {
             case .ready, .interrupted:
                 continue

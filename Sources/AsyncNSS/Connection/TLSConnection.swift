@@ -29,12 +29,9 @@ public actor TLSConnection {
     /// handshake at a time.
     let handshakeTurn = AsyncTurn()
     /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
-    /// reads or writes; nil without an idle timeout.
+    /// reads or writes; never started without an idle timeout.
     private let idleWatch = BackgroundTask()
     private var lastActivity = ContinuousClock.now
-    /// The poll wait of a rehandshake in progress, which a reader interrupts
-    /// after each of its reads: the reader may have moved the handshake on.
-    var handshakeWait: PollWaitID?
 
     init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
         self.socket = socket
@@ -77,13 +74,13 @@ public actor TLSConnection {
     public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
         var action = machine.beginRead(maxBytes: maxBytes)
         // A rehandshake waits while this task drives NSS; let it look again
-        // once this read ends.
-        defer { interruptHandshakeWait() }
+        // after each read and once this read ends.
+        defer { callbacks.deferred.interruptWaits() }
         while true {
             switch action {
             case .read:
                 action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
-                interruptHandshakeWait()
+                callbacks.deferred.interruptWaits()
             case .waitReadable:
                 action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
             case .deliver(let bytes):
@@ -228,10 +225,6 @@ public actor TLSConnection {
     /// Hands the turn to the next waiting write, or frees it.
     func releaseWriteTurn() {
         writeTurn.release()
-    }
-
-    func interruptHandshakeWait() {
-        if let handshakeWait { socket.interruptWait(handshakeWait) }
     }
 }
 
