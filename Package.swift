@@ -60,24 +60,35 @@ let package = Package(
             name: "EchoServer",
             dependencies: ["AsyncNSS"],
             path: "Examples/EchoServer",
+            exclude: ["README.md"],
             swiftSettings: strictSwift6
         ),
         .executableTarget(
             name: "HTTPSHello",
             dependencies: ["AsyncNSS"],
             path: "Examples/HTTPSHello",
+            exclude: ["README.md"],
             swiftSettings: strictSwift6
         ),
         .executableTarget(
             name: "MutualTLSClient",
             dependencies: ["AsyncNSS"],
             path: "Examples/MutualTLSClient",
+            exclude: ["README.md"],
             swiftSettings: strictSwift6
         ),
         .executableTarget(
             name: "StartTLS",
             dependencies: ["AsyncNSS"],
             path: "Examples/StartTLS",
+            exclude: ["README.md"],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "HSMServer",
+            dependencies: ["AsyncNSS"],
+            path: "Examples/HSMServer",
+            exclude: ["README.md"],
             swiftSettings: strictSwift6
         ),
         .executableTarget(
@@ -90,6 +101,7 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/ServiceLifecycleServer",
+            exclude: ["README.md"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -99,7 +111,7 @@ let package = Package(
                 "AsyncNSSServiceLifecycle",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // Built for the tests that run them.
-                "EchoServer", "HTTPSHello", "MutualTLSClient", "StartTLS", "ServiceLifecycleServer",
+                "EchoServer", "HTTPSHello", "MutualTLSClient", "StartTLS", "ServiceLifecycleServer", "HSMServer",
                 "CNSS",
                 "nss-tls",
                 .product(name: "Logging", package: "swift-log"),

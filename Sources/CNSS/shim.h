@@ -25,6 +25,7 @@
 #include <secder.h>
 #include <secoid.h>
 #include <nssb64.h>
+#include <pkcs11uri.h>
 
 // CERT_LIST_HEAD / CERT_LIST_NEXT / CERT_LIST_END are function-like macros.
 static inline CERTCertListNode *_Nullable cnss_cert_list_head(CERTCertList *_Nonnull list) {
@@ -45,6 +46,18 @@ static inline void cnss_general_name_list_init(CERTGeneralName *_Nonnull head) {
 static inline void cnss_general_name_list_append(CERTGeneralName *_Nonnull head,
                                                  CERTGeneralName *_Nonnull name) {
     PR_APPEND_LINK(&name->l, &head->l);
+}
+
+// PRIVKEY_LIST_HEAD / PRIVKEY_LIST_NEXT / PRIVKEY_LIST_END are function-like
+// macros over the PRCList of a SECKEYPrivateKeyList (PK11_ListPrivKeysInSlot).
+static inline SECKEYPrivateKeyListNode *_Nonnull cnss_private_key_list_head(SECKEYPrivateKeyList *_Nonnull list) {
+    return PRIVKEY_LIST_HEAD(list);
+}
+static inline SECKEYPrivateKeyListNode *_Nonnull cnss_private_key_list_next(SECKEYPrivateKeyListNode *_Nonnull node) {
+    return PRIVKEY_LIST_NEXT(node);
+}
+static inline int cnss_private_key_list_end(SECKEYPrivateKeyListNode *_Nonnull node, SECKEYPrivateKeyList *_Nonnull list) {
+    return PRIVKEY_LIST_END(node, list);
 }
 
 // PR_WOULD_BLOCK_ERROR and friends import as `Int`; these give PRErrorCode values.

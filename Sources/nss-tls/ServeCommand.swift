@@ -12,8 +12,10 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Accept TLS connections: answer HTTP/1.x requests with the connection's parameters, echo anything else.",
         discussion: """
-            Without --cert/--key or --db/--nickname, the server presents an in-memory \
-            self-signed certificate for localhost, 127.0.0.1 and ::1.
+            Without --cert/--key, --db/--nickname or --key-uri, the server presents an \
+            in-memory self-signed certificate for localhost, 127.0.0.1 and ::1. \
+            --pkcs11-module with --key-uri serves with a key that stays on a PKCS#11 \
+            token (an HSM); --cert gives its certificate chain.
 
             Once bound it prints "nss-tls: listening on HOST:PORT" on standard output \
             (useful with --port 0). It logs one line per connection on standard error: \
@@ -57,6 +59,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("db-password"), help: ArgumentHelp("The password of --db, if it has one.", valueName: "password"))
     var dbPassword: String?
 
+    @Option(name: .customLong("pkcs11-module"), help: ArgumentHelp("A PKCS#11 module (an HSM's library, SoftHSM2's libsofthsm2.so) holding the private key named by --key-uri.", valueName: "library"))
+    var pkcs11Module: String?
+
+    @Option(name: .customLong("key-uri"), help: ArgumentHelp("A PKCS#11 URI (RFC 7512) of the server key on a token of --pkcs11-module, such as pkcs11:token=web;object=server-key. Its certificate comes from --cert, or else from the token.", valueName: "pkcs11-uri"))
+    var keyURI: String?
+
+    @Option(name: .customLong("pkcs11-pin-file"), help: ArgumentHelp("A file holding the token's PIN (or put pin-source= in the URI).", valueName: "file"))
+    var pkcs11PinFile: String?
+
     @Option(name: .customLong("client-auth"), help: "Whether to ask clients for a certificate.")
     var clientAuth = ClientAuthArgument.none
 
@@ -87,10 +98,17 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else {
             throw ValidationError("--port must be between 0 and 65535.")
         }
-        switch (cert, key) {
-        case (.some, nil): throw ValidationError("--cert needs --key.")
-        case (nil, .some): throw ValidationError("--key needs --cert.")
+        switch (cert, key, keyURI) {
+        case (.some, nil, nil): throw ValidationError("--cert needs --key (or --key-uri).")
+        case (nil, .some, _): throw ValidationError("--key needs --cert.")
+        case (_, .some, .some): throw ValidationError("Use either --key or --key-uri, not both.")
         default: break
+        }
+        if keyURI != nil, db != nil {
+            throw ValidationError("Use either --key-uri or --db/--nickname, not both.")
+        }
+        if pkcs11PinFile != nil, keyURI == nil {
+            throw ValidationError("--pkcs11-pin-file needs --key-uri.")
         }
         switch (db, nickname) {
         case (.some, nil): throw ValidationError("--db needs --nickname.")
@@ -165,7 +183,10 @@ struct ServeCommand: AsyncParsableCommand {
     /// one), versions, ALPN and handshake timeout.
     private func makeConfiguration(logger: Logger) async throws -> TLSConfiguration {
         let identity: TLSIdentity
-        if let cert, let key {
+        if let keyURI {
+            let uri = pkcs11PinFile.map { PKCS11URIQuery.adding("pin-source", $0, to: keyURI) } ?? keyURI
+            identity = try await TLSIdentity.pkcs11(keyURI: uri, modulePath: pkcs11Module, certificateChainFile: cert)
+        } else if let cert, let key {
             identity = try await TLSIdentity.pem(certificateChainFile: cert, privateKeyFile: key)
         } else if let db, let nickname {
             identity = try await TLSIdentity.database(db, nickname: nickname, password: dbPassword)

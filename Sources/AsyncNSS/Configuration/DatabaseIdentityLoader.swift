@@ -11,22 +11,10 @@ struct DatabaseIdentityLoader {
         let source = PasswordSource(password ?? "")
 
         try services.modules.withDatabaseSlot(location) { slot in
-            guard PK11_NeedLogin(slot) != PR_FALSE else { return }
-            if PK11_IsLoggedIn(slot, nil) != PR_FALSE {
-                // Unlocked by an earlier load: a password given now must still be right.
-                guard let password else { return }
-                guard PK11_CheckUserPassword(slot, password) == SECSuccess else {
-                    throw TLSError.fromLastNSSError(operation).withHint("wrong database password?")
-                }
-                return
-            }
-            guard password != nil else {
-                throw TLSError(kind: .invalidIdentity, operation: operation, message: "the database is protected by a password; pass it as `password:` (nss-tls: --db-password)")
-            }
-            let status = source.withArgument { PK11_Authenticate(slot, PR_TRUE, $0) }
-            guard status == SECSuccess else {
-                throw TLSError.fromLastNSSError(operation).withHint("wrong database password?")
-            }
+            try services.modules.logins.logIn(slot, secret: password, operation: operation, messages: .init(
+                missing: "the database is protected by a password; pass it as `password:` (nss-tls: --db-password)",
+                wrong: "wrong database password?"
+            ))
         }
 
         let certificate = source.withArgument { argument in

@@ -5,14 +5,8 @@ struct PEMIdentityLoader {
     let services: RuntimeServices
 
     func load(chain chainText: String, chainSource: String, key keyText: String, keySource: String) throws -> IdentityMaterial {
-        let certificates = try certificateBlocks(chainText, source: chainSource)
+        let objects = try certificates(chainText, source: chainSource)
         let keyDER = try privateKeyBlock(keyText, source: keySource)
-
-        var objects: [CertificateObject] = []
-        for (index, der) in certificates.enumerated() {
-            let certificate = try CertificateImport.temporaryCertificate(der, operation: "\(chainSource): certificate \(index + 1)")
-            objects.append(CertificateObject(certificate: certificate, services: services))
-        }
         guard let leaf = objects.first else {
             throw invalid(chainSource, "no certificate found")
         }
@@ -35,6 +29,14 @@ struct PEMIdentityLoader {
             chain: chain,
             source: "\(chainSource) and \(keySource)"
         )
+    }
+
+    /// The certificates of a PEM chain, leaf first, as temporary NSS certificates.
+    func certificates(_ text: String, source: String) throws -> [CertificateObject] {
+        try certificateBlocks(text, source: source).enumerated().map { index, der in
+            let certificate = try CertificateImport.temporaryCertificate(der, operation: "\(source): certificate \(index + 1)")
+            return CertificateObject(certificate: certificate, services: services)
+        }
     }
 
     private func certificateBlocks(_ text: String, source: String) throws -> [[UInt8]] {

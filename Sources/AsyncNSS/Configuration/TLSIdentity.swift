@@ -55,6 +55,44 @@ public struct TLSIdentity: Sendable {
         }
     }
 
+    /// Uses a private key that stays on a PKCS#11 token (an HSM, a smart card,
+    /// SoftHSM2): NSS signs through the module and never reads the key.
+    ///
+    /// ```swift
+    /// let identity = try await TLSIdentity.pkcs11(
+    ///     keyURI: "pkcs11:token=web;object=server-key?pin-source=/run/secrets/pin",
+    ///     modulePath: "/usr/lib/softhsm/libsofthsm2.so",
+    ///     certificateChainFile: "server.pem"
+    /// )
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - keyURI: An RFC 7512 URI naming the key by `object` (its label), `id`
+    ///     or both, and optionally the token by `token`, `manufacturer`,
+    ///     `model` or `serial`. Its query may hold `pin-source` (a file),
+    ///     `pin-value` and `module-path`.
+    ///   - modulePath: The module's shared library; if nil, the URI's `module-path`.
+    ///     Each module is loaded once per runtime.
+    ///   - certificateChainFile: The PEM chain, leaf first. If nil, the
+    ///     certificate on the token with the key's id.
+    ///   - pin: The token's PIN; if nil, the URI's `pin-value` or `pin-source`.
+    ///     NSS receives it through its password callback; it is never logged.
+    /// - Throws: ``TLSError/Kind/invalidIdentity`` when the module does not
+    ///   load, no token or key matches (or several keys do), the PIN is wrong or
+    ///   missing, or the key does not match the certificate.
+    public static func pkcs11(keyURI: String, modulePath: String? = nil, certificateChainFile: String? = nil, pin: String? = nil) async throws -> TLSIdentity {
+        let services = try Runtime.shared.services()
+        return try await services.blockingPool.run {
+            let chain: PKCS11IdentityLoader.Chain = try certificateChainFile.map { file in
+                let text = try FileContents.read(file, purpose: "the certificate chain")
+                return .pem(String(decoding: text, as: UTF8.self), source: file)
+            } ?? .token
+            return TLSIdentity(material: try PKCS11IdentityLoader(services: services).load(
+                keyURI: keyURI, modulePath: modulePath, chain: chain, pin: pin
+            ))
+        }
+    }
+
     /// Makes a self-signed identity with an EC P-256 key, whose certificate
     /// names `names` (DNS names or IP addresses) in its subjectAltName and the
     /// first one in its subject CN. For development and tests.

@@ -49,4 +49,5 @@ enum NSSErrors {
     static let renegotiationNotAllowed = PRErrorCode(SSL_ERROR_RENEGOTIATION_NOT_ALLOWED.rawValue)
     static let missingPostHandshakeAuthExtension = PRErrorCode(SSL_ERROR_MISSING_POST_HANDSHAKE_AUTH_EXTENSION.rawValue)
     static let invalidArguments = PRErrorCode(SEC_ERROR_INVALID_ARGS.rawValue)
+    static let badPassword = PRErrorCode(SEC_ERROR_BAD_PASSWORD.rawValue)
 }

@@ -10,9 +10,13 @@ final class TokenModules: Sendable {
         /// Slot of each opened database, by `sql:` directory.
         var databases: [String: (slot: OpaquePointer, tokenName: String)] = [:]
         var systemRoots: UnsafeMutablePointer<SECMODModule>? = nil
+        /// PKCS#11 modules loaded by ``loadModule(_:)``, by library path.
+        var modules: [String: UnsafeMutablePointer<SECMODModule>] = [:]
     }
 
     private let state = Locked(State())
+    /// Who logged in to which token; see ``TokenLogins``.
+    let logins = TokenLogins()
 
     /// Opens the NSS database at `directory` as an extra token, and returns the
     /// token name to prefix nicknames with (`token:nickname`).
@@ -56,6 +60,39 @@ final class TokenModules: Sendable {
         }
     }
 
+    /// Loads the PKCS#11 module (a shared library such as SoftHSM2's
+    /// `libsofthsm2.so` or an HSM vendor's) at `path`, once per runtime, and
+    /// runs `body` with the slots it has.
+    func withModuleSlots<Result>(_ path: String, _ body: ([OpaquePointer]) throws -> Result) throws -> Result {
+        try state.withLock { state in
+            let module: UnsafeMutablePointer<SECMODModule>
+            if let loaded = state.modules[path] {
+                module = loaded
+            } else {
+                module = try Self.load(path, name: "AsyncNSS PKCS#11 module \(state.modules.count + 1)")
+                state.modules[path] = module
+            }
+            let slots = UnsafeBufferPointer(start: module.pointee.slots, count: Int(module.pointee.slotCount))
+            return try body(slots.compactMap { $0 })
+        }
+    }
+
+    private static func load(_ path: String, name: String) throws -> UnsafeMutablePointer<SECMODModule> {
+        let operation = "loading the PKCS#11 module \(path)"
+        guard !path.contains("\""), !path.contains("\\") else {
+            throw TLSError(kind: .invalidIdentity, operation: operation, message: "the module path must not contain quotes or backslashes")
+        }
+        let spec = "name=\"\(name)\" library=\"\(path)\""
+        guard let module = spec.withCString({ SECMOD_LoadUserModule(UnsafeMutablePointer(mutating: $0), nil, PR_FALSE) }) else {
+            throw TLSError.fromLastNSSError(operation).withHint("check that \(path) is a PKCS#11 library").asInvalidIdentity
+        }
+        guard module.pointee.loaded != 0 else {
+            SECMOD_DestroyModule(module)
+            throw TLSError.fromLastNSSError(operation).withHint("check that \(path) exists and is a PKCS#11 library, and that its configuration (SOFTHSM2_CONF for SoftHSM2) is readable").asInvalidIdentity
+        }
+        return module
+    }
+
     /// Closes every database and unloads every module.
     func closeAll() {
         state.withLock { state in
@@ -64,6 +101,12 @@ final class TokenModules: Sendable {
                 PK11_FreeSlot(open.slot)
             }
             state.databases.removeAll()
+            for (_, module) in state.modules {
+                SECMOD_UnloadUserModule(module)
+                SECMOD_DestroyModule(module)
+            }
+            state.modules.removeAll()
+            logins.forgetAll()
             if let module = state.systemRoots {
                 SECMOD_UnloadUserModule(module)
                 SECMOD_DestroyModule(module)
@@ -83,6 +126,13 @@ extension TLSError {
     func withHint(_ hint: String) -> TLSError {
         var copy = self
         copy.message += " (\(hint))"
+        return copy
+    }
+
+    /// The same error, as a failure to load an identity; the NSS code stays.
+    var asInvalidIdentity: TLSError {
+        var copy = self
+        copy.kind = .invalidIdentity
         return copy
     }
 }

@@ -96,5 +96,19 @@ extension Integration {
                 if status == nil { await server.kill() }
             }
         }
+
+        @Test("HSMServer serves curl with its key on a SoftHSM2 token",
+              .enabled(if: TestToken.isAvailable && ExternalTool.isInstalled("curl"), TestToken.missingReason))
+        func hsmServer() async throws {
+            try await withTimeout(seconds: 60) {
+                let (pki, token) = (try await TestPKI.shared(), try await TestToken.shared())
+                let port = try RawTCP.freePort()
+                let uri = TestToken.keyURI + "?pin-source=" + token.pinFile
+                let server = try await Self.start("HSMServer", ["\(port)", token.modulePath, uri, pki.serverCertificate], port: port)
+                let curl = try await ExternalTool.run("curl", ["-sS", "--max-time", "20", "--cacert", pki.caCertificate, "https://localhost:\(port)/"])
+                #expect(curl.stdout.hasPrefix("hello from a key on a PKCS#11 token, over TLSv1."), "\(curl)\n\(server.transcript)")
+                await server.kill()
+            }
+        }
     }
 }

@@ -248,7 +248,7 @@ extension Integration {
                 let wrong = try await #require(throws: TLSError.self) {
                     try await TLSIdentity.database(database, nickname: "server", password: "not-the-password")
                 }
-                #expect(wrong.kind == .nss, "\(wrong)")
+                #expect(wrong.kind == .invalidIdentity, "\(wrong)")
                 #expect(wrong.nssName == "SEC_ERROR_BAD_PASSWORD", "\(wrong)")
                 #expect(wrong.description.contains("password"), "\(wrong)")
                 #expect(wrong.description.contains(database), "\(wrong)")
