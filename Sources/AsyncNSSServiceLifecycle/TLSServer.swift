@@ -80,7 +80,7 @@ public struct TLSServer: Service {
                         do {
                             try await connection.executeThenClose(handler)
                         } catch {
-                            logger.debug("connection handler ended with an error", metadata: ["peer": "\(connection.remoteAddress)", "error": "\(error)"])
+                            connection.logger.debug("connection handler ended with an error", metadata: ["error": "\(error)"])
                         }
                     }
                 }

@@ -1,3 +1,5 @@
+public import Logging
+
 /// Everything that shapes a TLS connection: identity, trust, versions, ALPN
 /// and limits. A `Sendable` value: build it once, share it freely.
 ///
@@ -58,6 +60,11 @@ public struct TLSConfiguration: Sendable {
     /// What a server does when a client asks for a name that
     /// ``serverNameIdentities`` (and ``serverNameSelector``) do not know.
     public var unknownServerName: UnknownServerNamePolicy = .useDefaultIdentity
+    /// Where connections made with this configuration log, each with its own
+    /// metadata (see ``TLSConnection/logger``). `nil` (the default): a
+    /// listener's connections log to the listener's logger; a client logs
+    /// nothing unless `connect` is given a logger.
+    public var logger: Logger?
 
     /// A server configuration: presents `identity`, asks for no client certificate.
     public static func makeServerConfiguration(identity: TLSIdentity) -> TLSConfiguration {

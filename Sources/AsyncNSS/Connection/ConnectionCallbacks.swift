@@ -1,4 +1,5 @@
 internal import CNSS
+import Logging
 import Synchronization
 
 /// The per-connection object that NSS callbacks receive as their `void *arg`.
@@ -35,6 +36,9 @@ final class ConnectionCallbacks: Sendable {
     let deferred = DeferredCallbacks()
     /// The listener's metrics, on a server connection.
     let metrics: ListenerMetrics?
+    /// Where this connection logs, with its number and peer as metadata
+    /// (see ``ConnectionLogging``).
+    let logger: Logger
     private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
@@ -46,8 +50,9 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ListenerMetrics? = nil, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ListenerMetrics? = nil, logger: Logger, services: RuntimeServices) {
         self.settings = settings
+        self.logger = logger
         self.metrics = metrics
         self.isServer = isServer
         self.verificationState = Locked(verification)

@@ -1,4 +1,5 @@
 internal import CNSS
+import Logging
 import Synchronization
 
 extension TLSConnection {
@@ -17,6 +18,18 @@ extension TLSConnection {
     ///   ``TLSError/Kind/renegotiationRefused`` when a TLS 1.2 client declined;
     ///   the errors of ``rehandshake(flushSession:)``.
     public func requestClientCertificate() async throws -> [TLSCertificate] {
+        do {
+            let chain = try await askForClientCertificate()
+            logger.debug("client certificate received", metadata: ["subject": "\(chain.first?.subject ?? "-")"])
+            return chain
+        } catch {
+            if !(error is CancellationError) { logger.info("client certificate request failed", metadata: ["error": "\(error)"]) }
+            throw error
+        }
+    }
+
+    /// The body of ``requestClientCertificate()``.
+    private func askForClientCertificate() async throws -> [TLSCertificate] {
         let operation = "requesting a client certificate from \(remoteAddress)"
         guard isServer else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "only a server asks its peer for a certificate")

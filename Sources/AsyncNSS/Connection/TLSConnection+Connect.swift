@@ -1,4 +1,5 @@
 internal import CNSS
+public import Logging
 
 extension TLSConnection {
     /// Connects to `host:port` and completes the TLS handshake.
@@ -8,10 +9,14 @@ extension TLSConnection {
     /// against ``TLSConfiguration/trust`` and against ``TLSConfiguration/serverName``
     /// (or `host`), which is also sent as SNI. Connecting and the handshake must
     /// finish within ``TLSConfiguration/handshakeTimeout``.
+    ///
+    /// - Parameter logger: Where the connection logs (see ``logger``); `nil`:
+    ///   ``TLSConfiguration/logger``, else nowhere.
     public static func connect(
         host: String,
         port: Int,
-        configuration: TLSConfiguration = .makeClientConfiguration()
+        configuration: TLSConfiguration = .makeClientConfiguration(),
+        logger: Logger? = nil
     ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .client, operation)
@@ -20,7 +25,8 @@ extension TLSConnection {
         let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)
         let deadline = ContinuousClock.now + configuration.handshakeTimeout
         return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
-            try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline, services: services)
+            try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
+                              logger: ConnectionLogging.logger(logger ?? configuration.logger ?? ConnectionLogging.disabled, peer: address.description), services: services)
         }
     }
 
@@ -29,9 +35,10 @@ extension TLSConnection {
         host: String,
         port: Int,
         configuration: TLSConfiguration = .makeClientConfiguration(),
+        logger: Logger? = nil,
         _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await connect(host: host, port: port, configuration: configuration)
+        let connection = try await connect(host: host, port: port, configuration: configuration, logger: logger)
         return try await connection.executeThenClose(body)
     }
 
@@ -47,6 +54,7 @@ extension TLSConnection {
         serverName: String,
         verification: ConnectionCallbacks.Verification,
         deadline: ContinuousClock.Instant,
+        logger: Logger,
         services: RuntimeServices
     ) async throws -> TLSConnection {
         let operation = "connecting to \(address)"
@@ -59,7 +67,7 @@ extension TLSConnection {
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), logger: logger, services: services)
         callbacks.bind(to: socket)
         do {
             try socket.withFD(operation) { fd in
@@ -71,10 +79,15 @@ extension TLSConnection {
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(address)")
             let event = try await driver.run(timeout: max(.zero, deadline - .now))
-            return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
+            connection.logger.debug("handshake completed")
+            return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
+            if !(error is CancellationError) {
+                logger.info("connecting failed", metadata: ["error": "\(error)"])
+            }
             throw error
         }
     }

@@ -1,4 +1,5 @@
 internal import CNSS
+import Logging
 import Synchronization
 
 extension TLSConnection {
@@ -26,7 +27,14 @@ extension TLSConnection {
     public func rehandshake(flushSession: Bool = true) async throws -> HandshakeEvent {
         try await handshakeTurn.acquire()
         defer { handshakeTurn.release() }
-        return try await renegotiate(flushSession: flushSession, refusingTickets: flushSession, operation: "rehandshake with \(remoteAddress)")
+        do {
+            let event = try await renegotiate(flushSession: flushSession, refusingTickets: flushSession, operation: "rehandshake with \(remoteAddress)")
+            logger.debug("rehandshake completed", metadata: ["cipher": "\(event.info.cipherSuite)", "resumed": "\(event.info.resumed)"])
+            return event
+        } catch {
+            if !(error is CancellationError) { logger.info("rehandshake failed", metadata: ["error": "\(error)"]) }
+            throw error
+        }
     }
 
     /// The body of ``rehandshake(flushSession:)``; the caller holds the handshake turn.

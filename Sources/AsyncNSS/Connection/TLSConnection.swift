@@ -1,4 +1,5 @@
 internal import CNSS
+public import Logging
 import Synchronization
 
 /// A TLS connection over a nonblocking NSPR socket.
@@ -14,6 +15,11 @@ public actor TLSConnection {
     public nonisolated let remoteAddress: String
     /// Whether this side is the server.
     public nonisolated let isServer: Bool
+    /// A logger for this connection: the configuration's (or the listener's)
+    /// with metadata `connection` (a number unique in the process), `peer`,
+    /// and what the initial handshake negotiated: `version`, `cipher`, `sni`,
+    /// `alpn`, `resumed`. Log with it to tie application lines to the connection.
+    public nonisolated let logger: Logger
     /// Error contexts, made once rather than on every read and write.
     private let readOperation: String
     private let writeOperation: String
@@ -40,6 +46,7 @@ public actor TLSConnection {
         self.readOperation = "reading from \(remoteAddress)"
         self.writeOperation = "writing to \(remoteAddress)"
         self.isServer = callbacks.isServer
+        self.logger = ConnectionLogging.negotiated(callbacks.logger, initialEvent.info)
         self.initialEvent = initialEvent
         self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
         if let limit = callbacks.settings.idleTimeout {
@@ -133,6 +140,7 @@ public actor TLSConnection {
         while !machine.isClosed {
             let due = lastActivity + limit
             if ContinuousClock.now >= due {
+                logger.info("closing the connection: idle for \(limit)")
                 await close()
                 return
             }

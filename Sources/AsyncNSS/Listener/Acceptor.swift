@@ -88,7 +88,8 @@ struct Acceptor: Sendable {
         let operation = "handshake with \(peer)"
         let setup = setups.current
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
+        let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peer.description)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
         metrics.connectionAccepted()
         callbacks.whenEnded { [metrics] in
             metrics.connectionEnded()
@@ -98,7 +99,7 @@ struct Acceptor: Sendable {
             socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)
         } catch {
             callbacks.connectionEnded()
-            logger.info("connection setup failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            connectionLogger.info("connection setup failed", metadata: ["error": "\(error)"])
             return
         }
         do {
@@ -108,15 +109,7 @@ struct Acceptor: Sendable {
             metrics.handshakeSucceeded(after: .now - started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
             live.add(connection, callbacks: callbacks)
-            // Never key material: only what the handshake negotiated.
-            logger.debug("handshake completed", metadata: [
-                "peer": "\(peer)",
-                "version": "\(event.info.protocolVersion)",
-                "cipher": "\(event.info.cipherSuite)",
-                "sni": "\(event.info.serverName ?? "-")",
-                "alpn": "\(event.info.applicationProtocol ?? "-")",
-                "resumed": "\(event.info.resumed)",
-            ])
+            connection.logger.debug("handshake completed")
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }
@@ -125,7 +118,7 @@ struct Acceptor: Sendable {
             callbacks.connectionEnded()
             if error is CancellationError { return }
             metrics.handshakeFailed(error)
-            logger.info("handshake failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            connectionLogger.info("handshake failed", metadata: ["error": "\(error)"])
         }
     }
 

@@ -51,7 +51,9 @@ public actor TLSListener: AsyncSequence {
     ///
     /// - Parameters:
     ///   - backlog: The kernel's queue of connections not yet accepted.
-    ///   - logger: Where failed handshakes and accept errors are reported.
+    ///   - logger: Where accept errors go, and the connections' lines (handshakes
+    ///     at debug, failures at info) unless ``TLSConfiguration/logger`` is set.
+    ///     `nil`: the configuration's logger, else `Logger(label: "AsyncNSS.TLSListener")`.
     ///   - metrics: Where the listener's swift-metrics go (the names are listed
     ///     in the README); `nil` uses `MetricsSystem.factory`.
     public static func bind(
@@ -59,7 +61,7 @@ public actor TLSListener: AsyncSequence {
         port: Int,
         configuration: TLSConfiguration,
         backlog: Int = 1024,
-        logger: Logger = Logger(label: "AsyncNSS.TLSListener"),
+        logger: Logger? = nil,
         metrics: (any MetricsFactory)? = nil
     ) async throws -> TLSListener {
         let operation = "listening on \(host):\(port)"
@@ -85,7 +87,7 @@ public actor TLSListener: AsyncSequence {
             listeningSocket: listeningSocket,
             setups: setups,
             services: services,
-            logger: logger,
+            logger: logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener"),
             output: continuation,
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
             live: live,

@@ -1,4 +1,5 @@
 internal import CNSS
+import Logging
 
 /// Which side of the TLS handshake a ``TCPConnection`` takes in ``TCPConnection/startTLS(_:role:)``.
 public enum TLSRole: Sendable, Hashable {
@@ -112,7 +113,8 @@ public actor TCPConnection {
         upgraded = true
         let callbacks = ConnectionCallbacks(
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
-            identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role), services: services
+            identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role),
+            logger: ConnectionLogging.logger(configuration.logger ?? ConnectionLogging.disabled, peer: remoteAddress), services: services
         )
         callbacks.bind(to: socket)
         do {
@@ -132,10 +134,15 @@ public actor TCPConnection {
             }
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(remoteAddress)")
             let event = try await driver.run(timeout: configuration.handshakeTimeout)
-            return TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+            connection.logger.debug("handshake completed", metadata: ["starttls": "true"])
+            return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
+            if !(error is CancellationError) {
+                callbacks.logger.info("starting TLS failed", metadata: ["error": "\(error)"])
+            }
             throw error
         }
     }
