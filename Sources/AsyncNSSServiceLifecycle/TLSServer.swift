@@ -20,14 +20,23 @@ public import ServiceLifecycle
 /// then cancels them; every connection is closed with close_notify. On
 /// cancellation it does the same without waiting.
 public struct TLSServer: Service {
+    /// The listener whose connections this server serves.
     public let listener: TLSListener
     /// How long running handlers may go on after a graceful shutdown began.
     public let gracePeriod: Duration
     private let logger: Logger
     private let handler: @Sendable (TLSConnection) async throws -> Void
 
-    /// - Parameter handler: Serves one connection; the server closes the
-    ///   connection when it returns or throws (errors are logged at debug).
+    /// A server for `listener`'s connections; ``run()`` serves them.
+    ///
+    /// - Parameters:
+    ///   - listener: A bound listener; the server closes it when it stops.
+    ///   - gracePeriod: How long running handlers may go on after a graceful
+    ///     shutdown began, before they are cancelled.
+    ///   - logger: Where the server logs its shutdown steps.
+    ///   - handler: Serves one connection; the server closes the
+    ///     connection when it returns or throws (errors are logged at debug
+    ///     on the connection's `logger`).
     public init(
         listener: TLSListener,
         gracePeriod: Duration = .seconds(10),
@@ -48,6 +57,9 @@ public struct TLSServer: Service {
         case gracePeriodOver
     }
 
+    /// Serves connections, each in a child task of a discarding task group,
+    /// until the listener closes, a graceful shutdown has drained (see
+    /// ``gracePeriod``), or the task is cancelled.
     public func run() async throws {
         await withTaskGroup(of: Event.self) { group in
             group.addTask { await serveConnections(); return .served }

@@ -31,6 +31,7 @@ public struct PeerCertificateVerification: Sendable {
 
 /// A ``CertificateVerifier``'s decision.
 public enum CertificateVerdict: Sendable, Hashable {
+    /// The certificate is good: the handshake goes on.
     case accept
     /// Fail the handshake; the peer gets the alert of the reason.
     case reject(CertificateRejection)

@@ -44,8 +44,11 @@ public struct TLSIdentity: Sendable {
     /// Loads the certificate `nickname` and its key from the NSS database in
     /// `directory` (`sql:DIR` or `DIR`), as made by `certutil` and `pk12util`.
     ///
-    /// - Parameter password: The database password, if it has one. NSS asks
-    ///   for it through `PK11_SetPasswordFunc`.
+    /// - Parameters:
+    ///   - directory: The database directory, `sql:DIR` or `DIR`.
+    ///   - nickname: The certificate's nickname (`certutil -L -d DIR` lists them).
+    ///   - password: The database password, if it has one. NSS asks
+    ///     for it through `PK11_SetPasswordFunc`.
     public static func database(_ directory: String, nickname: String, password: String? = nil) async throws -> TLSIdentity {
         let services = try Runtime.shared.services()
         return try await services.blockingPool.run {

@@ -3,6 +3,7 @@ public struct TLSVersion: Sendable, Hashable, Comparable, CustomStringConvertibl
     /// The version number on the wire, for example `0x0304` for TLS 1.3.
     public let wireValue: UInt16
 
+    /// The version with this number on the wire.
     public init(wireValue: UInt16) { self.wireValue = wireValue }
 
     /// TLS 1.2. The default minimum.

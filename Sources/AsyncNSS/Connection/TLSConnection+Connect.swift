@@ -10,8 +10,12 @@ extension TLSConnection {
     /// (or `host`), which is also sent as SNI. Connecting and the handshake must
     /// finish within ``TLSConfiguration/handshakeTimeout``.
     ///
-    /// - Parameter logger: Where the connection logs (see ``logger``); `nil`:
-    ///   ``TLSConfiguration/logger``, else nowhere.
+    /// - Parameters:
+    ///   - host: A name or an address; each address it resolves to is tried in turn.
+    ///   - port: The server's port.
+    ///   - configuration: A client configuration: trust, versions, identity.
+    ///   - logger: Where the connection logs (see ``logger``); `nil`:
+    ///     ``TLSConfiguration/logger``, else nowhere.
     public static func connect(
         host: String,
         port: Int,

@@ -4,7 +4,7 @@ import Synchronization
 
 /// A TLS connection over a nonblocking NSPR socket.
 ///
-/// Read with ``inbound`` (or ``receive(maxBytes:)``), write with ``write(_:)``,
+/// Read with ``inbound`` (or ``receive(maxBytes:)``), write with ``write(_:)-([UInt8])``,
 /// and end with ``close()``, which sends close_notify. Reads and writes may run
 /// in different tasks at the same time.
 ///

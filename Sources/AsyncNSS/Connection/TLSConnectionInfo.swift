@@ -36,6 +36,7 @@ public struct HandshakeEvent: Sendable, Hashable {
         public static let postHandshakeAuthentication = Kind(raw: "postHandshakeAuthentication")
     }
 
+    /// Which handshake completed.
     public var kind: Kind
     /// 1 for the initial handshake, then counting up.
     public var sequenceNumber: Int

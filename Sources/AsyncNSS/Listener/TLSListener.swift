@@ -50,6 +50,9 @@ public actor TLSListener: AsyncSequence {
     /// starts accepting.
     ///
     /// - Parameters:
+    ///   - host: The address to listen on, IPv4 or IPv6 (a name is resolved).
+    ///   - port: The port; 0 picks a free one (read it from ``port``).
+    ///   - configuration: A server configuration, with an identity.
     ///   - backlog: The kernel's queue of connections not yet accepted.
     ///   - logger: Where accept errors go, and the connections' lines (handshakes
     ///     at debug, failures at info) unless ``TLSConfiguration/logger`` is set.

@@ -20,6 +20,7 @@ public enum NSSRuntime {
         /// Threads for blocking calls: name resolution, databases, PKCS#11 modules.
         public var blockingThreads: Int = 2
 
+        /// The defaults.
         public init() {}
     }
 

@@ -49,6 +49,8 @@ public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A human-readable explanation.
     public var message: String
 
+    /// An error of `kind` during `operation`, with the NSPR/NSS code and its
+    /// name when NSS reported one.
     public init(kind: Kind, operation: String, nssCode: Int32? = nil, nssName: String? = nil, message: String) {
         self.kind = kind
         self.operation = operation

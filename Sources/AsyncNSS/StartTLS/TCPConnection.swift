@@ -3,7 +3,9 @@ import Logging
 
 /// Which side of the TLS handshake a ``TCPConnection`` takes in ``TCPConnection/startTLS(_:role:)``.
 public enum TLSRole: Sendable, Hashable {
+    /// Sends the ClientHello and verifies the server.
     case client
+    /// Answers the ClientHello with ``TLSConfiguration/identity``.
     case server
 }
 
