@@ -34,7 +34,8 @@ struct ServeCommand: AsyncParsableCommand {
             is echoed until it closes. SIGINT or SIGTERM stops accepting, gives open \
             connections --grace-period seconds to finish, closes the rest with \
             close_notify, then exits 0. SIGHUP re-reads --cert/--key (and the other \
-            files) for new connections; open ones go on.
+            files) for new connections; open ones go on. With --reload-on-change, \
+            so does a change of those files on disk.
             """
     )
 
@@ -88,6 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("grace-period"), help: ArgumentHelp("Seconds that open connections get to finish after SIGINT or SIGTERM before they are closed.", valueName: "seconds"))
     var gracePeriod = 1.0
+
+    @Flag(name: .customLong("reload-on-change"), help: "Also reload when --cert, --key, --sni, --client-ca or --pkcs11-pin-file files change on disk (checked every 2 seconds).")
+    var reloadOnChange = false
 
     @OptionGroup var tls: TLSOptions
 
@@ -157,11 +161,16 @@ struct ServeCommand: AsyncParsableCommand {
             await ServeSession(connection: connection, logger: logger).run()
         }
         let reloader = ReloadOnHangup(listener: listener, logger: logger) { [self] in try await makeConfiguration(logger: logger) }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: server),
+            .init(service: reloader, successTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if reloadOnChange {
+            let watcher = ReloadOnFileChange(listener: listener, files: watchedFiles) { [self] in try await makeConfiguration(logger: logger) }
+            services.append(.init(service: watcher, successTerminationBehavior: .gracefullyShutdownGroup))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: server),
-                .init(service: reloader, successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
@@ -177,6 +186,11 @@ struct ServeCommand: AsyncParsableCommand {
             logger.debug("NSS shutdown reported a problem", metadata: ["error": "\(error)"])
         }
         logger.debug("stopped")
+    }
+
+    /// The files ``makeConfiguration(logger:)`` reads.
+    private var watchedFiles: [String] {
+        [cert, key, clientCA, pkcs11PinFile].compactMap { $0 } + serverNames.flatMap { [$0.certificateFile, $0.keyFile] }
     }
 
     /// The server configuration: the identity from the flags (or a self-signed

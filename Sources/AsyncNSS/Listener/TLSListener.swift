@@ -30,9 +30,12 @@ public actor TLSListener: AsyncSequence {
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
     private let live: LiveConnections
+    /// The listener's own logger (accept errors, reloads).
+    let logger: Logger
 
-    private init(listeningSocket: SocketHandle, setups: ServerSetups, services: RuntimeServices, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections) {
+    private init(listeningSocket: SocketHandle, setups: ServerSetups, services: RuntimeServices, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections, logger: Logger) {
         self.live = live
+        self.logger = logger
         self.listeningSocket = listeningSocket
         self.setups = setups
         self.services = services
@@ -86,11 +89,12 @@ public actor TLSListener: AsyncSequence {
 
         let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
         let live = LiveConnections()
+        let logger = logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener")
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
             setups: setups,
             services: services,
-            logger: logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener"),
+            logger: logger,
             output: continuation,
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
             live: live,
@@ -99,7 +103,7 @@ public actor TLSListener: AsyncSequence {
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
-        return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live)
+        return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live, logger: logger)
     }
 
     /// Stops accepting, abandons handshakes in progress and closes the
@@ -118,6 +122,11 @@ public actor TLSListener: AsyncSequence {
     /// configuration or the new one, never a mix. ``TLSConfiguration/maximumConnections``
     /// stays as it was at bind.
     ///
+    /// A client may still resume a session made before the reload; NSS's
+    /// server session cache and ticket keys belong to the process. A resumed
+    /// session keeps the identity it was made with, until
+    /// ``NSSRuntime/Options/sessionLifetime`` ends it.
+    ///
     /// - Throws: the error of an invalid configuration or identity; the
     ///   listener then goes on with the configuration it had.
     public func reload(_ configuration: TLSConfiguration) async throws {
@@ -129,6 +138,9 @@ public actor TLSListener: AsyncSequence {
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
         setups.replace(with: setup)
     }
+
+    /// Whether the listener still accepts (it was neither closed nor shut down).
+    var isAccepting: Bool { listeningSocket.isOpen }
 
     /// The connections this listener delivered that are still open.
     public nonisolated var openConnectionCount: Int { live.count }

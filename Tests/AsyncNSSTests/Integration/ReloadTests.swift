@@ -68,5 +68,100 @@ extension Integration {
                 #expect(await server.process.stop() == 0, "\(server.process.transcript)")
             }
         }
+
+        @Test("nss-tls serve --reload-on-change picks up new certificate files without a signal", .enabled(if: ExternalTool.isInstalled("openssl")))
+        func serveReloadsOnChange() async throws {
+            try await withTimeout(seconds: 60) {
+                let pki = try await TestPKI.shared()
+                let directory = try TemporaryDirectory()
+                let (certificate, key) = (directory.file("current.pem"), directory.file("current.key"))
+                func install(_ certificateSource: String, _ keySource: String) throws {
+                    try Data(contentsOf: URL(fileURLWithPath: certificateSource)).write(to: URL(fileURLWithPath: certificate), options: .atomic)
+                    try Data(contentsOf: URL(fileURLWithPath: keySource)).write(to: URL(fileURLWithPath: key), options: .atomic)
+                }
+                try install(pki.serverCertificate, pki.serverKey)
+                let server = try await ServeProcess.start(["--cert", certificate, "--key", key, "--reload-on-change"])
+                try install(pki.rsaServerCertificate, pki.rsaServerKey)
+                let line = await server.process.stderr.waitForLine(seconds: 20) { $0.contains("files changed: reloaded") }
+                #expect(line != nil, "\(server.process.transcript)")
+                let output = try await ExternalTool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)"], input: "", timeout: 20)
+                #expect(output.stdout.contains("Peer signature type: RSA") || output.stderr.contains("Peer signature type: RSA"), "\(output)")
+                #expect(await server.process.stop() == 0, "\(server.process.transcript)")
+            }
+        }
+
+        /// A self-signed certificate and PKCS#8 key for `name`, as PEM files in `directory`.
+        private static func writeIdentity(_ name: String, in directory: TemporaryDirectory, prefix: String) async throws {
+            let output = try await ExternalTool.run("openssl", [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                "-keyout", directory.file("\(prefix).key"), "-out", directory.file("\(prefix).pem"), "-subj", "/CN=\(name)",
+            ])
+            #expect(output.status == 0, "\(output)")
+        }
+
+        /// The subject a full handshake sees. A resumed session would report
+        /// the identity it was made with, before the reload.
+        private static func freshSubject(port: Int) async throws -> String? {
+            NSSRuntime.clearClientSessionCache()
+            return try await subject(port: port)
+        }
+
+        /// Waits until a new connection sees `subject`.
+        private static func waitForSubject(_ subject: String, port: Int, seconds: Double = 10) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                if try await Self.freshSubject(port: port) == "CN=\(subject)" { return true }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+
+        @Test("reloadWhenFilesChange: new files reach new handshakes, a half-written pair is logged and skipped, cancellation stops it",
+              .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl"))
+        func reloadWhenFilesChange() async throws {
+            try await withTimeout(seconds: 60) {
+                let directory = try TemporaryDirectory()
+                try await Self.writeIdentity("first.test", in: directory, prefix: "first")
+                try await Self.writeIdentity("second.test", in: directory, prefix: "second")
+                let (certificate, key) = (directory.file("server.pem"), directory.file("server.key"))
+                func install(_ prefix: String) throws {
+                    for (from, to) in [("\(prefix).pem", certificate), ("\(prefix).key", key)] {
+                        // Written next to the target and renamed over it, as renewal tools do.
+                        try Data(contentsOf: URL(fileURLWithPath: directory.file(from))).write(to: URL(fileURLWithPath: to), options: .atomic)
+                    }
+                }
+                try install("first")
+                @Sendable func configuration() async throws -> TLSConfiguration {
+                    .makeServerConfiguration(identity: try await .pem(certificateChainFile: certificate, privateKeyFile: key))
+                }
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await configuration(), logger: logger)
+                let server = Task { await EchoServer.serveAll(listener) }
+                let watcher = Task { try await listener.reloadWhenFilesChange([certificate, key], checkingEvery: .milliseconds(50), makeConfiguration: configuration) }
+                let open = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: .makeClientConfiguration(trust: .insecureNoVerification))
+                #expect(open.info.peerSubject == "CN=first.test")
+
+                try install("second")
+                #expect(try await Self.waitForSubject("second.test", port: listener.port), "\(log.all)")
+                #expect(await log.waitForLine(containing: ["notice files changed: reloaded"]) != nil, "\(log.all)")
+                try await open.write([7])
+                #expect(try await open.receive() == [7], "the connection made before the reload goes on")
+
+                // Only the certificate changes: it does not match the key, so the reload fails and nothing changes.
+                try Data(contentsOf: URL(fileURLWithPath: directory.file("first.pem"))).write(to: URL(fileURLWithPath: certificate), options: .atomic)
+                #expect(await log.waitForLine(containing: ["warning files changed, but the reload failed", "does not match"]) != nil, "\(log.all)")
+                let afterFailure = try await Self.freshSubject(port: listener.port)
+                #expect(afterFailure == "CN=second.test", "\(log.all)")
+                // The key follows: the next look reloads.
+                try Data(contentsOf: URL(fileURLWithPath: directory.file("first.key"))).write(to: URL(fileURLWithPath: key), options: .atomic)
+                #expect(try await Self.waitForSubject("first.test", port: listener.port), "\(log.all)")
+
+                watcher.cancel()
+                await #expect(throws: CancellationError.self) { try await watcher.value }
+                await open.close()
+                await listener.close()
+                await server.value
+            }
+        }
     }
 }
