@@ -36,6 +36,9 @@ struct PKCS11KeyURI: Equatable, Sendable {
         func invalid(_ message: String) -> TLSError {
             TLSError(kind: .invalidIdentity, operation: "reading the PKCS#11 URI \(text)", message: message)
         }
+        // PK11URI_ParseURI allocates from NSPR arenas, whose locks exist only
+        // once NSPR is initialised.
+        _ = try Runtime.shared.services()
         guard text.hasPrefix("pkcs11:"), let uri = PK11URI_ParseURI(text) else {
             throw invalid("not a PKCS#11 URI (RFC 7512); expected pkcs11:token=NAME;object=LABEL")
         }

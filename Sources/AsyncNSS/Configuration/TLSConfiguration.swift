@@ -21,7 +21,7 @@ public struct TLSConfiguration: Sendable {
     /// ALPN protocol names, most preferred first (for example `["h2", "http/1.1"]`).
     public var applicationProtocols: [String] = []
     /// The name a client sends as SNI and checks the certificate against.
-    /// `nil` uses the host given to ``TLSConnection/connect(host:port:configuration:logger:)``.
+    /// `nil` uses the host given to ``TLSConnection/connect(host:port:configuration:logger:metrics:)``.
     public var serverName: String?
     /// How long the initial handshake may take before the connection is closed.
     public var handshakeTimeout: Duration = .seconds(10)

@@ -34,8 +34,8 @@ final class ConnectionCallbacks: Sendable {
     let events = HandshakeEventHub()
     /// Verdicts and identities that application closures compute in tasks.
     let deferred = DeferredCallbacks()
-    /// The listener's metrics, on a server connection.
-    let metrics: ListenerMetrics?
+    /// The listener's metrics, or the client's.
+    let metrics: ConnectionMetrics?
     /// Where this connection logs, with its number and peer as metadata
     /// (see ``ConnectionLogging``).
     let logger: Logger
@@ -50,7 +50,7 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ListenerMetrics? = nil, logger: Logger, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, services: RuntimeServices) {
         self.settings = settings
         self.logger = logger
         self.metrics = metrics

@@ -1,4 +1,5 @@
 internal import CNSS
+public import CoreMetrics
 public import Logging
 
 extension TLSConnection {
@@ -16,11 +17,14 @@ extension TLSConnection {
     ///   - configuration: A client configuration: trust, versions, identity.
     ///   - logger: Where the connection logs (see ``logger``); `nil`:
     ///     ``TLSConfiguration/logger``, else nowhere.
+    ///   - metrics: Where the client's swift-metrics go (`asyncnss_client_…`,
+    ///     listed in the README); `nil` uses `MetricsSystem.factory`.
     public static func connect(
         host: String,
         port: Int,
         configuration: TLSConfiguration = .makeClientConfiguration(),
-        logger: Logger? = nil
+        logger: Logger? = nil,
+        metrics: (any MetricsFactory)? = nil
     ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .client, operation)
@@ -28,9 +32,11 @@ extension TLSConnection {
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)
         let deadline = ContinuousClock.now + configuration.handshakeTimeout
+        let metrics = ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .client)
         return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
             try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
-                              logger: ConnectionLogging.logger(logger ?? configuration.logger ?? ConnectionLogging.disabled, peer: address.description), services: services)
+                              logger: ConnectionLogging.logger(logger ?? configuration.logger ?? ConnectionLogging.disabled, peer: address.description),
+                              metrics: metrics, services: services)
         }
     }
 
@@ -40,9 +46,10 @@ extension TLSConnection {
         port: Int,
         configuration: TLSConfiguration = .makeClientConfiguration(),
         logger: Logger? = nil,
+        metrics: (any MetricsFactory)? = nil,
         _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await connect(host: host, port: port, configuration: configuration, logger: logger)
+        let connection = try await connect(host: host, port: port, configuration: configuration, logger: logger, metrics: metrics)
         return try await connection.executeThenClose(body)
     }
 
@@ -59,6 +66,7 @@ extension TLSConnection {
         verification: ConnectionCallbacks.Verification,
         deadline: ContinuousClock.Instant,
         logger: Logger,
+        metrics: ConnectionMetrics,
         services: RuntimeServices
     ) async throws -> TLSConnection {
         let operation = "connecting to \(address)"
@@ -71,8 +79,11 @@ extension TLSConnection {
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), logger: logger, services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, services: services)
         callbacks.bind(to: socket)
+        metrics.connectionStarted()
+        callbacks.whenEnded { metrics.connectionEnded() }
+        var handshaking = false
         do {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)
@@ -82,7 +93,10 @@ extension TLSConnection {
             }
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
             let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(address)")
+            let started = ContinuousClock.now
+            handshaking = true
             let event = try await driver.run(timeout: max(.zero, deadline - .now))
+            metrics.handshakeSucceeded(after: .now - started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
             connection.logger.debug("handshake completed")
             return connection
@@ -90,6 +104,7 @@ extension TLSConnection {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
+                if handshaking { metrics.handshakeFailed(error) }
                 logger.info("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error

@@ -13,7 +13,7 @@ struct Acceptor: Sendable {
     let limiter: ConnectionLimiter
     let live: LiveConnections
     let reserve: ReserveDescriptor
-    let metrics: ListenerMetrics
+    let metrics: ConnectionMetrics
 
     /// How long to pause when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
@@ -90,7 +90,7 @@ struct Acceptor: Sendable {
         let socket: SocketHandle
         let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peer.description)
         let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
-        metrics.connectionAccepted()
+        metrics.connectionStarted()
         callbacks.whenEnded { [metrics] in
             metrics.connectionEnded()
             release()

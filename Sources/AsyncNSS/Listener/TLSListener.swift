@@ -99,7 +99,7 @@ public actor TLSListener: AsyncSequence {
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
             live: live,
             reserve: ReserveDescriptor(),
-            metrics: ListenerMetrics(factory: metrics ?? MetricsSystem.factory)
+            metrics: ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .server)
         )
         let loop = Task { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }

@@ -55,5 +55,35 @@ extension Integration {
                 #expect(try metrics.expectMeter("asyncnss_connections_active").lastValue == 0)
             }
         }
+
+        @Test("a client counts its connections, handshakes by result, bytes and the handshake timer under asyncnss_client_")
+        func clientMetrics() async throws {
+            try await withTimeout(seconds: 30) {
+                let metrics = TestMetrics()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let serving = Task { await EchoServer.serveAll(listener) }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration(), metrics: metrics)
+                try await client.write(Array("12345".utf8))
+                var received = 0
+                while received < 5, let chunk = try await client.receive() { received += chunk.count }
+                var wrongName = try await TestIdentities.clientConfiguration()
+                wrongName.serverName = "wrong.example"
+                await #expect(throws: TLSError.self) {
+                    try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: wrongName, metrics: metrics)
+                }
+                await client.close()
+
+                #expect(try metrics.expectCounter("asyncnss_client_connections_opened_total").totalValue == 2)
+                #expect(try metrics.expectCounter("asyncnss_client_connections_closed_total").totalValue == 2)
+                #expect(try metrics.expectMeter("asyncnss_client_connections_active").lastValue == 0)
+                #expect(try metrics.expectCounter("asyncnss_client_handshakes_total", [("result", "success")]).totalValue == 1)
+                #expect(try metrics.expectCounter("asyncnss_client_handshakes_total", [("result", "failure"), ("reason", "SSL_ERROR_BAD_CERT_DOMAIN")]).totalValue == 1)
+                #expect(try metrics.expectCounter("asyncnss_client_bytes_sent_total").totalValue == 5)
+                #expect(try metrics.expectCounter("asyncnss_client_bytes_received_total").totalValue == 5)
+                #expect(try metrics.expectTimer("asyncnss_client_handshake_duration").values.count == 1)
+                await listener.close()
+                await serving.value
+            }
+        }
     }
 }
