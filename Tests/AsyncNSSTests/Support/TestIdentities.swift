@@ -4,7 +4,7 @@ import AsyncNSS
 enum TestIdentities {
     /// A self-signed identity for localhost, 127.0.0.1 and ::1, made once.
     static func localhost() async throws -> TLSIdentity {
-        try await cache.identity()
+        try await cache.value
     }
 
     static func serverConfiguration(min: TLSVersion = .tls12, max: TLSVersion = .tls13) async throws -> TLSConfiguration {
@@ -22,21 +22,8 @@ enum TestIdentities {
         return configuration
     }
 
-    private static let cache = IdentityCache()
+    private static let cache = MadeOnce { try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1", "::1"]) }
 
     /// Forgets the identity; needed after `NSSRuntime.shutdown()` released it.
     static func reset() async { await cache.reset() }
-
-    /// Makes the identity once, even when many tests ask at the same time.
-    private actor IdentityCache {
-        var making: Task<TLSIdentity, any Error>?
-        func identity() async throws -> TLSIdentity {
-            if let making { return try await making.value }
-            let task = Task { try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1", "::1"]) }
-            making = task
-            return try await task.value
-        }
-
-        func reset() { making = nil }
-    }
 }

@@ -23,19 +23,9 @@ final class TestPKI: Sendable {
     private init(directory: TemporaryDirectory) { self.directory = directory }
 
     /// The PKI of this test run, made once.
-    static func shared() async throws -> TestPKI { try await cache.pki() }
+    static func shared() async throws -> TestPKI { try await cache.value }
 
-    private static let cache = Cache()
-
-    private actor Cache {
-        var making: Task<TestPKI, any Error>?
-        func pki() async throws -> TestPKI {
-            if let making { return try await making.value }
-            let task = Task { try await TestPKI.make() }
-            making = task
-            return try await task.value
-        }
-    }
+    private static let cache = MadeOnce { try await TestPKI.make() }
 
     private static func make() async throws -> TestPKI {
         let pki = TestPKI(directory: try TemporaryDirectory())

@@ -30,19 +30,9 @@ final class TestToken: Sendable {
         self.modulePath = modulePath
     }
 
-    static func shared() async throws -> TestToken { try await cache.token() }
+    static func shared() async throws -> TestToken { try await cache.value }
 
-    private static let cache = Cache()
-
-    private actor Cache {
-        var making: Task<TestToken, any Error>?
-        func token() async throws -> TestToken {
-            if let making { return try await making.value }
-            let task = Task { try await TestToken.make() }
-            making = task
-            return try await task.value
-        }
-    }
+    private static let cache = MadeOnce { try await TestToken.make() }
 
     /// Where Debian, Ubuntu and Fedora put the module.
     static let modulePaths = [
