@@ -86,6 +86,70 @@ extension Integration {
             }
         }
 
+        @Test("a rehandshake that the peer never answers: prompt, and the connection is closed")
+        func rehandshake() async throws {
+            try await withTimeout(seconds: 30) {
+                var server = try await TestIdentities.serverConfiguration(max: .tls12)
+                server.renegotiation = .localOnly
+                let listener = try await TLSListener.bind(port: 0, configuration: server)
+                async let serverSide: TLSConnection? = {
+                    for try await connection in listener { return connection }
+                    return nil
+                }()
+                // The client never reads, so its NSS never sees the HelloRequest.
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration(max: .tls12))
+                let connection = try #require(try await serverSide)
+                try await expectPromptCancellation {
+                    try await connection.rehandshake()
+                }
+                await #expect(throws: (any Error).self, "the cancelled rehandshake closed the connection") {
+                    try await connection.write([1])
+                }
+                await client.close()
+                await listener.close()
+            }
+        }
+
+        @Test("cancelling the task group that serves a listener closes the listener and every connection")
+        func servingTaskGroup() async throws {
+            try await withTimeout(seconds: 30) {
+                let before = FileDescriptors.count()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let port = listener.port
+                let server = Task {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in listener {
+                            group.addTask {
+                                try await connection.executeThenClose { connection in
+                                    for try await chunk in connection.inbound { try await connection.write(chunk) }
+                                }
+                            }
+                        }
+                    }
+                }
+                var clients: [TLSConnection] = []
+                for index in 0..<3 {
+                    let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: try await TestIdentities.clientConfiguration())
+                    try await client.write([UInt8(index)])
+                    #expect(try await client.receive() == [UInt8(index)])
+                    clients.append(client)
+                }
+                let cancelledAt = ContinuousClock.now
+                server.cancel()
+                let result = await server.result
+                #expect(ContinuousClock.now - cancelledAt < .seconds(5))
+                #expect(throws: CancellationError.self) { try result.get() }
+                for client in clients {
+                    // The server side is gone: the client sees the end, or an error.
+                    let end = try? await client.receive()
+                    #expect(end == nil)
+                    await client.close()
+                }
+                #expect(throws: (any Error).self, "the port is closed") { try RawTCP(port: port).close() }
+                #expect(await FileDescriptors.settle(at: before) == before)
+            }
+        }
+
         @Test("an accept")
         func accept() async throws {
             try await withTimeout(seconds: 30) {

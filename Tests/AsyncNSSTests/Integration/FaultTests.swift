@@ -83,6 +83,61 @@ extension Integration {
             }
         }
 
+        @Test("a reset in the middle of a transfer ends that connection with PR_CONNECT_RESET_ERROR; others are served",
+              .enabled(if: ExternalTool.isInstalled("python3"), "needs python3"))
+        func resetMidTransfer() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let port = listener.port
+                // The server reads and echoes until the connection ends, and reports how.
+                let served = Task { () -> (bytes: Int, error: (any Error)?) in
+                    var bytes = 0
+                    for try await connection in listener {
+                        do {
+                            for try await chunk in connection.inbound {
+                                bytes += chunk.count
+                                try await connection.write(chunk)
+                            }
+                            return (bytes, nil)
+                        } catch {
+                            await connection.close()
+                            return (bytes, error)
+                        }
+                    }
+                    return (bytes, nil)
+                }
+                // Python's ssl module: a TLS client that sends 64 KiB, reads
+                // some of the echo, and closes with SO_LINGER 0 (a reset)
+                // while the rest of the echo is still unread.
+                let script = """
+                    import socket, ssl, struct, sys
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                    tls = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+                    tls.sendall(b"x" * 65536)
+                    received = 0
+                    while received < 16384:
+                        received += len(tls.recv(16384))
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    tls.close()
+                    print("reset after", received)
+                    """
+                let peer = try await ExternalTool.run("python3", ["-c", script, "\(port)"], timeout: 20)
+                #expect(peer.status == 0 && peer.stdout.contains("reset after"), "\(peer)")
+                let (bytes, error) = try await served.value
+                #expect(bytes >= 16384, "the transfer was under way: \(bytes) bytes")
+                let tlsError = error as? TLSError
+                #expect(tlsError?.nssName == "PR_CONNECT_RESET_ERROR" || tlsError?.kind == .truncated, "\(String(describing: error))")
+
+                // The listener goes on.
+                let serving = Task { await EchoServer.serveAll(listener) }
+                try await Self.goodEcho(port: port, "after the reset")
+                await listener.close()
+                await serving.value
+            }
+        }
+
         @Test("half-close in both directions: each side keeps talking after the other shut its output")
         func halfClose() async throws {
             try await withTimeout(seconds: 30) {
