@@ -24,16 +24,27 @@ struct PKCS11IdentityLoader {
         let source = PasswordSource(pin ?? "")
 
         let key = try services.modules.withModuleSlots(modulePath) { slots in
-            let tokens = slots.filter { PK11_IsPresent($0) != PR_FALSE && uri.matchesToken(Self.tokenInfo($0)) }
+            // Present, initialised tokens (SoftHSM2 always offers an empty one).
+            let usable = slots.filter { PK11_IsPresent($0) != PR_FALSE && Self.tokenInfo($0).initialized }
+            let tokens = usable.filter { uri.matchesToken(Self.tokenInfo($0)) }
             guard !tokens.isEmpty else {
-                let present = slots.filter { PK11_IsPresent($0) != PR_FALSE }.map { Self.tokenInfo($0).label }
-                throw TLSError(kind: .invalidIdentity, operation: operation, message: "no token of \(modulePath) matches; its tokens: \(present.isEmpty ? "none" : present.joined(separator: ", "))")
+                let labels = usable.map { Self.tokenInfo($0).label }
+                throw TLSError(kind: .invalidIdentity, operation: operation, message: "no token of \(modulePath) matches; its tokens: \(labels.isEmpty ? "none" : labels.joined(separator: ", "))")
             }
+            // A URI that names no token searches them all; one that refuses
+            // the PIN does not hide the key on another.
             var found: [UnsafeMutablePointer<SECKEYPrivateKey>] = []
+            var loginError: (any Error)?
             for slot in tokens {
-                try logIn(slot, pin: pin, operation: operation)
+                do {
+                    try logIn(slot, pin: pin, operation: operation)
+                } catch {
+                    loginError = loginError ?? error
+                    continue
+                }
                 found += matchingKeys(in: slot, uri: uri, source: source)
             }
+            if found.isEmpty, let loginError { throw loginError }
             guard found.count == 1, let key = found.first else {
                 found.forEach { SECKEY_DestroyPrivateKey($0) }
                 let message = found.isEmpty
@@ -113,15 +124,29 @@ struct PKCS11IdentityLoader {
 
     /// The token's label, manufacturer, model and serial, without the blanks
     /// PKCS#11 pads them with.
-    static func tokenInfo(_ slot: OpaquePointer) -> (label: String, manufacturer: String, model: String, serial: String) {
+    static func tokenInfo(_ slot: OpaquePointer) -> TokenInfo {
         var info = CK_TOKEN_INFO()
-        guard PK11_GetTokenInfo(slot, &info) == SECSuccess else { return ("", "", "", "") }
+        guard PK11_GetTokenInfo(slot, &info) == SECSuccess else {
+            return TokenInfo(label: "", manufacturer: "", model: "", serial: "", initialized: false)
+        }
         func text<T>(_ field: T) -> String {
             withUnsafeBytes(of: field) { bytes in
                 String(decoding: bytes, as: UTF8.self).trimmingTrailing { $0 == " " || $0 == "\0" }
             }
         }
-        return (text(info.label), text(info.manufacturerID), text(info.model), text(info.serialNumber))
+        return TokenInfo(
+            label: text(info.label), manufacturer: text(info.manufacturerID), model: text(info.model),
+            serial: text(info.serialNumber), initialized: info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0
+        )
+    }
+
+    /// The `CK_TOKEN_INFO` fields a URI matches on, and whether the token was initialised.
+    struct TokenInfo {
+        var label: String
+        var manufacturer: String
+        var model: String
+        var serial: String
+        var initialized: Bool
     }
 
     /// The PIN in a `pin-source` file (`file:///path` or a path), without its final newline.
@@ -133,7 +158,7 @@ struct PKCS11IdentityLoader {
 }
 
 private extension PKCS11KeyURI {
-    func matchesToken(_ info: (label: String, manufacturer: String, model: String, serial: String)) -> Bool {
+    func matchesToken(_ info: PKCS11IdentityLoader.TokenInfo) -> Bool {
         matchesToken(label: info.label, manufacturer: info.manufacturer, model: info.model, serial: info.serial)
     }
 }

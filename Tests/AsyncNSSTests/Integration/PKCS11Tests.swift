@@ -59,12 +59,24 @@ extension Integration {
                 #expect(wrong?.kind == .invalidIdentity)
                 #expect(wrong?.nssName == "SEC_ERROR_BAD_PASSWORD", "\(String(describing: wrong))")
 
-                let noKey = await identityError(uri, module: token.modulePath, pin: TestToken.pin)
+                let noKey = await identityError(uri, module: token.modulePath, pin: TestToken.sparePIN)
                 #expect(noKey?.message.contains("no private key") == true, "\(String(describing: noKey))")
 
                 // Logged in now: another secret is refused without touching the token.
                 let different = await identityError(uri, module: token.modulePath, pin: "0000")
                 #expect(different?.message.contains("different secret") == true, "\(String(describing: different))")
+            }
+        }
+
+        @Test("a URI that names no token searches every token: the other token refusing the PIN does not hide the key")
+        func anyToken() async throws {
+            try await withTimeout(seconds: 60) {
+                let (pki, token) = (try await TestPKI.shared(), try await TestToken.shared())
+                let identity = try await TLSIdentity.pkcs11(keyURI: "pkcs11:object=server-key", modulePath: token.modulePath,
+                                                            certificateChainFile: pki.serverCertificate, pin: TestToken.pin)
+                let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: pki.caCertificate))
+                let info = try await Harness.roundTrip(identity: identity, client: client, host: "localhost")
+                #expect(info.peerCertificates.first?.derBytes == identity.certificateChain.first?.derBytes)
             }
         }
 

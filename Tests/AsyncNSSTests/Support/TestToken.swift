@@ -17,9 +17,10 @@ final class TestToken: Sendable {
     let modulePath: String
     static let label = "AsyncNSS Test"
     static let pin = "1234"
-    /// A second token with no objects, which no test logs in to before it
-    /// checks what a missing or wrong PIN does.
+    /// A second token with no objects and another PIN, which no test logs in
+    /// to before it checks what a missing or wrong PIN does.
     static let spareLabel = "AsyncNSS Spare"
+    static let sparePIN = "5678"
     /// A file holding the PIN, for `pin-source`.
     var pinFile: String { directory.file("pin.txt") }
     /// The URI of the server key, token and label.
@@ -67,7 +68,7 @@ final class TestToken: Sendable {
         _ = try dir.write("pin.txt", pin + "\n")
 
         try await tool("softhsm2-util", ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "123456"])
-        try await tool("softhsm2-util", ["--init-token", "--free", "--label", spareLabel, "--pin", pin, "--so-pin", "123456"])
+        try await tool("softhsm2-util", ["--init-token", "--free", "--label", spareLabel, "--pin", sparePIN, "--so-pin", "123456"])
         try await tool("softhsm2-util", ["--import", pki.serverKey, "--token", label, "--label", "server-key", "--id", "01", "--pin", pin])
         try await tool("p11tool", ["--provider=\(module)", "--login", "--set-pin=\(pin)", "--write", "--load-certificate=\(pki.serverCertificate)",
                                    "--label=server-cert", "--id=01", "pkcs11:token=AsyncNSS%20Test"])
