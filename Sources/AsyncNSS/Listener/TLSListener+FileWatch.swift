@@ -11,10 +11,11 @@ extension TLSListener {
     /// }
     /// ```
     ///
-    /// Every `interval` it compares each file's inode, size and modification
-    /// time (through symbolic links) with what it saw last, on a thread the
-    /// library owns. After a change it calls `makeConfiguration` and
-    /// ``reload(_:)``. A reload that fails (a key written before its
+    /// It reloads once as it starts, so that a change made between loading
+    /// the configuration and this call is not missed. Then every `interval` it
+    /// compares each file's inode, size and modification time (through
+    /// symbolic links) with what it saw last, on a thread the library owns.
+    /// After a change it calls `makeConfiguration` and ``reload(_:)``. A reload that fails (a key written before its
     /// certificate, say) is logged at warning and the listener keeps its
     /// configuration; the next change tries again.
     ///
@@ -31,18 +32,23 @@ extension TLSListener {
         makeConfiguration: @Sendable () async throws -> TLSConfiguration
     ) async throws {
         let pool = try Runtime.shared.services().blockingPool
-        var seen = try await pool.run { FileSnapshot.take(files) }
+        var seen: FileSnapshot?
         while await isAccepting {
-            try await Task.sleep(for: interval)
+            if seen != nil { try await Task.sleep(for: interval) }
             let now = try await pool.run { FileSnapshot.take(files) }
-            let changed = now.changedPaths(since: seen)
-            guard !changed.isEmpty else { continue }
+            let starting = seen == nil
+            let changed = seen.map { now.changedPaths(since: $0) } ?? files
             // Taken before the files are read: a write that lands while they
             // are read shows up as another change next time.
             seen = now
+            guard starting || !changed.isEmpty else { continue }
             do {
                 try await reload(try await makeConfiguration())
-                logger.notice("files changed: reloaded the configuration; new connections use it", metadata: ["files": "\(changed)"])
+                if starting {
+                    logger.debug("watching files: reloaded the configuration once as the watch starts", metadata: ["files": "\(files)"])
+                } else {
+                    logger.notice("files changed: reloaded the configuration; new connections use it", metadata: ["files": "\(changed)"])
+                }
             } catch let error as CancellationError {
                 throw error
             } catch {
