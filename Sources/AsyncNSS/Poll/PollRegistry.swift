@@ -47,8 +47,8 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 ///
 /// The registry also decides when the poll thread must be woken: only while a
 /// poll runs (between ``beginPoll(now:)`` and ``endPoll(readySockets:failed:now:)``),
-/// only if that poll does not already cover the new interest and deadline, and
-/// only once per poll.
+/// only once per poll, and for an interruption-only wait only if its deadline
+/// comes before the running poll's timeout.
 ///
 /// `Socket` is the poll key (a `PRFileDesc` in production, an `Int` in tests);
 /// `Waiter` is what gets resumed (a continuation in production).
@@ -68,14 +68,6 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         static var none: Flags { Flags() }
 
         var isEmpty: Bool { !read && !write }
-
-        func covers(_ interest: PollInterest) -> Bool {
-            switch interest {
-            case .read: read
-            case .write: write
-            case .interruptionOnly: true
-            }
-        }
     }
 
     /// One entry of the poll array, kept between polls.
@@ -122,9 +114,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     enum RegisterAction {
         /// The registration is recorded; wake the poll thread so it polls the socket.
         case wakePoller
-        /// The registration is recorded; the running poll covers it already, a
-        /// wakeup is already on its way, or the poll thread will plan it before
-        /// it polls again.
+        /// The registration is recorded; a wakeup is already on its way, the
+        /// poll thread will plan it before it polls again, or it is an
+        /// interruption-only wait that the running poll's timeout covers.
         case registered
         /// The registration was refused: resume at once with this outcome.
         case resume(Waiter, PollOutcome)
@@ -202,18 +194,19 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         case .interruptionOnly:
             parked[socket, default: []].append(id)
         case .read, .write:
+            // A running poll is woken even when its array already has this
+            // socket with this interest: the SSL layer chose what to wait for
+            // (readable or writable, or "ready now") from the socket's state
+            // when `PR_Poll` started, and the task may have moved that state on
+            // since (gotcha: the SSL layer rewrites interest while handshaking).
+            needsWake = true
             if let index = slotIndex[socket] {
                 slots[index].waits.append((id, interest))
-                let covered = index < polledCount && slots[index].applied.covers(interest)
-                if !covered {
-                    markDirty(index)
-                    needsWake = true
-                }
+                if slots[index].wanted != slots[index].applied { markDirty(index) }
             } else {
                 slotIndex[socket] = slots.count
                 slots.append(Slot(socket: socket, waits: [(id, interest)], applied: .none, isDirty: false))
                 markDirty(slots.count - 1)
-                needsWake = true
             }
         }
         if let deadline {
