@@ -1,12 +1,15 @@
-"""Before and after: two builds of AsyncNSS side by side, with selfserv as the
+"""Before and after: builds of AsyncNSS side by side, with selfserv as the
 yardstick. For library changes (the poll thread, say), where the full
 comparison (compare.py) takes too long to repeat.
 
-    python3 -m runner.ab --before-bin B/release --before-nss-tls B/release/nss-tls \\
-        --after-bin A/release --after-nss-tls A/release/nss-tls --out results/ab \\
-        --rounds 3 --only handshakes scale
+    python3 -m runner.ab --build before:B/Benchmarks/.build/release:B/.build/release/nss-tls \\
+        --build after:A/Benchmarks/.build/release:A/.build/release/nss-tls \\
+        --build after-2-threads:A/Benchmarks/.build/release:A/.build/release/nss-tls:NAME=VALUE \\
+        --out results/ab --rounds 3 --only handshakes scale
 
-Each round runs, in an order that rotates every round:
+Each --build is NAME:PEER_BIN_DIR:NSS_TLS[:ENV=VALUE...]; the environment
+applies to that build's servers and clients. Each round runs, in an order
+that rotates every round:
 - handshakes: every strsclnt scenario of measure.HANDSHAKES against
   `nss-tls serve` of each build and against selfserv;
 - scale: asyncnss-peer of each build (its own client and server), --active
@@ -26,10 +29,7 @@ from . import compare, measure, pki, servers
 
 def parse():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before-bin", required=True)
-    parser.add_argument("--before-nss-tls", required=True)
-    parser.add_argument("--after-bin", required=True)
-    parser.add_argument("--after-nss-tls", required=True)
+    parser.add_argument("--build", action="append", required=True, help="NAME:PEER_BIN_DIR:NSS_TLS[:ENV=VALUE...]")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-handshakes", type=int, default=2000)
     parser.add_argument("--resumed-handshakes", type=int, default=5000)
@@ -42,7 +42,30 @@ def parse():
 
 
 class Build(servers.Servers):
-    """One build's servers; selfserv is the same for both."""
+    """One build's servers and clients, run with `env` added to the environment."""
+
+    def __init__(self, bin_dir, nss_tls, pki, env, scripts):
+        super().__init__(bin_dir, nss_tls, pki)
+        self.env = env
+        self.scripts = scripts
+
+    def wrap(self, path):
+        """A script that runs `path` with this build's environment."""
+        if not self.env:
+            return path
+        os.makedirs(self.scripts, exist_ok=True)
+        script = os.path.join(self.scripts, f"{len(os.listdir(self.scripts))}-{os.path.basename(path)}")
+        with open(script, "w") as out:
+            out.write("#!/bin/sh\nexec env " + " ".join(self.env) + f" '{path}' \"$@\"\n")
+        os.chmod(script, 0o755)
+        return script
+
+    def command(self, name, port, mode="http"):
+        command = super().command(name, port, mode)
+        return command if name == "selfserv" or not self.env else ["env", *self.env, *command]
+
+    def client(self, name):
+        return self.wrap(super().client(name))
 
 
 def step(message):
@@ -61,8 +84,10 @@ def fmt(value, digits=0):
 def summary(results):
     lines = [f"Run {results['machine']['date_utc']} UTC, {results['settings']['rounds']} rounds, medians.", ""]
     if results["handshakes"]:
-        lines += ["| scenario | before | after | selfserv | before / selfserv | after / selfserv | after / before | server CPU µs before | after | selfserv |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        names = results["builds"]
+        lines += ["| scenario | " + " | ".join(names) + " | selfserv | " + " | ".join(f"{n} / selfserv" for n in names)
+                  + " | " + " | ".join(f"server CPU µs {n}" for n in names) + " | server CPU µs selfserv |",
+                  "|---|" + "---:|" * (3 * len(names) + 2)]
         for scenario in measure.HANDSHAKES:
             rate, cpu = {}, {}
             for sample in results["handshakes"]:
@@ -73,15 +98,16 @@ def summary(results):
                 cpu.setdefault(sample["server"], []).append(r.get("server_cpu_us_per_handshake"))
             m = {k: median(v) for k, v in rate.items()}
             c = {k: median(v) for k, v in cpu.items()}
-            b, a, s = m.get("before"), m.get("after"), m.get("selfserv")
+            s = m.get("selfserv")
             ratio = lambda x, y: fmt(x / y, 2) if x and y else "–"
-            lines.append(f"| {scenario} | {fmt(b)} | {fmt(a)} | {fmt(s)} | {ratio(b, s)} | {ratio(a, s)} | {ratio(a, b)} | "
-                         f"{fmt(c.get('before'))} | {fmt(c.get('after'))} | {fmt(c.get('selfserv'))} |")
+            lines.append(f"| {scenario} | " + " | ".join(fmt(m.get(n)) for n in names) + f" | {fmt(s)} | "
+                         + " | ".join(ratio(m.get(n), s) for n in names) + " | "
+                         + " | ".join(fmt(c.get(n)) for n in names) + f" | {fmt(c.get('selfserv'))} |")
         lines.append("")
     if results["scale"]:
         lines += [f"| build | p50 alone | p99 alone | p50 among {results['settings']['idle']:,} | p99 among | p99 among / alone | s to open the idle connections | RSS per idle connection (KiB) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for build in ("before", "after"):
+        for build in results["builds"]:
             samples = [s["result"] for s in results["scale"] if s.get("system") == build and "error" not in s]
             if not samples:
                 continue
@@ -103,12 +129,15 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     file_limit = compare.raise_file_limit()
     identity = pki.make(os.path.join(args.out, "pki"))
-    builds = {"before": Build(args.before_bin, args.before_nss_tls, identity),
-              "after": Build(args.after_bin, args.after_nss_tls, identity)}
-    machine = compare.versions(argparse.Namespace(bin=args.after_bin))
-    results = {"machine": machine, "settings": vars(args) | {"file_limit": file_limit}, "handshakes": [], "scale": []}
+    builds = {}
+    for spec in args.build:
+        name, bin_dir, nss_tls, *env = spec.split(":")
+        builds[name] = Build(bin_dir, nss_tls, identity, env, os.path.join(args.out, "scripts", name))
+    machine = compare.versions(argparse.Namespace(bin=list(builds.values())[-1].bin_dir))
+    results = {"machine": machine, "settings": vars(args) | {"file_limit": file_limit},
+               "builds": list(builds), "handshakes": [], "scale": []}
     counts = {"full": args.full_handshakes, "resumed": args.resumed_handshakes}
-    names = ["before", "after", "selfserv"]
+    names = list(builds) + ["selfserv"]
     with open(os.path.join(args.out, "runs.log"), "w") as log:
         def sample(section, key, name, run, round_number):
             step(f"round {round_number + 1}: {section}, {name}")
@@ -128,13 +157,14 @@ def main():
             turn = round_number % len(names)
             if "handshakes" in args.only:
                 for name in names[turn:] + names[:turn]:
-                    srv = builds["after"] if name == "selfserv" else builds[name]
+                    srv = list(builds.values())[0] if name == "selfserv" else builds[name]
                     server = "selfserv" if name == "selfserv" else "nss-tls serve"
                     sample("handshakes", "server", name,
                            lambda: measure.handshakes(srv, server, counts, log), round_number)
             if "scale" in args.only:
-                order = ["before", "after"] if round_number % 2 == 0 else ["after", "before"]
-                for name in order:
+                systems = list(builds)
+                turn = round_number % len(systems)
+                for name in systems[turn:] + systems[:turn]:
                     sample("scale", "system", name,
                            lambda: measure.scale(builds[name], "asyncnss-peer", args.idle, args.active,
                                                  args.latency_rounds, log), round_number)

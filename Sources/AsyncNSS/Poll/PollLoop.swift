@@ -20,15 +20,17 @@ final class PollLoop: Sendable {
 
     private let registry = Mutex(PollRegistry<PollSocket, Waiter>())
     private let wakeEvent: PollSocket
-    private let nextWaitID = Atomic<UInt64>(0)
+    private let waitIDs: PollWaitIDSource
     private let thread: Mutex<OwnedThread?> = Mutex(nil)
 
-    init() throws {
+    /// Starts a poll thread named `name`. Loops of one ``PollGroup`` share `ids`.
+    init(name: String = "nss-poll", ids: PollWaitIDSource = PollWaitIDSource()) throws {
         guard let event = PR_NewPollableEvent() else {
             throw TLSError.fromLastNSSError("creating the poll thread's wakeup event")
         }
         wakeEvent = PollSocket(fd: event)
-        let started = OwnedThread(name: "nss-poll") { [self] in self.run() }
+        waitIDs = ids
+        let started = OwnedThread(name: name) { [self] in self.run() }
         thread.withLock { $0 = started }
     }
 
@@ -74,7 +76,7 @@ final class PollLoop: Sendable {
 
     /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``.
     func makeWaitID() -> PollWaitID {
-        PollWaitID(raw: nextWaitID.wrappingAdd(1, ordering: .relaxed).newValue)
+        waitIDs.make()
     }
 
     /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
