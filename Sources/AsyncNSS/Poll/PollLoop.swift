@@ -7,9 +7,10 @@ import Synchronization
 /// It never reads or writes a socket: tasks try their operation, and on
 /// `PR_WOULD_BLOCK_ERROR` call ``wait(for:on:deadline:)``, which registers a
 /// one-shot interest and suspends. A pollable event wakes the thread when a
-/// new interest or an earlier deadline is not covered by the poll that is
-/// running; the registry asks for at most one wakeup per poll, and none while
-/// the thread is between polls (it plans the change before polling again).
+/// read or write wait, or a deadline earlier than the poll's timeout, arrives
+/// while `PR_Poll` runs; the registry asks for at most one wakeup per poll, and
+/// none while the thread is between polls (it plans the change before polling
+/// again).
 /// With nothing to do it sleeps in `PR_Poll` with no timeout, so an idle
 /// process uses no CPU.
 ///
