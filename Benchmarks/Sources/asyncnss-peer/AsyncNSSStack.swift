@@ -7,9 +7,13 @@ enum AsyncNSSStack: PeerStack {
 
     static func serve(_ options: ServerOptions) async throws {
         let identity = try await TLSIdentity.pem(certificateChainFile: options.cert, privateKeyFile: options.key)
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
+        // The scale test holds 10,000 idle connections plus the active ones;
+        // the default limit (10,000) would leave the active ones unaccepted.
+        configuration.maximumConnections = 1_000_000
         let listener = try await TLSListener.bind(
             host: options.host, port: options.port,
-            configuration: .makeServerConfiguration(identity: identity), backlog: 4096)
+            configuration: configuration, backlog: 4096)
         announceListening(name, listener.localAddress)
         let mode = options.mode
         await withDiscardingTaskGroup { group in

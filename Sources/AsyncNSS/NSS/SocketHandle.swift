@@ -18,12 +18,15 @@ final class SocketHandle: RuntimeResource {
     private let state: Locked<State>
     private let closing = Atomic<Bool>(false)
     private let services: RuntimeServices
+    /// The poll thread this descriptor is bound to for its whole life.
+    private let pollLoop: PollLoop
     /// Objects NSS callbacks point to; released after `PR_Close`.
     private let callbackContexts = Locked<[AnyObject]>([])
 
     init(_ fd: UnsafeMutablePointer<PRFileDesc>, services: RuntimeServices) {
         self.state = Locked(.open(PollSocket(fd: fd)))
         self.services = services
+        self.pollLoop = services.pollGroup.assign()
         services.resources.add(self)
     }
 
@@ -32,7 +35,7 @@ final class SocketHandle: RuntimeResource {
         // may still have the descriptor in a `PR_Poll` array: close it after a
         // quiesce, off this thread.
         guard case .open(let socket) = state.withLock({ $0 }) else { return }
-        let pollLoop = services.pollLoop
+        let pollLoop = self.pollLoop
         let contexts = callbackContexts.withLock { $0 }
         let sendableContexts = UncheckedBox(contexts)
         Task {
@@ -66,16 +69,16 @@ final class SocketHandle: RuntimeResource {
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
     func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
         guard case .open(let socket) = state.withLock({ $0 }) else { return .closed }
-        return await services.pollLoop.wait(for: interest, on: socket, deadline: deadline, id: id) { [self] in
+        return await pollLoop.wait(for: interest, on: socket, deadline: deadline, id: id) { [self] in
             self.closing.load(ordering: .acquiring)
         }
     }
 
     /// A wait ID for ``wait(for:deadline:id:)`` that ``interruptWait(_:)`` can end.
-    func makeWaitID() -> PollWaitID { services.pollLoop.makeWaitID() }
+    func makeWaitID() -> PollWaitID { pollLoop.makeWaitID() }
 
     /// Ends the wait `id` early with ``PollOutcome/interrupted``.
-    func interruptWait(_ id: PollWaitID) { services.pollLoop.interrupt(id) }
+    func interruptWait(_ id: PollWaitID) { pollLoop.interrupt(id) }
 
     /// Closes the descriptor once no poll uses it. Idempotent.
     func close() async {
@@ -86,7 +89,7 @@ final class SocketHandle: RuntimeResource {
             return socket
         }
         guard let socket else { return }
-        await services.pollLoop.quiesce(socket)
+        await pollLoop.quiesce(socket)
         Self.discardUnreadInput(socket.fd)
         PR_Close(socket.fd)
         state.withLock { $0 = .closed }

@@ -6,25 +6,32 @@ import Synchronization
 ///
 /// It never reads or writes a socket: tasks try their operation, and on
 /// `PR_WOULD_BLOCK_ERROR` call ``wait(for:on:deadline:)``, which registers a
-/// one-shot interest and suspends. A pollable event wakes the thread when the
-/// set of interests changes; with nothing to do it sleeps in `PR_Poll` with no
-/// timeout, so an idle process uses no CPU.
+/// one-shot interest and suspends. A pollable event wakes the thread when a
+/// read or write wait, or a deadline earlier than the poll's timeout, arrives
+/// while `PR_Poll` runs; the registry asks for at most one wakeup per poll, and
+/// none while the thread is between polls (it plans the change before polling
+/// again).
+/// With nothing to do it sleeps in `PR_Poll` with no timeout, so an idle
+/// process uses no CPU.
+///
+/// The `PRPollDesc` array lives on the poll thread between polls; each plan
+/// rewrites only the entries that changed (see ``PollRegistry``).
 final class PollLoop: Sendable {
     typealias Waiter = UnsafeContinuation<PollOutcome, Never>
 
     private let registry = Mutex(PollRegistry<PollSocket, Waiter>())
     private let wakeEvent: PollSocket
-    /// True while a wakeup is written to the event and not yet consumed.
-    private let wakePending = Atomic<Bool>(false)
-    private let nextWaitID = Atomic<UInt64>(0)
+    private let waitIDs: PollWaitIDSource
     private let thread: Mutex<OwnedThread?> = Mutex(nil)
 
-    init() throws {
+    /// Starts a poll thread named `name`. Loops of one ``PollGroup`` share `ids`.
+    init(name: String = "nss-poll", ids: PollWaitIDSource = PollWaitIDSource()) throws {
         guard let event = PR_NewPollableEvent() else {
             throw TLSError.fromLastNSSError("creating the poll thread's wakeup event")
         }
         wakeEvent = PollSocket(fd: event)
-        let started = OwnedThread(name: "nss-poll") { [self] in self.run() }
+        waitIDs = ids
+        let started = OwnedThread(name: name) { [self] in self.run() }
         thread.withLock { $0 = started }
     }
 
@@ -52,6 +59,8 @@ final class PollLoop: Sendable {
                 switch action {
                 case .wakePoller:
                     wake()
+                case .registered:
+                    break
                 case .resume(let waiter, let outcome):
                     waiter.resume(returning: outcome)
                 }
@@ -68,7 +77,7 @@ final class PollLoop: Sendable {
 
     /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``.
     func makeWaitID() -> PollWaitID {
-        PollWaitID(raw: nextWaitID.wrappingAdd(1, ordering: .relaxed).newValue)
+        waitIDs.make()
     }
 
     /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
@@ -86,9 +95,9 @@ final class PollLoop: Sendable {
             switch action {
             case .closeNow(let resume):
                 for (waiter, outcome) in resume { waiter.resume(returning: outcome) }
-            case .waitForPoll(let resume):
+            case .waitForPoll(let resume, let wakePoller):
                 for (waiter, outcome) in resume { waiter.resume(returning: outcome) }
-                wake()
+                if wakePoller { wake() }
             }
         }
     }
@@ -109,15 +118,16 @@ final class PollLoop: Sendable {
     /// The number of registered waits, for tests and diagnostics.
     var waitCount: Int { registry.withLock { $0.waitCount } }
 
+    /// Writes the wakeup. The registry asks for it at most once per poll.
     private func wake() {
-        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            PR_SetPollableEvent(wakeEvent.fd)
-        }
+        PR_SetPollableEvent(wakeEvent.fd)
     }
 
     private func run() {
-        var descriptors: [PRPollDesc] = []
-        var polled: [PollSocket] = []
+        // Entry 0 is the wakeup event; entry i + 1 is the registry's slot i.
+        // Kept between polls and changed as each plan says.
+        var descriptors: [PRPollDesc] = [PRPollDesc(fd: wakeEvent.fd, in_flags: Int16(PR_POLL_READ), out_flags: 0)]
+        var ready: [PollSocket] = []
         let readFlag = Int16(PR_POLL_READ)
         let writeFlag = Int16(PR_POLL_WRITE)
         while true {
@@ -126,15 +136,19 @@ final class PollLoop: Sendable {
             }
             guard let plan else { return }
 
-            descriptors.removeAll(keepingCapacity: true)
-            polled.removeAll(keepingCapacity: true)
-            descriptors.append(PRPollDesc(fd: wakeEvent.fd, in_flags: readFlag, out_flags: 0))
-            for entry in plan.entries {
+            let wanted = plan.count + 1
+            if descriptors.count > wanted {
+                descriptors.removeLast(descriptors.count - wanted)
+            }
+            while descriptors.count < wanted {
+                // Placeholder; every new index is in the plan's changes.
+                descriptors.append(PRPollDesc(fd: nil, in_flags: 0, out_flags: 0))
+            }
+            for change in plan.changes {
                 var flags: Int16 = 0
-                if entry.read { flags |= readFlag }
-                if entry.write { flags |= writeFlag }
-                descriptors.append(PRPollDesc(fd: entry.socket.fd, in_flags: flags, out_flags: 0))
-                polled.append(entry.socket)
+                if change.read { flags |= readFlag }
+                if change.write { flags |= writeFlag }
+                descriptors[change.index + 1] = PRPollDesc(fd: change.socket.fd, in_flags: flags, out_flags: 0)
             }
 
             let timeout = plan.timeout.map(Self.interval) ?? cnss_interval_no_timeout()
@@ -142,16 +156,21 @@ final class PollLoop: Sendable {
                 PR_Poll(buffer.baseAddress, Int32(buffer.count), timeout)
             }
 
-            var ready: [PollSocket] = []
+            ready.removeAll(keepingCapacity: true)
             if count > 0 {
+                var found = 0
                 if descriptors[0].out_flags != 0 {
-                    // Consume the wakeup before clearing the flag, so a wake that
-                    // races with us is either consumed here or written anew.
+                    // Consume the wakeup; PR_Poll reported it readable, so this does not block.
                     PR_WaitForPollableEvent(wakeEvent.fd)
-                    wakePending.store(false, ordering: .releasing)
+                    found += 1
                 }
-                for index in 1..<descriptors.count where descriptors[index].out_flags != 0 {
-                    ready.append(polled[index - 1])
+                var index = 1
+                while found < count, index < descriptors.count {
+                    if descriptors[index].out_flags != 0, let fd = descriptors[index].fd {
+                        ready.append(PollSocket(fd: fd))
+                        found += 1
+                    }
+                    index += 1
                 }
             }
             let resume = registry.withLock {

@@ -37,6 +37,19 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// right now, the closer waits until that poll returns. Every method returns the
 /// waiters to resume; the caller resumes them after releasing its lock.
 ///
+/// The poll array is kept between polls. Each polled socket owns one *slot*,
+/// whose index is its position in the poll thread's `PRPollDesc` array; a
+/// ``Plan`` carries only the slots that changed since the previous poll, so
+/// planning costs O(changes), not O(sockets). Slots are removed only in
+/// ``beginPoll(now:)`` (swap-remove: the last slot moves into the hole), so
+/// indices stay stable while a poll runs. Deadlines live in a min-heap with
+/// lazy deletion. Only `PR_Poll` itself stays O(n).
+///
+/// The registry also decides when the poll thread must be woken: only while a
+/// poll runs (between ``beginPoll(now:)`` and ``endPoll(readySockets:failed:now:)``),
+/// only once per poll, and for an interruption-only wait only if its deadline
+/// comes before the running poll's timeout.
+///
 /// `Socket` is the poll key (a `PRFileDesc` in production, an `Int` in tests);
 /// `Waiter` is what gets resumed (a continuation in production).
 struct PollRegistry<Socket: Hashable, Waiter> {
@@ -47,10 +60,53 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         var waiter: Waiter
     }
 
-    /// What the poll thread should pass to `PR_Poll`.
+    /// Read and write interest of one poll-array entry.
+    struct Flags: Hashable {
+        var read = false
+        var write = false
+
+        static var none: Flags { Flags() }
+
+        var isEmpty: Bool { !read && !write }
+    }
+
+    /// One entry of the poll array, kept between polls.
+    struct Slot {
+        var socket: Socket
+        /// The read and write waits on the socket (never interruption-only ones).
+        var waits: [(id: PollWaitID, interest: PollInterest)]
+        /// What the poll thread's array holds at this index since the last plan.
+        var applied: Flags
+        /// Listed in `dirty`: the next plan must (re)write this index.
+        var isDirty: Bool
+
+        var wanted: Flags {
+            var flags = Flags.none
+            for wait in waits {
+                switch wait.interest {
+                case .read: flags.read = true
+                case .write: flags.write = true
+                case .interruptionOnly: break
+                }
+            }
+            return flags
+        }
+    }
+
+    /// One entry of the poll array to (re)write before polling.
+    struct Change {
+        var index: Int
+        var socket: Socket
+        var read: Bool
+        var write: Bool
+    }
+
+    /// What the poll thread should change in its poll array before `PR_Poll`.
     struct Plan {
-        /// Each socket once, with the union of its interests.
-        var entries: [(socket: Socket, read: Bool, write: Bool)]
+        /// Entries to write, by index (0 is the first socket, after any entry of the caller's own).
+        var changes: [Change]
+        /// The number of socket entries; entries at `count` and beyond are dropped.
+        var count: Int
         /// How long to wait at most; `nil` waits until woken.
         var timeout: Duration?
     }
@@ -58,6 +114,10 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     enum RegisterAction {
         /// The registration is recorded; wake the poll thread so it polls the socket.
         case wakePoller
+        /// The registration is recorded; a wakeup is already on its way, the
+        /// poll thread will plan it before it polls again, or it is an
+        /// interruption-only wait that the running poll's timeout covers.
+        case registered
         /// The registration was refused: resume at once with this outcome.
         case resume(Waiter, PollOutcome)
     }
@@ -66,16 +126,39 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         /// Nothing polls the socket any more: it may be closed now. Resume the
         /// listed waits first.
         case closeNow(resume: [(Waiter, PollOutcome)])
-        /// The poll thread is inside `PR_Poll` with this socket: wake it, and the
-        /// quiesce waiter is resumed by ``endPoll(readySockets:failed:now:)``.
-        case waitForPoll(resume: [(Waiter, PollOutcome)])
+        /// The poll thread is inside `PR_Poll` with this socket: the quiesce
+        /// waiter is resumed by ``endPoll(readySockets:failed:now:)``. Wake the
+        /// poll thread if `wakePoller` (otherwise a wakeup is already on its way).
+        case waitForPoll(resume: [(Waiter, PollOutcome)], wakePoller: Bool)
     }
 
     private(set) var registrations: [PollWaitID: Registration] = [:]
     /// Waits cancelled or interrupted before they registered, and how they end.
     private var endedEarly: [PollWaitID: PollOutcome] = [:]
-    /// The sockets in the poll that is running now, or nil between polls.
-    private var polling: Set<Socket>? = nil
+
+    /// The poll array: one slot per socket with read or write waits (or whose
+    /// waits ended since the last plan).
+    private var slots: [Slot] = []
+    private var slotIndex: [Socket: Int] = [:]
+    /// Indices of the slots with `isDirty` set, each once.
+    private var dirty: [Int] = []
+    /// Interruption-only waits, which are not polled, by socket.
+    private var parked: [Socket: [PollWaitID]] = [:]
+    /// Deadlines of waits, earliest first; entries of waits that ended are
+    /// dropped when they reach the top or when the heap is compacted.
+    private var deadlines = DeadlineHeap()
+    /// Registrations that have a deadline.
+    private var liveDeadlines = 0
+
+    /// Whether a poll is running: between `beginPoll` and `endPoll`.
+    private var polling = false
+    /// The number of slots in the running poll's array (slots `0..<polledCount`).
+    private var polledCount = 0
+    /// When the running poll's timeout ends, or nil if it waits until woken.
+    private var polledDeadline: ContinuousClock.Instant? = nil
+    /// A wakeup was asked for during the running poll.
+    private var wakeRequested = false
+
     /// Closers waiting for the running poll to return.
     private var quiesceWaiters: [Waiter] = []
     private(set) var isShutDown = false
@@ -83,6 +166,12 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     init() {}
 
     var waitCount: Int { registrations.count }
+
+    /// The poll array as the last plan left it: what the poll thread passes to
+    /// `PR_Poll` (after its own entries). O(n); for tests and diagnostics.
+    var pollArray: [(socket: Socket, read: Bool, write: Bool)] {
+        slots.prefix(polledCount).map { ($0.socket, $0.applied.read, $0.applied.write) }
+    }
 
     // MARK: Tasks
 
@@ -100,7 +189,36 @@ struct PollRegistry<Socket: Hashable, Waiter> {
             return .resume(waiter, outcome)
         }
         registrations[id] = Registration(socket: socket, interest: interest, deadline: deadline, waiter: waiter)
-        return .wakePoller
+        var needsWake = false
+        switch interest {
+        case .interruptionOnly:
+            parked[socket, default: []].append(id)
+        case .read, .write:
+            // A running poll is woken even when its array already has this
+            // socket with this interest: the SSL layer chose what to wait for
+            // (readable or writable, or "ready now") from the socket's state
+            // when `PR_Poll` started, and the task may have moved that state on
+            // since (gotcha: the SSL layer rewrites interest while handshaking).
+            needsWake = true
+            if let index = slotIndex[socket] {
+                slots[index].waits.append((id, interest))
+                if slots[index].wanted != slots[index].applied { markDirty(index) }
+            } else {
+                slotIndex[socket] = slots.count
+                slots.append(Slot(socket: socket, waits: [(id, interest)], applied: .none, isDirty: false))
+                markDirty(slots.count - 1)
+            }
+        }
+        if let deadline {
+            deadlines.push(deadline, id)
+            liveDeadlines += 1
+            if let polledDeadline {
+                if deadline < polledDeadline { needsWake = true }
+            } else {
+                needsWake = true
+            }
+        }
+        return requestWake(needsWake) ? .wakePoller : .registered
     }
 
     /// Cancels a wait. Returns its waiter if it was registered; otherwise
@@ -116,7 +234,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     }
 
     private mutating func end(_ id: PollWaitID, with outcome: PollOutcome) -> Waiter? {
-        if let registration = registrations.removeValue(forKey: id) {
+        if let registration = remove(id) {
             return registration.waiter
         }
         // A cancellation outranks an interruption that came first.
@@ -133,13 +251,27 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// Ends every wait on `socket` so that it can be closed.
     mutating func quiesce(_ socket: Socket, closer: Waiter) -> QuiesceAction {
         var resume: [(Waiter, PollOutcome)] = []
-        for (id, registration) in registrations where registration.socket == socket {
-            registrations.removeValue(forKey: id)
-            resume.append((registration.waiter, .closed))
+        var inRunningPoll = false
+        if let index = slotIndex[socket] {
+            for wait in slots[index].waits {
+                if let registration = takeRegistration(wait.id) {
+                    resume.append((registration.waiter, .closed))
+                }
+            }
+            slots[index].waits.removeAll()
+            markDirty(index)
+            inRunningPoll = polling && index < polledCount
         }
-        if let polling, polling.contains(socket) {
+        if let ids = parked.removeValue(forKey: socket) {
+            for id in ids {
+                if let registration = takeRegistration(id) {
+                    resume.append((registration.waiter, .closed))
+                }
+            }
+        }
+        if inRunningPoll {
             quiesceWaiters.append(closer)
-            return .waitForPoll(resume: resume)
+            return .waitForPoll(resume: resume, wakePoller: requestWake(true))
         }
         resume.append((closer, .ready))
         return .closeNow(resume: resume)
@@ -147,34 +279,38 @@ struct PollRegistry<Socket: Hashable, Waiter> {
 
     // MARK: Poll thread
 
-    /// Starts a poll: returns the sockets to poll and the timeout.
+    /// Starts a poll: returns the changes to the poll array and the timeout.
     mutating func beginPoll(now: ContinuousClock.Instant) -> Plan {
-        var order: [Socket] = []
-        var flags: [Socket: (read: Bool, write: Bool)] = [:]
-        var earliest: ContinuousClock.Instant? = nil
-        for registration in registrations.values {
-            if let deadline = registration.deadline {
-                earliest = earliest.map { min($0, deadline) } ?? deadline
+        var candidates = dirty
+        dirty.removeAll(keepingCapacity: true)
+        // Slots left without waits leave the array, highest index first, so
+        // that the slot moved into a hole is never one still to remove.
+        var removals = candidates.filter { slots[$0].waits.isEmpty }
+        removals.sort(by: >)
+        for index in removals {
+            let last = slots.count - 1
+            slotIndex.removeValue(forKey: slots[index].socket)
+            if index != last {
+                slots.swapAt(index, last)
+                slotIndex[slots[index].socket] = index
+                slots[index].isDirty = true
+                candidates.append(index)
             }
-            var entry = flags[registration.socket] ?? (false, false)
-            let wasPolled = entry != (false, false)
-            switch registration.interest {
-            case .read: entry.read = true
-            case .write: entry.write = true
-            case .interruptionOnly: continue
-            }
-            if !wasPolled { order.append(registration.socket) }
-            flags[registration.socket] = entry
+            slots.removeLast()
         }
-        polling = Set(order)
-        let timeout = earliest.map { max(.zero, $0 - now) }
-        return Plan(
-            entries: order.map { socket in
-                let entry = flags[socket] ?? (false, false)
-                return (socket, entry.read, entry.write)
-            },
-            timeout: timeout
-        )
+        var changes: [Change] = []
+        for index in candidates where index < slots.count && slots[index].isDirty {
+            let flags = slots[index].wanted
+            slots[index].isDirty = false
+            slots[index].applied = flags
+            changes.append(Change(index: index, socket: slots[index].socket, read: flags.read, write: flags.write))
+        }
+        polledCount = slots.count
+        polling = true
+        wakeRequested = false
+        dropEndedDeadlines()
+        polledDeadline = deadlines.first?.deadline
+        return Plan(changes: changes, count: slots.count, timeout: polledDeadline.map { max(.zero, $0 - now) })
     }
 
     /// Ends a poll. `readySockets` are those with non-zero `out_flags`; when
@@ -182,17 +318,31 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// its task retries and sees the real error.
     mutating func endPoll(readySockets: [Socket], failed: Bool, now: ContinuousClock.Instant) -> [(Waiter, PollOutcome)] {
         var resume: [(Waiter, PollOutcome)] = []
-        let wake: Set<Socket> = failed ? (polling ?? []) : Set(readySockets)
-        for (id, registration) in registrations {
-            if wake.contains(registration.socket), registration.interest != .interruptionOnly {
-                registrations.removeValue(forKey: id)
-                resume.append((registration.waiter, .ready))
-            } else if let deadline = registration.deadline, deadline <= now {
-                registrations.removeValue(forKey: id)
+        if failed {
+            for index in 0..<min(polledCount, slots.count) {
+                resumeSlot(index, into: &resume)
+            }
+        } else {
+            for socket in readySockets {
+                if let index = slotIndex[socket], index < polledCount {
+                    resumeSlot(index, into: &resume)
+                }
+            }
+        }
+        while let top = deadlines.first, top.deadline <= now {
+            deadlines.removeFirst()
+            if registrations[top.id]?.deadline == top.deadline, let registration = remove(top.id) {
                 resume.append((registration.waiter, .timedOut))
             }
         }
-        polling = nil
+        if deadlines.count > 2 * liveDeadlines + 64 {
+            deadlines.rebuild(registrations.lazy.compactMap { id, registration in
+                registration.deadline.map { ($0, id) }
+            })
+        }
+        polling = false
+        wakeRequested = false
+        polledDeadline = nil
         resume.append(contentsOf: quiesceWaiters.map { ($0, .ready) })
         quiesceWaiters.removeAll()
         return resume
@@ -203,9 +353,171 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         isShutDown = true
         var resume = registrations.values.map { ($0.waiter, PollOutcome.shutDown) }
         registrations.removeAll()
+        slots.removeAll()
+        slotIndex.removeAll()
+        dirty.removeAll()
+        parked.removeAll()
+        deadlines = DeadlineHeap()
+        liveDeadlines = 0
         resume.append(contentsOf: quiesceWaiters.map { ($0, .ready) })
         quiesceWaiters.removeAll()
-        polling = nil
+        polling = false
+        polledCount = 0
+        polledDeadline = nil
         return resume
+    }
+
+    // MARK: Bookkeeping
+
+    /// Asks for a wakeup if one is needed: only while a poll runs, and once per poll.
+    private mutating func requestWake(_ needed: Bool) -> Bool {
+        guard needed, polling, !wakeRequested else { return false }
+        wakeRequested = true
+        return true
+    }
+
+    private mutating func markDirty(_ index: Int) {
+        if !slots[index].isDirty {
+            slots[index].isDirty = true
+            dirty.append(index)
+        }
+    }
+
+    /// Removes a registration and its wait from its slot or parking place.
+    private mutating func remove(_ id: PollWaitID) -> Registration? {
+        guard let registration = takeRegistration(id) else { return nil }
+        switch registration.interest {
+        case .interruptionOnly:
+            if var ids = parked[registration.socket], let position = ids.firstIndex(of: id) {
+                ids.remove(at: position)
+                parked[registration.socket] = ids.isEmpty ? nil : ids
+            }
+        case .read, .write:
+            if let index = slotIndex[registration.socket],
+               let position = slots[index].waits.firstIndex(where: { $0.id == id }) {
+                slots[index].waits.remove(at: position)
+                if slots[index].wanted != slots[index].applied { markDirty(index) }
+            }
+        }
+        return registration
+    }
+
+    /// Removes a registration from `registrations` only; the caller clears its slot or parking place.
+    private mutating func takeRegistration(_ id: PollWaitID) -> Registration? {
+        guard let registration = registrations.removeValue(forKey: id) else { return nil }
+        if registration.deadline != nil { liveDeadlines -= 1 }
+        return registration
+    }
+
+    private mutating func resumeSlot(_ index: Int, into resume: inout [(Waiter, PollOutcome)]) {
+        guard !slots[index].waits.isEmpty else { return }
+        for wait in slots[index].waits {
+            if let registration = takeRegistration(wait.id) {
+                resume.append((registration.waiter, .ready))
+            }
+        }
+        slots[index].waits.removeAll(keepingCapacity: true)
+        markDirty(index)
+    }
+
+    /// Pops the deadlines of waits that already ended off the top of the heap.
+    private mutating func dropEndedDeadlines() {
+        while let top = deadlines.first, registrations[top.id]?.deadline != top.deadline {
+            deadlines.removeFirst()
+        }
+    }
+
+    /// Internal consistency, for tests: an empty list when every index,
+    /// slot and deadline agrees with `registrations`. O(n).
+    func invariantViolations() -> [String] {
+        var problems: [String] = []
+        if slotIndex.count != slots.count { problems.append("slotIndex has \(slotIndex.count) sockets for \(slots.count) slots") }
+        var seen = Set<PollWaitID>()
+        for (index, slot) in slots.enumerated() {
+            if slotIndex[slot.socket] != index { problems.append("slot \(index) is indexed at \(String(describing: slotIndex[slot.socket]))") }
+            if slot.isDirty != dirty.contains(index) { problems.append("slot \(index): isDirty \(slot.isDirty) disagrees with the dirty list") }
+            if !slot.isDirty, slot.wanted != slot.applied { problems.append("slot \(index) wants \(slot.wanted) but the array has \(slot.applied) and it is not dirty") }
+            if slot.waits.isEmpty, !slot.isDirty { problems.append("slot \(index) is empty but not dirty") }
+            for wait in slot.waits {
+                if !seen.insert(wait.id).inserted { problems.append("wait \(wait.id.raw) listed twice") }
+                guard let registration = registrations[wait.id] else {
+                    problems.append("slot \(index) lists ended wait \(wait.id.raw)")
+                    continue
+                }
+                if registration.socket != slot.socket || registration.interest != wait.interest || registration.interest == .interruptionOnly {
+                    problems.append("wait \(wait.id.raw) is in the wrong slot")
+                }
+            }
+        }
+        for (socket, ids) in parked {
+            if ids.isEmpty { problems.append("an empty parking list is kept") }
+            for id in ids {
+                if !seen.insert(id).inserted { problems.append("wait \(id.raw) listed twice") }
+                if registrations[id]?.socket != socket || registrations[id]?.interest != .interruptionOnly {
+                    problems.append("parked wait \(id.raw) does not match its registration")
+                }
+            }
+        }
+        if seen.count != registrations.count { problems.append("\(registrations.count) registrations but \(seen.count) listed waits") }
+        let withDeadline = registrations.values.filter { $0.deadline != nil }.count
+        if withDeadline != liveDeadlines { problems.append("liveDeadlines \(liveDeadlines), counted \(withDeadline)") }
+        let inHeap = Set(deadlines.entries.map(\.id))
+        for (id, registration) in registrations where registration.deadline != nil && !inHeap.contains(id) {
+            problems.append("the deadline of wait \(id.raw) is not in the heap")
+        }
+        if polling, polledCount > slots.count { problems.append("polledCount \(polledCount) > \(slots.count) slots during a poll") }
+        if Set(dirty).count != dirty.count { problems.append("an index is listed dirty twice") }
+        return problems
+    }
+}
+
+/// A binary min-heap of wait deadlines.
+struct DeadlineHeap {
+    private(set) var entries: [(deadline: ContinuousClock.Instant, id: PollWaitID)] = []
+
+    var count: Int { entries.count }
+    var first: (deadline: ContinuousClock.Instant, id: PollWaitID)? { entries.first }
+
+    mutating func push(_ deadline: ContinuousClock.Instant, _ id: PollWaitID) {
+        entries.append((deadline, id))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].deadline < entries[parent].deadline else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        guard !entries.isEmpty else { return }
+        let last = entries.removeLast()
+        guard !entries.isEmpty else { return }
+        entries[0] = last
+        siftDown(0)
+    }
+
+    /// Replaces the contents with `items`, in O(n).
+    mutating func rebuild<S: Sequence>(_ items: S) where S.Element == (ContinuousClock.Instant, PollWaitID) {
+        entries = items.map { (deadline: $0.0, id: $0.1) }
+        var index = entries.count / 2
+        while index > 0 {
+            index -= 1
+            siftDown(index)
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            guard left < entries.count else { return }
+            var smallest = left
+            let right = left + 1
+            if right < entries.count, entries[right].deadline < entries[left].deadline { smallest = right }
+            guard entries[smallest].deadline < entries[parent].deadline else { return }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
     }
 }

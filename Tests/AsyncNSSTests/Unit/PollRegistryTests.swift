@@ -18,9 +18,15 @@ struct PollRegistryTests {
 
     func id(_ raw: UInt64) -> PollWaitID { PollWaitID(raw: raw) }
 
-    /// The plan's entries, sorted by socket (the registry's order is a dictionary's).
-    func entries(_ plan: Registry.Plan) -> [Entry] {
-        plan.entries.map { Entry(socket: $0.socket, read: $0.read, write: $0.write) }.sorted { $0.socket < $1.socket }
+    /// The poll array the last plan left, sorted by socket (slot order depends on removals).
+    func entries(_ registry: Registry) -> [Entry] {
+        registry.pollArray.map { Entry(socket: $0.socket, read: $0.read, write: $0.write) }.sorted { $0.socket < $1.socket }
+    }
+
+    /// Begins a poll at `t0` and returns the poll array it planned.
+    func entriesAfterBeginPoll(_ registry: inout Registry) -> [Entry] {
+        _ = registry.beginPoll(now: t0)
+        return entries(registry)
     }
 
     /// Resumed waiters as sorted `name=outcome` strings.
@@ -31,6 +37,12 @@ struct PollRegistryTests {
     func isWakePoller(_ action: Registry.RegisterAction) -> Bool {
         if case .wakePoller = action { return true }
         return false
+    }
+
+    /// Recorded, with or without a wakeup.
+    func isAccepted(_ action: Registry.RegisterAction) -> Bool {
+        if case .resume = action { return false }
+        return true
     }
 
     func immediateResume(_ action: Registry.RegisterAction) -> String? {
@@ -46,7 +58,7 @@ struct PollRegistryTests {
 
     /// `waitForPoll` resumes as a summary, or nil for `closeNow`.
     func waitForPoll(_ action: Registry.QuiesceAction) -> [String]? {
-        if case .waitForPoll(let resume) = action { return summary(resume) }
+        if case .waitForPoll(let resume, _) = action { return summary(resume) }
         return nil
     }
 
@@ -64,8 +76,8 @@ struct PollRegistryTests {
     func registerWakesPoller() {
         var registry = Registry()
         #expect(registry.waitCount == 0)
-        #expect(isWakePoller(register(&registry, 1, socket: 10, name: "a")))
-        #expect(isWakePoller(register(&registry, 2, socket: 10, .write, name: "b")))
+        #expect(isAccepted(register(&registry, 1, socket: 10, name: "a")))
+        #expect(isAccepted(register(&registry, 2, socket: 10, .write, name: "b")))
         #expect(registry.waitCount == 2)
         #expect(registry.registrations[id(1)]?.waiter == "a")
         #expect(registry.registrations[id(2)]?.interest == .write)
@@ -84,8 +96,8 @@ struct PollRegistryTests {
         register(&registry, 5, socket: 30, .write, name: "e")
         register(&registry, 6, socket: 30, .write, name: "f")
         let plan = registry.beginPoll(now: t0)
-        #expect(plan.entries.count == 3)
-        #expect(entries(plan) == [
+        #expect(registry.pollArray.count == 3)
+        #expect(entries(registry) == [
             Entry(socket: 10, read: true, write: true),
             Entry(socket: 20, read: true, write: false),
             Entry(socket: 30, read: false, write: true),
@@ -97,7 +109,7 @@ struct PollRegistryTests {
     func emptyPlan() {
         var registry = Registry()
         let plan = registry.beginPoll(now: t0)
-        #expect(plan.entries.isEmpty)
+        #expect(registry.pollArray.isEmpty)
         #expect(plan.timeout == nil)
         #expect(summary(registry.endPoll(readySockets: [], failed: false, now: t0)).isEmpty)
     }
@@ -145,8 +157,8 @@ struct PollRegistryTests {
         #expect(registry.registrations[id(3)]?.waiter == "c")
 
         // The survivor is polled again, alone.
-        let plan = registry.beginPoll(now: t0)
-        #expect(entries(plan) == [Entry(socket: 20, read: true, write: false)])
+        _ = registry.beginPoll(now: t0)
+        #expect(entries(registry) == [Entry(socket: 20, read: true, write: false)])
         #expect(summary(registry.endPoll(readySockets: [20], failed: false, now: t0)) == ["c=ready"])
         #expect(registry.waitCount == 0)
     }
@@ -200,17 +212,17 @@ struct PollRegistryTests {
     func registrationDuringPollSurvives() {
         var registry = Registry()
         register(&registry, 1, socket: 10, name: "a")
-        let plan = registry.beginPoll(now: t0)
-        #expect(entries(plan).map(\.socket) == [10])
+        _ = registry.beginPoll(now: t0)
+        #expect(entries(registry).map(\.socket) == [10])
 
-        #expect(isWakePoller(register(&registry, 2, socket: 20, .write, name: "late")))
+        #expect(isAccepted(register(&registry, 2, socket: 20, .write, name: "late")))
         #expect(summary(registry.endPoll(readySockets: [10], failed: false, now: t0)) == ["a=ready"])
         #expect(registry.registrations[id(2)]?.waiter == "late")
 
         // It also survives a failed poll that did not include it.
         register(&registry, 3, socket: 10, name: "b")
-        let second = registry.beginPoll(now: t0)
-        #expect(entries(second) == [
+        _ = registry.beginPoll(now: t0)
+        #expect(entries(registry) == [
             Entry(socket: 10, read: true, write: false),
             Entry(socket: 20, read: false, write: true),
         ])
@@ -220,7 +232,7 @@ struct PollRegistryTests {
         #expect(registry.registrations[id(4)]?.waiter == "later")
 
         // And the next plan includes it.
-        #expect(entries(registry.beginPoll(now: t0)) == [Entry(socket: 50, read: true, write: false)])
+        #expect(entriesAfterBeginPoll(&registry) == [Entry(socket: 50, read: true, write: false)])
     }
 
     // MARK: Cancelling
@@ -236,8 +248,8 @@ struct PollRegistryTests {
         // A second cancel finds nothing to return.
         #expect(registry.cancel(id(1)) == nil)
 
-        let plan = registry.beginPoll(now: t0)
-        #expect(entries(plan) == [Entry(socket: 10, read: false, write: true)])
+        _ = registry.beginPoll(now: t0)
+        #expect(entries(registry) == [Entry(socket: 10, read: false, write: true)])
         #expect(summary(registry.endPoll(readySockets: [10], failed: false, now: t0)) == ["b=ready"])
     }
 
@@ -248,9 +260,9 @@ struct PollRegistryTests {
         let action = register(&registry, 7, socket: 10, name: "early")
         #expect(immediateResume(action) == "early=cancelled")
         #expect(registry.waitCount == 0)
-        #expect(registry.beginPoll(now: t0).entries.isEmpty)
+        #expect(entriesAfterBeginPoll(&registry).isEmpty)
         // The early cancellation was used up: another wait is not affected.
-        #expect(isWakePoller(register(&registry, 8, socket: 10, name: "other")))
+        #expect(isAccepted(register(&registry, 8, socket: 10, name: "other")))
     }
 
     @Test("forget drops an early cancellation whose registration never came")
@@ -258,7 +270,7 @@ struct PollRegistryTests {
         var registry = Registry()
         #expect(registry.cancel(id(3)) == nil)
         registry.forget(id(3))
-        #expect(isWakePoller(register(&registry, 3, socket: 10, name: "a")))
+        #expect(isAccepted(register(&registry, 3, socket: 10, name: "a")))
         #expect(registry.waitCount == 1)
         // Forgetting an ID that was never cancelled changes nothing.
         registry.forget(id(99))
@@ -278,7 +290,7 @@ struct PollRegistryTests {
         #expect(registry.waitCount == 1)
         #expect(registry.registrations[id(3)]?.waiter == "c")
         // The closed socket is no longer polled.
-        #expect(entries(registry.beginPoll(now: t0)).map(\.socket) == [20])
+        #expect(entriesAfterBeginPoll(&registry).map(\.socket) == [20])
     }
 
     @Test("quiesce of a socket with no waits closes now with just the closer")
@@ -385,6 +397,7 @@ struct PollRegistryTests {
         var outcomesSeen: [PollOutcome: Int] = [:]
         var waitedForPoll = 0
         var refusedAsCancelled = 0
+        var mirror = PollArrayMirror()
 
         func note(_ resumed: [(String, PollOutcome)], _ context: String) {
             for (waiter, outcome) in resumed {
@@ -416,33 +429,38 @@ struct PollRegistryTests {
                 idOfWaiter[name] = waitID
                 let deadline: ContinuousClock.Instant? = Bool.random(using: &random)
                     ? clock + .milliseconds(Int.random(in: -200...800, using: &random)) : nil
+                let interests: [PollInterest] = [.read, .write, .read, .write, .interruptionOnly]
                 let action = registry.register(
                     waitID, socket: Int.random(in: 0..<4, using: &random),
-                    interest: Bool.random(using: &random) ? .read : .write, deadline: deadline, waiter: name
+                    interest: interests.randomElement(using: &random) ?? .read, deadline: deadline, waiter: name
                 )
                 switch action {
-                case .wakePoller: live.insert(name)
+                case .wakePoller:
+                    #expect(polling != nil, "seed \(seed): a wakeup asked for between polls")
+                    live.insert(name)
+                case .registered: live.insert(name)
                 case .resume(let waiter, let outcome):
                     #expect(waiter == name)
-                    #expect(outcome == .cancelled || outcome == .shutDown)
+                    #expect(outcome == .cancelled || outcome == .interrupted || outcome == .shutDown)
                     if outcome == .cancelled { refusedAsCancelled += 1 }
                     note([(waiter, outcome)], "register at step \(step)")
                 }
             case 30..<38: // allocate an ID whose registration is still to come
                 nextID += 1
                 unregistered.append(PollWaitID(raw: nextID))
-            case 38..<50: // cancel a registered wait, an unregistered ID, or one already resumed
+            case 38..<50: // cancel or interrupt a registered wait, an unregistered ID, or one already resumed
                 let candidates = Array(idOfWaiter.keys).sorted()
+                let interrupting = Int.random(in: 0..<3, using: &random) == 0
                 if !unregistered.isEmpty, Bool.random(using: &random) {
                     let waitID = unregistered[Int.random(in: 0..<unregistered.count, using: &random)]
-                    #expect(registry.cancel(waitID) == nil)
+                    #expect((interrupting ? registry.interrupt(waitID) : registry.cancel(waitID)) == nil)
                 } else if let name = candidates.randomElement(using: &random), let waitID = idOfWaiter[name] {
                     let wasLive = live.contains(name)
-                    let waiter = registry.cancel(waitID)
-                    #expect((waiter != nil) == wasLive, "seed \(seed): cancel of \(name) at step \(step)")
+                    let waiter = interrupting ? registry.interrupt(waitID) : registry.cancel(waitID)
+                    #expect((waiter != nil) == wasLive, "seed \(seed): cancel or interrupt of \(name) at step \(step)")
                     if let waiter {
                         #expect(waiter == name)
-                        note([(waiter, .cancelled)], "cancel at step \(step)")
+                        note([(waiter, interrupting ? .interrupted : .cancelled)], "cancel or interrupt at step \(step)")
                     }
                 }
             case 50..<53: // forget an allocated ID (its registration may still come)
@@ -456,9 +474,13 @@ struct PollRegistryTests {
                     polling = nil
                 } else {
                     let plan = registry.beginPoll(now: clock)
-                    let sockets = plan.entries.map(\.socket)
+                    mirror.apply(plan)
+                    let sockets = registry.pollArray.map(\.socket)
+                    #expect(mirror.entries == registry.pollArray.map { Entry(socket: $0.socket, read: $0.read, write: $0.write) },
+                            "seed \(seed): the poll thread's copy differs from the registry's array at step \(step)")
                     #expect(Set(sockets).count == sockets.count, "seed \(seed): a socket is planned twice")
-                    #expect(sockets.count == Set(registry.registrations.values.map(\.socket)).count)
+                    let polledSockets = Set(registry.registrations.values.filter { $0.interest != .interruptionOnly }.map(\.socket))
+                    #expect(Set(sockets) == polledSockets, "seed \(seed): the plan does not match the read and write waits")
                     if let timeout = plan.timeout { #expect(timeout >= .zero) }
                     polling = Set(sockets)
                 }
@@ -468,7 +490,7 @@ struct PollRegistryTests {
                 case .closeNow(let resumed):
                     #expect(resumed.contains { $0.0 == closer && $0.1 == .ready })
                     note(resumed, "quiesce (closeNow) at step \(step)")
-                case .waitForPoll(let resumed):
+                case .waitForPoll(let resumed, _):
                     waitedForPoll += 1
                     #expect(polling != nil, "seed \(seed): waitForPoll with no poll running")
                     #expect(!resumed.contains { $0.0 == closer })
@@ -478,6 +500,8 @@ struct PollRegistryTests {
                 clock += .milliseconds(Int.random(in: 0...100, using: &random))
             }
             #expect(registry.waitCount == live.count, "seed \(seed): waitCount after step \(step)")
+            let problems = registry.invariantViolations()
+            #expect(problems.isEmpty, "seed \(seed): after step \(step): \(problems)")
         }
 
         note(registry.shutDown(), "shutDown")
