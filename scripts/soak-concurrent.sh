@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Soak: COUNT TLS connections held open at once against ONE `nss-tls serve`
+# (issue 4: 10,000 concurrent connections). Not run by CI: it takes minutes.
+#
+#   scripts/soak-concurrent.sh [COUNT] [PARALLEL]
+#
+# Defaults: 10000 connections, at most 100 being opened at a time. Builds
+# nss-tls in release mode, makes a self-signed EC certificate for localhost with
+# openssl, starts `nss-tls serve --cert --key` with a raised descriptor limit,
+# and runs scripts/soak-concurrent-client.py (python3, standard library only):
+# each connection does a verified TLS handshake and one HTTP/1.1 keep-alive
+# request; once all are open, each answers a second request while all stay
+# open; then all are closed with close_notify. Prints the server's RSS and
+# descriptors at baseline, with all open and after all closed.
+#
+# Exits non-zero if any connection failed, serve died, or the server's
+# descriptors did not come back to the baseline. Environment:
+#   SOAK_HANDSHAKE_TIMEOUT  serve's --handshake-timeout (default 10, serve's own default)
+#   SOAK_OPEN_TIMEOUT       seconds allowed for opening all connections (default 1800)
+#   SOAK_TIMEOUT            seconds for one connect, handshake or request (default 120)
+#   SOAK_BUILD=0            skip the release build (use the existing binary)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+count=${1:-10000}
+parallel=${2:-100}
+handshake_timeout=${SOAK_HANDSHAKE_TIMEOUT:-10}
+open_timeout=${SOAK_OPEN_TIMEOUT:-1800}
+per_step_timeout=${SOAK_TIMEOUT:-120}
+
+command -v python3 >/dev/null || { echo "python3 is missing" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "openssl is missing" >&2; exit 1; }
+if [ "${SOAK_BUILD:-1}" != 0 ]; then
+    timeout 1800 swift build -c release --product nss-tls >/dev/null
+fi
+binary=$(swift build -c release --show-bin-path)/nss-tls
+
+# Both sides need COUNT descriptors and some to spare. Root may raise the hard limit.
+need=$((count + 1024))
+[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$need" ] || ulimit -Hn "$need" 2>/dev/null || true
+ulimit -n "$need" 2>/dev/null || { echo "cannot raise the descriptor limit to $need (hard limit $(ulimit -Hn))" >&2; exit 1; }
+
+work=$(mktemp -d)
+server=
+cleanup() {
+    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+"$binary" serve --port 0 --cert "$work/cert.pem" --key "$work/key.pem" \
+    --handshake-timeout "$handshake_timeout" >"$work/serve.out" 2>"$work/serve.err" &
+server=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
+[ -n "$port" ] || { echo "serve did not start:" >&2; cat "$work/serve.err" >&2; exit 1; }
+sleep 1
+baseline_fds=$(ls "/proc/$server/fd" | wc -l)
+
+echo "soak-concurrent: $count connections held open at once, $parallel opening at a time, against nss-tls serve (pid $server, port $port, descriptor limit $(ulimit -n), --handshake-timeout $handshake_timeout)"
+start=$(date +%s)
+set +e
+timeout $((open_timeout + 3 * per_step_timeout + 900)) python3 scripts/soak-concurrent-client.py \
+    --port "$port" --ca "$work/cert.pem" --server-pid "$server" --baseline-fds "$baseline_fds" \
+    --count "$count" --parallel "$parallel" --timeout "$per_step_timeout" --open-timeout "$open_timeout" \
+    --json "$work/result.json"
+status=$?
+set -e
+echo "client finished in $(( $(date +%s) - start )) s with status $status"
+
+alive=yes; kill -0 "$server" 2>/dev/null || alive=no
+handshake_failures=$(grep -c "handshake failed" "$work/serve.err" || true)
+served=$(grep -c "http, 2 requests): closed" "$work/serve.err" || true)
+echo "serve alive afterwards: $alive; connections logged as 2 HTTP requests then a clean close: $served; handshake failures logged: $handshake_failures"
+[ -f "$work/result.json" ] && cat "$work/result.json"
+if [ "$handshake_failures" -gt 0 ]; then grep "handshake failed" "$work/serve.err" | sed 's/^.*handshake failed/handshake failed/' | sort | uniq -c | sort -rn | head -5; fi
+[ "$status" -eq 0 ] && [ "$alive" = yes ] && [ "$handshake_failures" -eq 0 ]
