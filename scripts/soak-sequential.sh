@@ -108,7 +108,7 @@ echo "after $total: RSS $rss_end KiB, $fds_end descriptors"
 alive=yes; kill -0 "$server" 2>/dev/null || alive=no
 handshake_failures=$(grep -c "handshake failed" "$work/serve.err" || true)
 logged=$(grep -c ": closed" "$work/serve.err" || true)
-versions_seen=$(sed -n 's/^.*\] [^ ]* \(TLS [0-9.]*\) .*/\1/p' "$work/serve.err" | sort | uniq -c | tr -s ' ' | paste -sd, -)
+versions_seen=$(sed -n 's/^.*\] [^ ]* \(TLSv[0-9.]*\) .*/\1/p' "$work/serve.err" | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
 growth=$(echo "scale=2; 100 * ($rss_end - $rss_first) / $rss_first" | bc)
 echo "serve alive: $alive; connections logged as closed: $logged; versions: ${versions_seen:-?}; handshake failures logged: $handshake_failures; strsclnt errors: $client_errors"
 echo "RSS: baseline $rss_baseline, after $first $rss_first, after $total $rss_end KiB ($growth% since $first; limit $tolerance%)"
