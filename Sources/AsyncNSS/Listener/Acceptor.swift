@@ -86,16 +86,20 @@ struct Acceptor: Sendable {
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let operation = "handshake with \(peer)"
-        let setup = setups.current
-        let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
-        metrics.connectionAccepted()
-        callbacks.whenEnded { [metrics] in
-            metrics.connectionEnded()
-            release()
+        // The setup's model socket must stay open until the import is done,
+        // even if a reload replaces it meanwhile.
+        let (setup, callbacks, imported) = await setups.withCurrent { setup in
+            let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
+            metrics.connectionAccepted()
+            callbacks.whenEnded { [metrics] in
+                metrics.connectionEnded()
+                release()
+            }
+            return (setup, callbacks, Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation) })
         }
+        let socket: SocketHandle
         do {
-            socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)
+            socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
             logger.info("connection setup failed", metadata: ["peer": "\(peer)", "error": "\(error)"])

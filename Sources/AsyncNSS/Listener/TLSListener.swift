@@ -122,7 +122,7 @@ public actor TLSListener: AsyncSequence {
         }
         try configuration.validate(as: .server, operation)
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
-        setups.replace(with: setup)
+        await setups.replace(with: setup)
     }
 
     /// The connections this listener delivered that are still open.
