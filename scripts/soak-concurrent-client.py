@@ -79,6 +79,7 @@ async def main():
     parser.add_argument("--open-timeout", type=float, default=1800.0, help="seconds for opening all connections")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold all connections open after the check")
     parser.add_argument("--settle-timeout", type=float, default=300.0, help="seconds for the server's descriptors to come back")
+    parser.add_argument("--rounds", type=int, default=1, help="open, check and close all COUNT this many times")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -95,110 +96,125 @@ async def main():
     result["baseline"] = {"rss_kib": rss0, "fds": fds0}
     print(f"baseline: server RSS {rss0} KiB, {fds0} descriptors", flush=True)
 
-    connections = []
-    versions = {}
-    semaphore = asyncio.Semaphore(args.parallel)
-    opened = 0
-    start = time.monotonic()
+    async def round_trip(number, result):
+        connections = []
+        versions = {}
+        semaphore = asyncio.Semaphore(args.parallel)
+        opened = 0
+        start = time.monotonic()
 
-    async def open_one(index):
-        nonlocal opened
-        async with semaphore:
+        async def open_one(index):
+            nonlocal opened
+            async with semaphore:
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(args.host, args.port, ssl=context, server_hostname="localhost",
+                                                ssl_handshake_timeout=args.timeout),
+                        args.timeout)
+                except Exception as error:  # noqa: BLE001 - every failure is counted
+                    fail("open", error)
+                    return
+                try:
+                    await exchange(reader, writer, args.timeout)
+                except Exception as error:  # noqa: BLE001
+                    fail("first request", error)
+                    writer.transport.abort()
+                    return
+                version = writer.get_extra_info("ssl_object").version()
+                versions[version] = versions.get(version, 0) + 1
+                connections.append((reader, writer))
+                opened += 1
+                if opened % 1000 == 0:
+                    rss, fds = server_sample(args.server_pid)
+                    print(f"  {opened:6d} open after {time.monotonic() - start:7.1f} s; server RSS {rss} KiB, {fds} descriptors", flush=True)
+
+        tasks = [asyncio.ensure_future(open_one(i)) for i in range(args.count)]
+        done, pending = await asyncio.wait(tasks, timeout=args.open_timeout)
+        for task in pending:
+            task.cancel()
+            fail("open", TimeoutError(f"not opened within --open-timeout {args.open_timeout} s"))
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        open_seconds = time.monotonic() - start
+        result["open_seconds"] = round(open_seconds, 1)
+        result["opened"] = len(connections)
+        result["versions"] = versions
+        print(f"opened {len(connections)} of {args.count} in {open_seconds:.1f} s ({versions})", flush=True)
+
+        # All open at once: a second request on each proves every one is alive.
+        alive = 0
+        check_start = time.monotonic()
+
+        async def check(reader, writer):
+            nonlocal alive
+            async with semaphore:
+                try:
+                    await exchange(reader, writer, args.timeout)
+                    alive += 1
+                except Exception as error:  # noqa: BLE001
+                    fail("second request (all open)", error)
+
+        await asyncio.gather(*(check(r, w) for r, w in connections))
+        result["alive"] = alive
+        result["alive_check_seconds"] = round(time.monotonic() - check_start, 1)
+        await asyncio.sleep(args.hold)
+        rss1, fds1 = server_sample(args.server_pid)
+        result["open"] = {"rss_kib": rss1, "fds": fds1}
+        print(f"all open: {alive} of {len(connections)} answered a second request in {result['alive_check_seconds']} s; "
+              f"server RSS {rss1} KiB, {fds1} descriptors", flush=True)
+
+        close_start = time.monotonic()
+
+        async def close(writer):
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(args.host, args.port, ssl=context, server_hostname="localhost",
-                                            ssl_handshake_timeout=args.timeout),
-                    args.timeout)
-            except Exception as error:  # noqa: BLE001 - every failure is counted
-                fail("open", error)
-                return
-            try:
-                await exchange(reader, writer, args.timeout)
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), args.timeout)
             except Exception as error:  # noqa: BLE001
-                fail("first request", error)
+                fail("close", error)
                 writer.transport.abort()
-                return
-            version = writer.get_extra_info("ssl_object").version()
-            versions[version] = versions.get(version, 0) + 1
-            connections.append((reader, writer))
-            opened += 1
-            if opened % 1000 == 0:
-                rss, fds = server_sample(args.server_pid)
-                print(f"  {opened:6d} open after {time.monotonic() - start:7.1f} s; server RSS {rss} KiB, {fds} descriptors", flush=True)
 
-    tasks = [asyncio.ensure_future(open_one(i)) for i in range(args.count)]
-    done, pending = await asyncio.wait(tasks, timeout=args.open_timeout)
-    for task in pending:
-        task.cancel()
-        fail("open", TimeoutError(f"not opened within --open-timeout {args.open_timeout} s"))
-    if pending:
-        await asyncio.wait(pending, timeout=30)
-    open_seconds = time.monotonic() - start
-    result["open_seconds"] = round(open_seconds, 1)
-    result["opened"] = len(connections)
-    result["versions"] = versions
-    print(f"opened {len(connections)} of {args.count} in {open_seconds:.1f} s ({versions})", flush=True)
+        for i in range(0, len(connections), 500):
+            await asyncio.gather(*(close(w) for _, w in connections[i:i + 500]))
+        connections.clear()
+        result["close_seconds"] = round(time.monotonic() - close_start, 1)
 
-    # All open at once: a second request on each proves every one is alive.
-    alive = 0
-    check_start = time.monotonic()
-
-    async def check(reader, writer):
-        nonlocal alive
-        async with semaphore:
-            try:
-                await exchange(reader, writer, args.timeout)
-                alive += 1
-            except Exception as error:  # noqa: BLE001
-                fail("second request (all open)", error)
-
-    await asyncio.gather(*(check(r, w) for r, w in connections))
-    result["alive"] = alive
-    result["alive_check_seconds"] = round(time.monotonic() - check_start, 1)
-    await asyncio.sleep(args.hold)
-    rss1, fds1 = server_sample(args.server_pid)
-    result["open"] = {"rss_kib": rss1, "fds": fds1}
-    print(f"all open: {alive} of {len(connections)} answered a second request in {result['alive_check_seconds']} s; "
-          f"server RSS {rss1} KiB, {fds1} descriptors", flush=True)
-
-    close_start = time.monotonic()
-
-    async def close(writer):
-        try:
-            writer.close()
-            await asyncio.wait_for(writer.wait_closed(), args.timeout)
-        except Exception as error:  # noqa: BLE001
-            fail("close", error)
-            writer.transport.abort()
-
-    for i in range(0, len(connections), 500):
-        await asyncio.gather(*(close(w) for _, w in connections[i:i + 500]))
-    connections.clear()
-    result["close_seconds"] = round(time.monotonic() - close_start, 1)
-
-    deadline = time.monotonic() + args.settle_timeout
-    while True:
+        deadline = time.monotonic() + args.settle_timeout
+        while True:
+            rss2, fds2 = server_sample(args.server_pid)
+            if fds2 <= args.baseline_fds or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(2)
         rss2, fds2 = server_sample(args.server_pid)
-        if fds2 <= args.baseline_fds or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(1)
-    await asyncio.sleep(2)
-    rss2, fds2 = server_sample(args.server_pid)
-    result["closed"] = {"rss_kib": rss2, "fds": fds2}
-    result["settle_seconds"] = round(time.monotonic() - close_start, 1)
-    print(f"all closed (in {result['close_seconds']} s, descriptors settled after {result['settle_seconds']} s): "
-          f"server RSS {rss2} KiB, {fds2} descriptors", flush=True)
+        result["closed"] = {"rss_kib": rss2, "fds": fds2}
+        result["settle_seconds"] = round(time.monotonic() - close_start, 1)
+        print(f"all closed (in {result['close_seconds']} s, descriptors settled after {result['settle_seconds']} s): "
+              f"server RSS {rss2} KiB, {fds2} descriptors", flush=True)
+        return alive, fds2
+
+    rounds = []
+    alive_all = True
+    fds_end = fds0
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {number} of {args.rounds}", flush=True)
+        entry = {}
+        alive, fds_end = await round_trip(number, entry)
+        alive_all = alive_all and alive == args.count
+        rounds.append(entry)
+    result["rounds"] = rounds
 
     total_failures = sum(failures.values())
     result["failures"] = total_failures
     result["failure_reasons"] = failures
-    if result["opened"]:
-        result["rss_per_connection_kib"] = round((rss1 - rss0) / result["opened"], 1)
+    first = rounds[0]
+    if first["opened"]:
+        first["rss_per_connection_kib"] = round((first["open"]["rss_kib"] - rss0) / first["opened"], 1)
     for key, value in sorted(failures.items(), key=lambda item: -item[1])[:20]:
         print(f"  failure x{value}: {key}", flush=True)
     with open(args.json, "w") as out:
         json.dump(result, out, indent=2)
-    ok = total_failures == 0 and alive == args.count and fds2 <= args.baseline_fds
+    ok = total_failures == 0 and alive_all and fds_end <= args.baseline_fds
     return 0 if ok else 1
 
 

@@ -2,9 +2,11 @@
 # Soak: COUNT TLS connections held open at once against ONE `nss-tls serve`
 # (issue 4: 10,000 concurrent connections). Not run by CI: it takes minutes.
 #
-#   scripts/soak-concurrent.sh [COUNT] [PARALLEL]
+#   scripts/soak-concurrent.sh [COUNT] [PARALLEL] [ROUNDS]
 #
-# Defaults: 10000 connections, at most 100 being opened at a time. Builds
+# Defaults: 10000 connections, at most 100 being opened at a time, 1 round
+# (with ROUNDS > 1 the same serve process gets COUNT open at once ROUNDS times,
+# one round after the other, to tell memory kept for reuse from a leak). Builds
 # nss-tls in release mode, makes a self-signed EC certificate for localhost with
 # openssl, starts `nss-tls serve --cert --key` with a raised descriptor limit,
 # and runs scripts/soak-concurrent-client.py (python3, standard library only):
@@ -24,6 +26,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 count=${1:-10000}
 parallel=${2:-100}
+rounds=${3:-1}
 handshake_timeout=${SOAK_HANDSHAKE_TIMEOUT:-10}
 open_timeout=${SOAK_OPEN_TIMEOUT:-1800}
 per_step_timeout=${SOAK_TIMEOUT:-120}
@@ -66,13 +69,13 @@ port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
 sleep 1
 baseline_fds=$(ls "/proc/$server/fd" | wc -l)
 
-echo "soak-concurrent: $count connections held open at once, $parallel opening at a time, against nss-tls serve (pid $server, port $port, descriptor limit $(ulimit -n), --handshake-timeout $handshake_timeout)"
+echo "soak-concurrent: $count connections held open at once ($rounds round(s)), $parallel opening at a time, against nss-tls serve (pid $server, port $port, descriptor limit $(ulimit -n), --handshake-timeout $handshake_timeout)"
 start=$(date +%s)
 set +e
-timeout $((open_timeout + 3 * per_step_timeout + 900)) python3 scripts/soak-concurrent-client.py \
+timeout $(( rounds * (open_timeout + 3 * per_step_timeout + 900) )) python3 scripts/soak-concurrent-client.py \
     --port "$port" --ca "$work/cert.pem" --server-pid "$server" --baseline-fds "$baseline_fds" \
     --count "$count" --parallel "$parallel" --timeout "$per_step_timeout" --open-timeout "$open_timeout" \
-    --json "$work/result.json"
+    --rounds "$rounds" --json "$work/result.json"
 status=$?
 set -e
 echo "client finished in $(( $(date +%s) - start )) s with status $status"
@@ -80,7 +83,7 @@ echo "client finished in $(( $(date +%s) - start )) s with status $status"
 alive=yes; kill -0 "$server" 2>/dev/null || alive=no
 handshake_failures=$(grep -c "handshake failed" "$work/serve.err" || true)
 served=$(grep -c "http, 2 requests): closed" "$work/serve.err" || true)
-echo "serve alive afterwards: $alive; connections logged as 2 HTTP requests then a clean close: $served; handshake failures logged: $handshake_failures"
+echo "serve alive afterwards: $alive; connections logged as 2 HTTP requests then a clean close: $served of $((count * rounds)); handshake failures logged: $handshake_failures"
 [ -f "$work/result.json" ] && cat "$work/result.json"
 if [ "$handshake_failures" -gt 0 ]; then grep "handshake failed" "$work/serve.err" | sed 's/^.*handshake failed/handshake failed/' | sort | uniq -c | sort -rn | head -5; fi
-[ "$status" -eq 0 ] && [ "$alive" = yes ] && [ "$handshake_failures" -eq 0 ]
+[ "$status" -eq 0 ] && [ "$alive" = yes ] && [ "$handshake_failures" -eq 0 ] && [ "$served" -eq $((count * rounds)) ]
