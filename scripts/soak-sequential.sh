@@ -40,7 +40,9 @@ binary=$(swift build -c release --show-bin-path)/nss-tls
 
 work=$(mktemp -d)
 server=
+client=
 cleanup() {
+    [ -z "$client" ] || kill -TERM "$client" 2>/dev/null || true
     if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
         kill -TERM "$server" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
@@ -78,9 +80,13 @@ run() {
     set +e
     # -o -o: no certificate check (the in-memory self-signed certificate);
     # -D: no Nagle; -q: stop when serve is gone; -N: full handshakes only.
+    # In the background, so that a signal to this script is handled at once.
     timeout "$run_timeout" strsclnt -q -D -o -o -N -c "$n" -t "$threads" -V "$versions" -p "$port" \
-        -d "sql:$work" 127.0.0.1 >"$work/strsclnt-$label.out" 2>&1
+        -d "sql:$work" 127.0.0.1 >"$work/strsclnt-$label.out" 2>&1 &
+    client=$!
+    wait "$client"
     status=$?
+    client=
     set -e
     elapsed=$(echo "$(date +%s.%N) - $start" | bc)
     # strsclnt's exit status is 1 by design with -N -o -o (see strsclnt-load.sh);
