@@ -21,6 +21,10 @@
 #   SOAK_OPEN_TIMEOUT       seconds allowed for opening all connections (default 1800)
 #   SOAK_TIMEOUT            seconds for one connect, handshake or request (default 120)
 #   SOAK_BUILD=0            skip the release build (use the existing binary)
+#   SOAK_MALLOC_STATS=1     a diagnostic: with gdb, call glibc's malloc_stats() in serve
+#                           at the baseline and after all are closed (the bytes its heap
+#                           has in use), then malloc_trim(0), and print the RSS after it;
+#                           tells memory the allocator keeps from memory still in use
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,7 +49,9 @@ ulimit -n "$need" 2>/dev/null || { echo "cannot raise the descriptor limit to $n
 
 work=$(mktemp -d)
 server=
+client=
 cleanup() {
+    [ -z "$client" ] || kill -TERM "$client" 2>/dev/null || true
     if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
         kill -TERM "$server" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
@@ -69,16 +75,39 @@ port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
 sleep 1
 baseline_fds=$(ls "/proc/$server/fd" | wc -l)
 
+# malloc_stats LABEL: glibc's heap totals of serve (printed on serve's standard error).
+malloc_stats() {
+    [ "${SOAK_MALLOC_STATS:-0}" = 1 ] || return 0
+    command -v gdb >/dev/null || { echo "SOAK_MALLOC_STATS needs gdb" >&2; return 0; }
+    local before
+    before=$(wc -l <"$work/serve.err")
+    timeout 120 gdb -p "$server" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1 || true
+    local in_use system
+    in_use=$(tail -n +"$((before + 1))" "$work/serve.err" | awk '/^Total/ {t=1} t && /in use bytes/ {print $NF; exit}')
+    system=$(tail -n +"$((before + 1))" "$work/serve.err" | awk '/^Total/ {t=1} t && /system bytes/ {print $NF; exit}')
+    echo "malloc_stats $1: heap in use ${in_use:-?} bytes, obtained from the system ${system:-?} bytes; RSS $(awk '/VmRSS/ {print $2}' "/proc/$server/status") KiB"
+}
+malloc_stats baseline
+
 echo "soak-concurrent: $count connections held open at once ($rounds round(s)), $parallel opening at a time, against nss-tls serve (pid $server, port $port, descriptor limit $(ulimit -n), --handshake-timeout $handshake_timeout)"
 start=$(date +%s)
 set +e
+# In the background, so that a signal to this script is handled at once.
 timeout $(( rounds * (open_timeout + 3 * per_step_timeout + 900) )) python3 scripts/soak-concurrent-client.py \
     --port "$port" --ca "$work/cert.pem" --server-pid "$server" --baseline-fds "$baseline_fds" \
     --count "$count" --parallel "$parallel" --timeout "$per_step_timeout" --open-timeout "$open_timeout" \
-    --rounds "$rounds" --json "$work/result.json"
+    --rounds "$rounds" --json "$work/result.json" &
+client=$!
+wait "$client"
 status=$?
+client=
 set -e
 echo "client finished in $(( $(date +%s) - start )) s with status $status"
+if kill -0 "$server" 2>/dev/null && [ "${SOAK_MALLOC_STATS:-0}" = 1 ]; then
+    malloc_stats "after all closed"
+    timeout 120 gdb -p "$server" -batch -ex 'call (int)malloc_trim(0)' >/dev/null 2>&1 || true
+    echo "after malloc_trim(0): RSS $(awk '/VmRSS/ {print $2}' "/proc/$server/status") KiB"
+fi
 
 alive=yes; kill -0 "$server" 2>/dev/null || alive=no
 handshake_failures=$(grep -c "handshake failed" "$work/serve.err" || true)
