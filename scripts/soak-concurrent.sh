@@ -15,8 +15,9 @@
 # open; then all are closed with close_notify. Prints the server's RSS and
 # descriptors at baseline, with all open and after all closed.
 #
-# Exits non-zero if any connection failed, serve died, or the server's
-# descriptors did not come back to the baseline. Environment:
+# Exits non-zero if any connection failed, serve died or did not log every
+# connection as served, or the server's descriptors did not come back to the
+# baseline. Environment:
 #   SOAK_HANDSHAKE_TIMEOUT  serve's --handshake-timeout (default 10, serve's own default)
 #   SOAK_OPEN_TIMEOUT       seconds allowed for opening all connections (default 1800)
 #   SOAK_TIMEOUT            seconds for one connect, handshake or request (default 120)
@@ -114,5 +115,5 @@ handshake_failures=$(grep -c "handshake failed" "$work/serve.err" || true)
 served=$(grep -c "http, 2 requests): closed" "$work/serve.err" || true)
 echo "serve alive afterwards: $alive; connections logged as 2 HTTP requests then a clean close: $served of $((count * rounds)); handshake failures logged: $handshake_failures"
 [ -f "$work/result.json" ] && cat "$work/result.json"
-if [ "$handshake_failures" -gt 0 ]; then grep "handshake failed" "$work/serve.err" | sed 's/^.*handshake failed/handshake failed/' | sort | uniq -c | sort -rn | head -5; fi
+if [ "$handshake_failures" -gt 0 ]; then grep "handshake failed" "$work/serve.err" | sed 's/^.*handshake failed/handshake failed/' | sort | uniq -c | sort -rn | head -5 || true; fi
 [ "$status" -eq 0 ] && [ "$alive" = yes ] && [ "$handshake_failures" -eq 0 ] && [ "$served" -eq $((count * rounds)) ]
