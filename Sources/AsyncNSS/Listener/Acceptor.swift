@@ -86,18 +86,19 @@ struct Acceptor: Sendable {
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let operation = "handshake with \(peer)"
-        // The setup's model socket must stay open until the import is done,
-        // even if a reload replaces it meanwhile.
-        let (setup, callbacks, imported) = await setups.withCurrent { setup in
-            let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
-            metrics.connectionAccepted()
-            callbacks.whenEnded { [metrics] in
-                metrics.connectionEnded()
-                release()
-            }
-            return (setup, callbacks, Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation) })
-        }
+        // A lease keeps the setup's model socket open until the import is
+        // done, even if a reload replaces the setup meanwhile.
+        let lease = setups.take()
+        let setup = lease.setup
         let socket: SocketHandle
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, services: services)
+        metrics.connectionAccepted()
+        callbacks.whenEnded { [metrics] in
+            metrics.connectionEnded()
+            release()
+        }
+        let imported = Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation) }
+        await setups.finish(lease)
         do {
             socket = try imported.get()
         } catch {

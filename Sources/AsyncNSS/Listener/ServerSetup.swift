@@ -81,14 +81,6 @@ final class ServerSetups: Sendable {
         await finished?.close()
     }
 
-    /// Runs `body` with the current setup under a lease (``take()``, ``finish(_:)``).
-    func withCurrent<Result>(_ body: (ServerSetup) -> Result) async -> Result {
-        let lease = take()
-        let result = body(lease.setup)
-        await finish(lease)
-        return result
-    }
-
     /// Makes `setup` the current one. The one it replaces is closed now if no
     /// import uses it, else when the last one finishes.
     func replace(with setup: ServerSetup) async {

@@ -64,7 +64,10 @@ extension Integration {
                 await setups.replace(with: third)
                 #expect(!second.model.isOpen)
                 #expect(setups.retiredCount == 0)
-                #expect(await setups.withCurrent { $0.model.isOpen })
+                let current = setups.take()
+                #expect(current.setup.model.isOpen)
+                await setups.finish(current)
+                #expect(current.setup.model.isOpen, "the current setup stays open after its lease")
 
                 await setups.closeAll()
                 #expect(!third.model.isOpen)
