@@ -86,7 +86,10 @@ struct Acceptor: Sendable {
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let operation = "handshake with \(peer)"
-        let setup = setups.current
+        // A lease keeps the setup's model socket open until the import is
+        // done, even if a reload replaces the setup meanwhile.
+        let lease = setups.take()
+        let setup = lease.setup
         let socket: SocketHandle
         let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peer.description)
         let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
@@ -95,8 +98,10 @@ struct Acceptor: Sendable {
             metrics.connectionEnded()
             release()
         }
+        let imported = Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation) }
+        await setups.finish(lease)
         do {
-            socket = try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation)
+            socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
             connectionLogger.info("connection setup failed", metadata: ["error": "\(error)"])

@@ -22,26 +22,92 @@ struct ServerSetup: Sendable {
     }
 }
 
-/// The current ``ServerSetup`` of a listener, and the ones it replaced.
+/// The current ``ServerSetup`` of a listener, and the replaced ones that an
+/// import still uses.
 ///
-/// A replaced setup stays open until the listener closes: an accept that
-/// took it just before the swap may still be importing from its model.
+/// Each setup owns a model socket (a descriptor) and its identity, so a
+/// replaced setup is closed as soon as no import uses it any more: at once if
+/// none does, else by the last import that took it before the swap. (Keeping
+/// every replaced setup until the listener closed cost a descriptor and an
+/// identity per reload.)
 final class ServerSetups: Sendable {
-    private let state: Mutex<(current: ServerSetup, retired: [ServerSetup])>
+    private struct State {
+        var current: ServerSetup
+        /// Numbers `current`, so that imports can be counted per setup.
+        var generation = 0
+        /// Imports in progress, by the generation of the setup they took.
+        var imports: [Int: Int] = [:]
+        /// Replaced setups whose imports have not all finished.
+        var retired: [Int: ServerSetup] = [:]
+        /// After ``closeAll()``, a setup handed to ``replace(with:)`` is closed at once.
+        var closed = false
+    }
 
-    init(_ setup: ServerSetup) { state = Mutex((setup, [])) }
+    private let state: Mutex<State>
+
+    init(_ setup: ServerSetup) { state = Mutex(State(current: setup)) }
 
     var current: ServerSetup { state.withLock { $0.current } }
 
-    func replace(with setup: ServerSetup) {
+    /// How many replaced setups are still open, waiting for an import.
+    var retiredCount: Int { state.withLock { $0.retired.count } }
+
+    /// The current setup, kept open until it is handed to ``finish(_:)``.
+    struct Lease: Sendable {
+        let setup: ServerSetup
+        fileprivate let generation: Int
+    }
+
+    /// Takes the current setup for an import: it stays open, even if
+    /// ``replace(with:)`` swaps it, until the lease goes to ``finish(_:)``.
+    func take() -> Lease {
         state.withLock { state in
-            state.retired.append(state.current)
-            state.current = setup
+            state.imports[state.generation, default: 0] += 1
+            return Lease(setup: state.current, generation: state.generation)
         }
     }
 
+    /// Ends a lease; closes its setup if it was replaced and this was its last lease.
+    func finish(_ lease: Lease) async {
+        let finished = state.withLock { state -> ServerSetup? in
+            let remaining = (state.imports[lease.generation] ?? 1) - 1
+            guard remaining == 0 else {
+                state.imports[lease.generation] = remaining
+                return nil
+            }
+            state.imports[lease.generation] = nil
+            return state.retired.removeValue(forKey: lease.generation)
+        }
+        await finished?.close()
+    }
+
+    /// Makes `setup` the current one. The one it replaces is closed now if no
+    /// import uses it, else when the last one finishes.
+    func replace(with setup: ServerSetup) async {
+        let unused = state.withLock { state -> ServerSetup? in
+            if state.closed { return setup }
+            let replaced = state.current
+            let generation = state.generation
+            state.current = setup
+            state.generation += 1
+            guard state.imports[generation] == nil else {
+                state.retired[generation] = replaced
+                return nil
+            }
+            return replaced
+        }
+        await unused?.close()
+    }
+
+    /// Closes the current setup and every replaced one still open. Imports
+    /// still using one then fail with ``TLSError/Kind/closed``.
     func closeAll() async {
-        let all = state.withLock { [$0.current] + $0.retired }
+        let all = state.withLock { state -> [ServerSetup] in
+            state.closed = true
+            let all = [state.current] + state.retired.values
+            state.retired.removeAll()
+            return all
+        }
         for setup in all { await setup.close() }
     }
 }

@@ -136,7 +136,7 @@ public actor TLSListener: AsyncSequence {
         }
         try configuration.validate(as: .server, operation)
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
-        setups.replace(with: setup)
+        await setups.replace(with: setup)
     }
 
     /// Whether the listener still accepts (it was neither closed nor shut down).
