@@ -21,7 +21,8 @@
 #   SOAK_HANDSHAKE_TIMEOUT  serve's --handshake-timeout (default 10, serve's own default)
 #   SOAK_OPEN_TIMEOUT       seconds allowed for opening all connections (default 1800)
 #   SOAK_TIMEOUT            seconds for one connect, handshake or request (default 120)
-#   SOAK_BUILD=0            skip the release build (use the existing binary)
+#   SOAK_BUILD=0            skip the release build (use the existing binary);
+#   SOAK_BINARY=PATH        use that nss-tls binary (scripts/soak-lib.sh)
 #   SOAK_MALLOC_STATS=1     a diagnostic: with gdb, call glibc's malloc_stats() in serve
 #                           at the baseline and after all are closed (the bytes its heap
 #                           has in use), then malloc_trim(0), and print the RSS after it;
@@ -38,41 +39,22 @@ per_step_timeout=${SOAK_TIMEOUT:-120}
 
 command -v python3 >/dev/null || { echo "python3 is missing" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl is missing" >&2; exit 1; }
-if [ "${SOAK_BUILD:-1}" != 0 ]; then
-    timeout 1800 swift build -c release --product nss-tls >/dev/null
-fi
-binary=$(swift build -c release --show-bin-path)/nss-tls
+source scripts/soak-lib.sh
+soak_binary
 
 # Both sides need COUNT descriptors and some to spare. Root may raise the hard limit.
 need=$((count + 1024))
 [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$need" ] || ulimit -Hn "$need" 2>/dev/null || true
 ulimit -n "$need" 2>/dev/null || { echo "cannot raise the descriptor limit to $need (hard limit $(ulimit -Hn))" >&2; exit 1; }
 
-work=$(mktemp -d)
-server=
-client=
-cleanup() {
-    [ -z "$client" ] || kill -TERM "$client" 2>/dev/null || true
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+soak_workdir
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+soak_certificate
 
 "$binary" serve --port 0 --cert "$work/cert.pem" --key "$work/key.pem" \
     --handshake-timeout "$handshake_timeout" >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
-[ -n "$port" ] || { echo "serve did not start:" >&2; cat "$work/serve.err" >&2; exit 1; }
+soak_wait_for_port
 sleep 1
 baseline_fds=$(ls "/proc/$server/fd" | wc -l)
 

@@ -26,37 +26,18 @@ every=$(( reloads / samples ))
 [ "$every" -ge 1 ] || { echo "RELOADS must be at least SAMPLES" >&2; exit 64; }
 
 command -v openssl >/dev/null || { echo "openssl is missing" >&2; exit 1; }
-if [ -z "${SOAK_BINARY:-}" ] && [ "${SOAK_BUILD:-1}" != 0 ]; then
-    timeout 1800 swift build -c release --product nss-tls >/dev/null
-fi
-binary=${SOAK_BINARY:-$(swift build -c release --show-bin-path)/nss-tls}
+source scripts/soak-lib.sh
+soak_binary
 
-work=$(mktemp -d)
-server=
-cleanup() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+soak_workdir
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+soak_certificate
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 "$binary" serve --port 0 --cert "$work/cert.pem" --key "$work/key.pem" >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
-[ -n "$port" ] || { echo "serve did not start:" >&2; cat "$work/serve.err" >&2; exit 1; }
+soak_wait_for_port
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
-fds() { ls "/proc/$server/fd" | wc -l; }
 reloaded() { grep -c "SIGHUP: reloaded" "$work/serve.err" || true; }
 failed_connections=0
 connect_once() {

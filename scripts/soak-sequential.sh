@@ -19,7 +19,8 @@
 #   - the descriptor count at the end is back at its baseline;
 #   - the RSS at the end is within SOAK_RSS_TOLERANCE percent (default 5) of the
 #     RSS after the first FIRST handshakes.
-# Environment: SOAK_BUILD=0 skips the release build; SOAK_TIMEOUT bounds each
+# Environment: SOAK_BUILD=0 skips the release build, SOAK_BINARY uses another
+# nss-tls binary (scripts/soak-lib.sh); SOAK_TIMEOUT bounds each
 # strsclnt run in seconds (default 3600).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,37 +34,18 @@ run_timeout=${SOAK_TIMEOUT:-3600}
 [ "$first" -lt "$total" ] || { echo "FIRST ($first) must be below TOTAL ($total)" >&2; exit 64; }
 
 command -v strsclnt >/dev/null || { echo "strsclnt is missing: apt-get install libnss3-tools" >&2; exit 1; }
-if [ "${SOAK_BUILD:-1}" != 0 ]; then
-    timeout 1800 swift build -c release --product nss-tls >/dev/null
-fi
-binary=$(swift build -c release --show-bin-path)/nss-tls
+source scripts/soak-lib.sh
+soak_binary
 
-work=$(mktemp -d)
-server=
-client=
-cleanup() {
-    [ -z "$client" ] || kill -TERM "$client" 2>/dev/null || true
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+soak_workdir
 certutil -N -d "sql:$work" --empty-password
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 "$binary" serve --port 0 >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
-[ -n "$port" ] || { echo "serve did not start:" >&2; cat "$work/serve.err" >&2; exit 1; }
+soak_wait_for_port
 sleep 1
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
-fds() { ls "/proc/$server/fd" | wc -l; }
 # Waits (up to 30 s) until serve's descriptors are back at the baseline, then 1 s more.
 settle() {
     for _ in $(seq 1 300); do [ "$(fds)" -le "$fds_baseline" ] && break; sleep 0.1; done
