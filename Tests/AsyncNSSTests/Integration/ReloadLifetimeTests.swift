@@ -8,13 +8,6 @@ extension Integration {
     /// until the listener closed.
     @Suite("Reloads let go of the setups they replace")
     struct ReloadLifetimeTests {
-        static func subject(port: Int) async throws -> String? {
-            let connection = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: .makeClientConfiguration(trust: .insecureNoVerification))
-            let subject = connection.info.peerSubject
-            await connection.close()
-            return subject
-        }
-
         @Test("60 reloads of a listener leave no descriptor behind")
         func reloadsKeepNoDescriptors() async throws {
             try await withTimeout(seconds: 60) {
@@ -22,7 +15,7 @@ extension Integration {
                 let second = try await TLSIdentity.selfSigned(names: ["second.test"])
                 let listener = try await TLSListener.bind(port: 0, configuration: .makeServerConfiguration(identity: first))
                 let server = Task { await EchoServer.serveAll(listener) }
-                #expect(try await Self.subject(port: listener.port) == "CN=first.test")
+                #expect(try await ReloadTests.subject(port: listener.port) == "CN=first.test")
                 let baseline = await FileDescriptors.settle(at: FileDescriptors.count())
                 for round in 0..<60 {
                     try await listener.reload(.makeServerConfiguration(identity: round.isMultiple(of: 2) ? second : first))
@@ -30,7 +23,7 @@ extension Integration {
                 // Before the fix: one more descriptor per reload (60).
                 let after = await FileDescriptors.settle(at: baseline)
                 #expect(after <= baseline + 3, "\(after) descriptors, \(baseline) before 60 reloads")
-                #expect(try await Self.subject(port: listener.port) == "CN=first.test")
+                #expect(try await ReloadTests.subject(port: listener.port) == "CN=first.test")
                 await listener.close()
                 await server.value
             }

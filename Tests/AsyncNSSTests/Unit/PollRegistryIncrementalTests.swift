@@ -21,25 +21,10 @@ struct PollArrayMirror {
 /// The poll array kept between polls (plans carry only changes, slots are
 /// swap-removed), the deadline heap, and when the registry asks for a wakeup.
 @Suite("PollRegistry incremental bookkeeping", .timeLimit(.minutes(1)))
-struct PollRegistryIncrementalTests {
-    typealias Registry = PollRegistry<Int, String>
+struct PollRegistryIncrementalTests: PollRegistryTesting {
     typealias Entry = PollRegistryTests.Entry
 
     let t0 = ContinuousClock.now
-
-    func id(_ raw: UInt64) -> PollWaitID { PollWaitID(raw: raw) }
-
-    @discardableResult
-    func register(
-        _ registry: inout Registry, _ raw: UInt64, socket: Int, _ interest: PollInterest = .read,
-        deadline: ContinuousClock.Instant? = nil, name: String
-    ) -> Registry.RegisterAction {
-        registry.register(id(raw), socket: socket, interest: interest, deadline: deadline, waiter: name)
-    }
-
-    func summary(_ resumed: [(String, PollOutcome)]) -> [String] {
-        resumed.map { "\($0.0)=\($0.1)" }.sorted()
-    }
 
     func kind(_ action: Registry.RegisterAction) -> String {
         switch action {

@@ -4,21 +4,8 @@ import Testing
 /// Interruptions and interruption-only waits, which a rehandshake uses to
 /// wait for the socket or for the connection's reader, whichever comes first.
 @Suite("PollRegistry interruptions", .timeLimit(.minutes(1)))
-struct PollRegistryInterruptTests {
-    typealias Registry = PollRegistry<Int, String>
-
+struct PollRegistryInterruptTests: PollRegistryTesting {
     let t0 = ContinuousClock.now
-
-    func id(_ raw: UInt64) -> PollWaitID { PollWaitID(raw: raw) }
-
-    func register(_ registry: inout Registry, _ raw: UInt64, socket: Int, _ interest: PollInterest = .read, deadline: ContinuousClock.Instant? = nil, name: String) -> Registry.RegisterAction {
-        registry.register(id(raw), socket: socket, interest: interest, deadline: deadline, waiter: name)
-    }
-
-    func immediateResume(_ action: Registry.RegisterAction) -> String? {
-        if case .resume(let waiter, let outcome) = action { return "\(waiter)=\(outcome)" }
-        return nil
-    }
 
     @Test("interrupting a registered wait returns its waiter and leaves the others")
     func interruptRegistered() {

@@ -3,9 +3,7 @@ import Testing
 
 /// `PollRegistry` with `Int` sockets and waiters named by a `String`.
 @Suite("PollRegistry", .timeLimit(.minutes(1)))
-struct PollRegistryTests {
-    typealias Registry = PollRegistry<Int, String>
-
+struct PollRegistryTests: PollRegistryTesting {
     /// One `PR_PollDesc` of a plan, comparable in expectations.
     struct Entry: Hashable, CustomStringConvertible {
         var socket: Int
@@ -15,8 +13,6 @@ struct PollRegistryTests {
     }
 
     let t0 = ContinuousClock.now
-
-    func id(_ raw: UInt64) -> PollWaitID { PollWaitID(raw: raw) }
 
     /// The poll array the last plan left, sorted by socket (slot order depends on removals).
     func entries(_ registry: Registry) -> [Entry] {
@@ -30,10 +26,6 @@ struct PollRegistryTests {
     }
 
     /// Resumed waiters as sorted `name=outcome` strings.
-    func summary(_ resumed: [(String, PollOutcome)]) -> [String] {
-        resumed.map { "\($0.0)=\($0.1)" }.sorted()
-    }
-
     func isWakePoller(_ action: Registry.RegisterAction) -> Bool {
         if case .wakePoller = action { return true }
         return false
@@ -43,11 +35,6 @@ struct PollRegistryTests {
     func isAccepted(_ action: Registry.RegisterAction) -> Bool {
         if case .resume = action { return false }
         return true
-    }
-
-    func immediateResume(_ action: Registry.RegisterAction) -> String? {
-        if case .resume(let waiter, let outcome) = action { return "\(waiter)=\(outcome)" }
-        return nil
     }
 
     /// `closeNow` resumes as a summary, or nil for `waitForPoll`.
@@ -60,14 +47,6 @@ struct PollRegistryTests {
     func waitForPoll(_ action: Registry.QuiesceAction) -> [String]? {
         if case .waitForPoll(let resume, _) = action { return summary(resume) }
         return nil
-    }
-
-    @discardableResult
-    func register(
-        _ registry: inout Registry, _ raw: UInt64, socket: Int, _ interest: PollInterest = .read,
-        deadline: ContinuousClock.Instant? = nil, name: String
-    ) -> Registry.RegisterAction {
-        registry.register(id(raw), socket: socket, interest: interest, deadline: deadline, waiter: name)
     }
 
     // MARK: Registering
