@@ -39,59 +39,44 @@ private func currentTaskAddress() -> UInt {
     withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
 }
 
-package struct UnsafeContinuation<T, E: Error>: Sendable {
-    let base: _Concurrency.UnsafeContinuation<T, E>
+/// The standard library's `UnsafeContinuation` or `CheckedContinuation`,
+/// with the hand-over edge around every `resume`. One type serves both names:
+/// they differ only in the continuation they wrap, which `resumeBase` calls.
+package struct SanitizedContinuation<T, E: Error>: Sendable {
+    private let resumeBase: @Sendable (sending Result<T, E>) -> Void
     let task: UInt
 
+    init(base: _Concurrency.UnsafeContinuation<T, E>, task: UInt) {
+        self.resumeBase = { base.resume(with: $0) }
+        self.task = task
+    }
+
+    init(base: _Concurrency.CheckedContinuation<T, E>, task: UInt) {
+        self.resumeBase = { base.resume(with: $0) }
+        self.task = task
+    }
+
     package func resume(returning value: sending T) {
-        tsanRelease(task)
-        base.resume(returning: value)
-        tsanRelease(task)
+        resume(with: .success(value))
     }
 
     package func resume(throwing error: E) {
-        tsanRelease(task)
-        base.resume(throwing: error)
-        tsanRelease(task)
+        resume(with: .failure(error))
     }
 
     package func resume(with result: sending Result<T, E>) {
         tsanRelease(task)
-        base.resume(with: result)
+        resumeBase(result)
         tsanRelease(task)
     }
 }
 
-extension UnsafeContinuation where T == Void {
+extension SanitizedContinuation where T == Void {
     package func resume() { resume(returning: ()) }
 }
 
-package struct CheckedContinuation<T, E: Error>: Sendable {
-    let base: _Concurrency.CheckedContinuation<T, E>
-    let task: UInt
-
-    package func resume(returning value: sending T) {
-        tsanRelease(task)
-        base.resume(returning: value)
-        tsanRelease(task)
-    }
-
-    package func resume(throwing error: E) {
-        tsanRelease(task)
-        base.resume(throwing: error)
-        tsanRelease(task)
-    }
-
-    package func resume(with result: sending Result<T, E>) {
-        tsanRelease(task)
-        base.resume(with: result)
-        tsanRelease(task)
-    }
-}
-
-extension CheckedContinuation where T == Void {
-    package func resume() { resume(returning: ()) }
-}
+package typealias UnsafeContinuation<T, E: Error> = SanitizedContinuation<T, E>
+package typealias CheckedContinuation<T, E: Error> = SanitizedContinuation<T, E>
 
 package func withUnsafeContinuation<T>(
     isolation: isolated (any Actor)? = #isolation,
