@@ -17,8 +17,7 @@ enum CertificateImport {
 
     /// The DER and subject of an NSS certificate.
     static func describe(_ certificate: UnsafeMutablePointer<CERTCertificate>) -> TLSCertificate {
-        let item = certificate.pointee.derCert
-        let der = item.data.map { Array(UnsafeBufferPointer(start: $0, count: Int(item.len))) } ?? []
+        let der = certificate.pointee.derCert.bytes
         let subject = certificate.pointee.subjectName.map { String(cString: $0) } ?? ""
         return TLSCertificate(derBytes: der, subject: subject)
     }
@@ -43,5 +42,12 @@ enum CertificateImport {
             VFY_VerifyData(buffer.baseAddress, Int32(buffer.count), publicKey, &signature, algorithm, nil)
         }
         return verified == SECSuccess
+    }
+}
+
+extension SECItem {
+    /// A copy of the item's bytes.
+    var bytes: [UInt8] {
+        data.map { Array(UnsafeBufferPointer(start: $0, count: Int(len))) } ?? []
     }
 }

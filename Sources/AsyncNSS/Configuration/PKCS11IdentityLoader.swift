@@ -24,11 +24,14 @@ struct PKCS11IdentityLoader {
         let source = PasswordSource(pin ?? "")
 
         let key = try services.modules.withModuleSlots(modulePath) { slots in
-            // Present, initialised tokens (SoftHSM2 always offers an empty one).
-            let usable = slots.filter { PK11_IsPresent($0) != PR_FALSE && Self.tokenInfo($0).initialized }
-            let tokens = usable.filter { uri.matchesToken(Self.tokenInfo($0)) }
+            // Present, initialised tokens (SoftHSM2 always offers an empty
+            // one). PK11_GetTokenInfo asks the module: once per slot.
+            let usable = slots.filter { PK11_IsPresent($0) != PR_FALSE }
+                .map { (slot: $0, info: Self.tokenInfo($0)) }
+                .filter(\.info.initialized)
+            let tokens = usable.filter { uri.matchesToken($0.info) }.map(\.slot)
             guard !tokens.isEmpty else {
-                let labels = usable.map { Self.tokenInfo($0).label }
+                let labels = usable.map(\.info.label)
                 throw TLSError(kind: .invalidIdentity, operation: operation, message: "no token of \(modulePath) matches; its tokens: \(labels.isEmpty ? "none" : labels.joined(separator: ", "))")
             }
             // A URI that names no token searches them all; one that refuses
@@ -119,7 +122,7 @@ struct PKCS11IdentityLoader {
     private static func identifier(_ key: UnsafeMutablePointer<SECKEYPrivateKey>) -> [UInt8]? {
         guard let item = PK11_GetLowLevelKeyIDForPrivateKey(key) else { return nil }
         defer { SECITEM_FreeItem(item, PR_TRUE) }
-        return item.pointee.data.map { Array(UnsafeBufferPointer(start: $0, count: Int(item.pointee.len))) } ?? []
+        return item.pointee.bytes
     }
 
     /// The token's label, manufacturer, model and serial, without the blanks

@@ -62,7 +62,7 @@ struct PKCS11KeyURI: Equatable, Sendable {
         result.serial = path("serial")
         result.object = path("object")
         if let item = PK11URI_GetPathAttributeItem(uri, "id") {
-            result.id = item.pointee.data.map { Array(UnsafeBufferPointer(start: $0, count: Int(item.pointee.len))) } ?? []
+            result.id = item.pointee.bytes
         }
         result.pinValue = query("pin-value")
         result.pinSource = query("pin-source")

@@ -20,6 +20,8 @@ final class ConnectionMetrics: Sendable {
     let bytesReceived: Counter
     let bytesSent: Counter
     private let succeeded: Counter
+    /// One counter per rehandshake kind, made once.
+    private let rehandshakes: [HandshakeEvent.Kind: Counter]
     private let factory: any MetricsFactory
     /// `asyncnss_` for a listener, `asyncnss_client_` for clients.
     private let prefix: String
@@ -35,6 +37,9 @@ final class ConnectionMetrics: Sendable {
         bytesReceived = Counter(label: prefix + "bytes_received_total", factory: factory)
         bytesSent = Counter(label: prefix + "bytes_sent_total", factory: factory)
         succeeded = Counter(label: prefix + "handshakes_total", dimensions: [("result", "success")], factory: factory)
+        rehandshakes = Dictionary(uniqueKeysWithValues: [HandshakeEvent.Kind.renegotiation, .postHandshakeAuthentication, .keyUpdate].map { kind in
+            (kind, Counter(label: prefix + "rehandshakes_total", dimensions: [("kind", kind.description)], factory: factory))
+        })
     }
 
     func received(_ count: Int) { bytesReceived.increment(by: Int64(count)) }
@@ -64,6 +69,6 @@ final class ConnectionMetrics: Sendable {
     }
 
     func rehandshake(_ kind: HandshakeEvent.Kind) {
-        Counter(label: prefix + "rehandshakes_total", dimensions: [("kind", kind.description)], factory: factory).increment()
+        (rehandshakes[kind] ?? Counter(label: prefix + "rehandshakes_total", dimensions: [("kind", kind.description)], factory: factory)).increment()
     }
 }

@@ -183,7 +183,7 @@ public actor TLSConnection {
     public func close() async {
         guard machine.close() else { return }
         idleWatch.cancel()
-        writeTurn.close(TLSError(kind: .closed, operation: "writing to \(remoteAddress)", message: "the connection was closed"))
+        writeTurn.close(TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed"))
         handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()
         callbacks.connectionEnded()

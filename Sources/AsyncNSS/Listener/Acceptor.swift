@@ -85,13 +85,14 @@ struct Acceptor: Sendable {
     /// Runs the handshake of an accepted socket; `release` gives its slot back
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
-        let operation = "handshake with \(peer)"
+        let peerText = peer.description
+        let operation = "handshake with \(peerText)"
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
         let lease = setups.take()
         let setup = lease.setup
         let socket: SocketHandle
-        let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peer.description)
+        let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peerText)
         let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
         metrics.connectionStarted()
         callbacks.whenEnded { [metrics] in
@@ -112,7 +113,7 @@ struct Acceptor: Sendable {
             let started = ContinuousClock.now
             let event = try await driver.run(timeout: setup.configuration.handshakeTimeout)
             metrics.handshakeSucceeded(after: .now - started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peer.description, initialEvent: event)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             connection.logger.debug("handshake completed")
             if case .terminated = output.yield(connection) {

@@ -19,6 +19,9 @@ final class ConnectionLimiter: Sendable {
     /// Returns once a connection may be accepted. Cancellation ends the wait
     /// early; the caller checks for it.
     func waitForRoom() async {
+        // Below the limit (nearly always) no continuation is needed; the slow
+        // path checks again under the lock.
+        if state.withLock({ $0.active < limit }) { return }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let ready = state.withLock { state -> Bool in

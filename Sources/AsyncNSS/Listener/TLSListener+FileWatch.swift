@@ -31,7 +31,7 @@ extension TLSListener {
         checkingEvery interval: Duration = .seconds(2),
         makeConfiguration: @Sendable () async throws -> TLSConfiguration
     ) async throws {
-        let pool = try Runtime.shared.services().blockingPool
+        let pool = services.blockingPool
         var seen: FileSnapshot?
         while await isAccepting {
             if seen != nil { try await Task.sleep(for: interval) }

@@ -26,7 +26,8 @@ public actor TLSListener: AsyncSequence {
 
     private let listeningSocket: SocketHandle
     private let setups: ServerSetups
-    private let services: RuntimeServices
+    /// The runtime the listener runs on.
+    let services: RuntimeServices
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
     private let live: LiveConnections

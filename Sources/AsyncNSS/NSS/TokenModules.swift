@@ -50,9 +50,7 @@ final class TokenModules: Sendable {
     func loadSystemRoots() throws {
         try state.withLock { state in
             if state.systemRoots != nil { return }
-            let spec = "name=\"AsyncNSS system roots\" library=\"libnssckbi.so\""
-            guard let module = spec.withCString({ SECMOD_LoadUserModule(UnsafeMutablePointer(mutating: $0), nil, PR_FALSE) }),
-                  module.pointee.loaded != 0 else {
+            guard let module = Self.loadLibrary("libnssckbi.so", name: "AsyncNSS system roots") else {
                 throw TLSError.fromLastNSSError("loading the system trust roots (libnssckbi.so)")
                     .withHint("install the libnss3 package, or configure explicit trust anchors")
             }
@@ -69,7 +67,7 @@ final class TokenModules: Sendable {
             if let loaded = state.modules[path] {
                 module = loaded
             } else {
-                module = try Self.load(path, name: "AsyncNSS PKCS#11 module \(state.modules.count + 1)")
+                module = try Self.loadModule(path, name: "AsyncNSS PKCS#11 module \(state.modules.count + 1)")
                 state.modules[path] = module
             }
             let slots = UnsafeBufferPointer(start: module.pointee.slots, count: Int(module.pointee.slotCount))
@@ -77,20 +75,34 @@ final class TokenModules: Sendable {
         }
     }
 
-    private static func load(_ path: String, name: String) throws -> UnsafeMutablePointer<SECMODModule> {
+    private static func loadModule(_ path: String, name: String) throws -> UnsafeMutablePointer<SECMODModule> {
         let operation = "loading the PKCS#11 module \(path)"
         guard !path.contains("\""), !path.contains("\\") else {
             throw TLSError(kind: .invalidIdentity, operation: operation, message: "the module path must not contain quotes or backslashes")
         }
-        let spec = "name=\"\(name)\" library=\"\(path)\""
-        guard let module = spec.withCString({ SECMOD_LoadUserModule(UnsafeMutablePointer(mutating: $0), nil, PR_FALSE) }) else {
-            throw TLSError.fromLastNSSError(operation).withHint("check that \(path) is a PKCS#11 library").asInvalidIdentity
-        }
-        guard module.pointee.loaded != 0 else {
-            SECMOD_DestroyModule(module)
+        guard let module = loadLibrary(path, name: name) else {
             throw TLSError.fromLastNSSError(operation).withHint("check that \(path) exists and is a PKCS#11 library, and that its configuration (SOFTHSM2_CONF for SoftHSM2) is readable").asInvalidIdentity
         }
         return module
+    }
+
+    /// Loads the module in the shared library `library` under `name`; nil
+    /// (NSS's error set, nothing left behind) when it does not load.
+    private static func loadLibrary(_ library: String, name: String) -> UnsafeMutablePointer<SECMODModule>? {
+        let spec = "name=\"\(name)\" library=\"\(library)\""
+        guard let module = spec.withCString({ SECMOD_LoadUserModule(UnsafeMutablePointer(mutating: $0), nil, PR_FALSE) }) else {
+            return nil
+        }
+        guard module.pointee.loaded != 0 else {
+            SECMOD_DestroyModule(module)
+            return nil
+        }
+        return module
+    }
+
+    private static func unload(_ module: UnsafeMutablePointer<SECMODModule>) {
+        SECMOD_UnloadUserModule(module)
+        SECMOD_DestroyModule(module)
     }
 
     /// Closes every database and unloads every module.
@@ -101,17 +113,11 @@ final class TokenModules: Sendable {
                 PK11_FreeSlot(open.slot)
             }
             state.databases.removeAll()
-            for (_, module) in state.modules {
-                SECMOD_UnloadUserModule(module)
-                SECMOD_DestroyModule(module)
-            }
+            state.modules.values.forEach(Self.unload)
             state.modules.removeAll()
             logins.forgetAll()
-            if let module = state.systemRoots {
-                SECMOD_UnloadUserModule(module)
-                SECMOD_DestroyModule(module)
-                state.systemRoots = nil
-            }
+            state.systemRoots.map(Self.unload)
+            state.systemRoots = nil
         }
     }
 
