@@ -1,10 +1,11 @@
 internal import CNSS
+import Synchronization
 
 /// NSS callbacks that answered `SECWouldBlock` and finish in a task: an
 /// asynchronous certificate verdict, an asynchronously chosen client identity.
 ///
 /// While one is outstanding NSS keeps the socket silent in `PR_Poll`, so every
-/// task that drives the connection waits through ``wait(on:for:deadline:)``.
+/// task that drives the connection waits through ``wait(on:for:deadline:since:)``.
 /// A finished task ``post(_:)``s its result and interrupts those waits; the
 /// next I/O step calls ``deliver(to:)`` first, which hands the result to NSS
 /// (`SSL_AuthCertificateComplete`, `SSL_ClientCertCallbackComplete`), and then
@@ -29,6 +30,10 @@ final class DeferredCallbacks: Sendable {
     }
 
     private let state = Locked(State())
+    /// How many times ``interruptWaits()`` ran.
+    private let interruptions = Atomic<UInt64>(0)
+    /// Waits between their start and their end in ``wait(on:for:deadline:since:)``.
+    private let activeWaits = Atomic<Int>(0)
 
     /// The socket whose waits a posted result interrupts; set once it exists.
     func attach(_ socket: SocketHandle) {
@@ -59,20 +64,57 @@ final class DeferredCallbacks: Sendable {
         if posted { interruptWaits() }
     }
 
-    /// Ends every wait made through ``wait(on:for:deadline:)`` with
+    /// A point in the sequence of ``interruptWaits()`` calls; see
+    /// ``wait(on:for:deadline:since:)``.
+    struct InterruptionMark: Sendable, Equatable {
+        fileprivate let count: UInt64
+    }
+
+    /// The current mark. Take it before looking at the connection's state;
+    /// a wait made with it returns at once if an interruption came since.
+    func interruptionMark() -> InterruptionMark {
+        InterruptionMark(count: interruptions.load(ordering: .sequentiallyConsistent))
+    }
+
+    /// Ends every wait made through ``wait(on:for:deadline:since:)`` with
     /// ``PollOutcome/interrupted``, so that its task looks at the connection
     /// again: a result was posted, or another task's read moved NSS on.
+    ///
+    /// It costs two atomic operations while no wait is registered (the
+    /// common case: a read with no rehandshake running).
     func interruptWaits() {
+        interruptions.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        guard activeWaits.load(ordering: .sequentiallyConsistent) > 0 else { return }
         let (socket, waits) = state.withLock { ($0.socket, $0.waits) }
         for wait in waits { socket?.interruptWait(wait) }
     }
 
     /// Waits on the poll thread for `interest`, or until a deferred callback
     /// has a result to deliver (then at once).
-    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil) async -> PollOutcome {
+    ///
+    /// With `mark`, it also returns ``PollOutcome/interrupted`` at once when
+    /// ``interruptWaits()`` ran after the mark was taken. A rehandshake needs
+    /// that: it looks at NSS's state on the actor, then suspends here, and the
+    /// application's reader may run in between, finish the handshake with its
+    /// read and interrupt before this wait is registered. Without the mark
+    /// that interruption is lost and the rehandshake waits for bytes that may
+    /// never come.
+    ///
+    /// Why no interruption is lost: this wait counts itself in `activeWaits`,
+    /// then compares the mark under the lock and registers its ID in the same
+    /// critical section; ``interruptWaits()`` counts the interruption, then
+    /// reads `activeWaits`. Both pairs are sequentially consistent, so either
+    /// the comparison sees the new count, or ``interruptWaits()`` sees this
+    /// wait counted and takes the lock after the critical section that
+    /// registered the ID (taking it before would order its count before the
+    /// comparison). A posted result is covered the same way by `results`.
+    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, since mark: InterruptionMark? = nil) async -> PollOutcome {
         let id = socket.makeWaitID()
+        activeWaits.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        defer { activeWaits.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
         let pending = state.withLock { state -> Bool in
             if !state.results.isEmpty { return true }
+            if let mark, interruptions.load(ordering: .sequentiallyConsistent) != mark.count { return true }
             state.waits.insert(id)
             return false
         }

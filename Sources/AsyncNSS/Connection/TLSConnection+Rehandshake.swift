@@ -123,6 +123,9 @@ extension TLSConnection {
         until outcome: () async throws -> Result?
     ) async throws -> Result {
         while true {
+            // Taken before looking, so that a read by another task after this
+            // point makes the wait below return at once.
+            let mark = callbacks.deferred.interruptionMark()
             if let result = try await outcome() { return result }
             var interest = PollInterest.read
             if !machine.hasActiveReader {
@@ -143,7 +146,7 @@ extension TLSConnection {
                     }
                 }
             }
-            let waited = await callbacks.deferred.wait(on: socket, for: interest, deadline: deadline)
+            let waited = await callbacks.deferred.wait(on: socket, for: interest, deadline: deadline, since: mark)
             switch waited {
             case .ready, .interrupted:
                 continue
