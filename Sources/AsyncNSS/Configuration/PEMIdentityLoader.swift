@@ -15,20 +15,11 @@ struct PEMIdentityLoader {
             try importKey(keyDER, for: certificate, source: keySource)
         }
         let keyObject = PrivateKeyObject(privateKey: key, services: services)
-        let matches = try leaf.withPointer(chainSource) { certificate in
-            try keyObject.withPointer(keySource) { CertificateImport.keyMatches($0, certificate) }
-        }
-        guard matches else {
+        let material = try IdentityMaterial.matching(key: keyObject, certificates: objects, source: "\(chainSource) and \(keySource)", operation: chainSource)
+        guard let material else {
             throw invalid(keySource, "the private key does not match the certificate in \(chainSource); check that both files belong to the same identity (compare `openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)")
         }
-        let chain = try objects.map { object in try object.withPointer(chainSource) { CertificateImport.describe($0) } }
-        return IdentityMaterial(
-            certificate: leaf,
-            privateKey: keyObject,
-            intermediates: Array(objects.dropFirst()),
-            chain: chain,
-            source: "\(chainSource) and \(keySource)"
-        )
+        return material
     }
 
     /// The certificates of a PEM chain, leaf first, as temporary NSS certificates.

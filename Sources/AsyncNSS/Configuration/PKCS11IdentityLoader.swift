@@ -72,22 +72,14 @@ struct PKCS11IdentityLoader {
             certificates = [CertificateObject(certificate: certificate, services: services)]
             chainSource = "the token"
         }
-        guard let leaf = certificates.first else {
+        guard !certificates.isEmpty else {
             throw TLSError(kind: .invalidIdentity, operation: operation, message: "no certificate found in \(chainSource)")
         }
-        let matches = try leaf.withPointer(operation) { certificate in
-            try keyObject.withPointer(operation) { CertificateImport.keyMatches($0, certificate) }
-        }
-        guard matches else {
+        let material = try IdentityMaterial.matching(key: keyObject, certificates: certificates, source: "\(uri.redactedDescription) and \(chainSource)", operation: operation)
+        guard let material else {
             throw TLSError(kind: .invalidIdentity, operation: operation, message: "the key on the token does not match the certificate in \(chainSource)")
         }
-        return IdentityMaterial(
-            certificate: leaf,
-            privateKey: keyObject,
-            intermediates: Array(certificates.dropFirst()),
-            chain: try certificates.map { object in try object.withPointer(operation) { CertificateImport.describe($0) } },
-            source: "\(uri.redactedDescription) and \(chainSource)"
-        )
+        return material
     }
 
     private func logIn(_ slot: OpaquePointer, pin: String?, operation: String) throws {

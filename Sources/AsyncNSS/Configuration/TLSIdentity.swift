@@ -126,4 +126,27 @@ final class IdentityMaterial: Sendable {
         self.chain = chain
         self.source = source
     }
+
+    /// The material of `key` and `certificates` (leaf first), or `nil` when
+    /// the key does not belong to the leaf; the caller words that error for
+    /// where the key and the chain came from.
+    static func matching(
+        key: PrivateKeyObject,
+        certificates: [CertificateObject],
+        source: String,
+        operation: String
+    ) throws -> IdentityMaterial? {
+        guard let leaf = certificates.first else { return nil }
+        let matches = try leaf.withPointer(operation) { certificate in
+            try key.withPointer(operation) { CertificateImport.keyMatches($0, certificate) }
+        }
+        guard matches else { return nil }
+        return IdentityMaterial(
+            certificate: leaf,
+            privateKey: key,
+            intermediates: Array(certificates.dropFirst()),
+            chain: try certificates.map { object in try object.withPointer(operation) { CertificateImport.describe($0) } },
+            source: source
+        )
+    }
 }

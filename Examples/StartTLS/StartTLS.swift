@@ -10,24 +10,29 @@
 //   C: secret           S: echo: secret
 import AsyncNSS
 
-let identity = try await TLSIdentity.selfSigned(names: ["localhost"])
-let listener = try await TCPListener.bind(port: 0)
-print("plain TCP on \(listener.localAddress)")
+@main
+struct StartTLSExample {
+    static func main() async throws {
+        let identity = try await TLSIdentity.selfSigned(names: ["localhost"])
+        let listener = try await TCPListener.bind(port: 0)
+        print("plain TCP on \(listener.localAddress)")
 
-async let served: Void = serve(listener, identity: identity)
+        async let served: Void = serve(listener, identity: identity)
 
-let tcp = try await TCPConnection.connect(host: "127.0.0.1", port: listener.port)
-print("C: HELLO ->", try await exchange(tcp, "HELLO"))
-print("C: STARTTLS ->", try await exchange(tcp, "STARTTLS"))
-var client = TLSConfiguration.makeClientConfiguration(trust: .certificates(identity.certificateChain))
-client.serverName = "localhost"
-let tls = try await tcp.startTLS(client, role: .client)
-print("upgraded: \(tls.info.protocolVersion) \(tls.info.cipherSuite)")
-try await tls.write(Array("secret\n".utf8))
-print("C: secret ->", String(decoding: try await tls.receive() ?? [], as: UTF8.self), terminator: "")
-await tls.close()
-try await served
-await listener.close()
+        let tcp = try await TCPConnection.connect(host: "127.0.0.1", port: listener.port)
+        print("C: HELLO ->", try await exchange(tcp, "HELLO"))
+        print("C: STARTTLS ->", try await exchange(tcp, "STARTTLS"))
+        var client = TLSConfiguration.makeClientConfiguration(trust: .certificates(identity.certificateChain))
+        client.serverName = "localhost"
+        let tls = try await tcp.startTLS(client, role: .client)
+        print("upgraded: \(tls.info.protocolVersion) \(tls.info.cipherSuite)")
+        try await tls.write(Array("secret\n".utf8))
+        print("C: secret ->", String(decoding: try await tls.receive() ?? [], as: UTF8.self), terminator: "")
+        await tls.close()
+        try await served
+        await listener.close()
+    }
+}
 
 /// Sends a line over plain TCP and returns the answer line.
 func exchange(_ connection: TCPConnection, _ line: String) async throws -> String {
