@@ -61,7 +61,17 @@ static SECKEYECParams curve_params(SECOidTag tag) {
     return params;
 }
 
+/* A key share as libssl makes one (ssl_CreateECDHEphemeralKeyPair): a
+ * session key pair usable for derivation only. */
 static SECKEYPrivateKey *generate(PK11SlotInfo *slot, SECKEYECParams *params, SECKEYPublicKey **pub) {
+    (void)slot;
+    SECKEYPrivateKey *key = SECKEY_CreateECPrivateKey(params, pub, NULL);
+    if (!key) fail("SECKEY_CreateECPrivateKey");
+    return key;
+}
+
+/* A signing key (the server certificate's key). */
+static SECKEYPrivateKey *generate_signing(PK11SlotInfo *slot, SECKEYECParams *params, SECKEYPublicKey **pub) {
     SECKEYPrivateKey *key = PK11_GenerateKeyPair(slot, CKM_EC_KEY_PAIR_GEN, params, pub, PR_FALSE, PR_FALSE, NULL);
     if (!key) fail("PK11_GenerateKeyPair");
     return key;
@@ -100,7 +110,7 @@ static void key_exchange(PK11SlotInfo *slot, const char *curve, SECOidTag tag) {
 static void signatures(PK11SlotInfo *slot) {
     SECKEYECParams params = curve_params(SEC_OID_ANSIX962_EC_PRIME256V1);
     SECKEYPublicKey *pub = NULL;
-    SECKEYPrivateKey *key = generate(slot, &params, &pub);
+    SECKEYPrivateKey *key = generate_signing(slot, &params, &pub);
     unsigned char digest[32];
     memset(digest, 0x5a, sizeof digest);
     SECItem hash = { siBuffer, digest, sizeof digest };
