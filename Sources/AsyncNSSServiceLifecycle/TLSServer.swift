@@ -19,6 +19,11 @@ public import ServiceLifecycle
 /// accepting, gives the handlers running up to ``gracePeriod`` to return,
 /// then cancels them; every connection is closed with close_notify. On
 /// cancellation it does the same without waiting.
+///
+/// This differs on purpose from `TLSListener.shutdown(gracePeriod:)`,
+/// which waits for *connections* and then closes them under whoever uses them:
+/// the server owns the handler tasks, so it waits for *handlers* and cancels
+/// them, which lets each one end (and clean up) in its own way.
 public struct TLSServer: Service {
     /// The listener whose connections this server serves.
     public let listener: TLSListener
