@@ -234,6 +234,21 @@ final class ConnectionCallbacks: Sendable {
             return SECFailure
         }
         defer { CERT_DestroyCertificate(peer) }
+
+        // A peer certificate that is itself an anchor (a pinned or self-signed
+        // certificate) needs no path; it must still be within its validity.
+        // Compared in place: no copy of the peer's DER, no anchor list.
+        let peerIsAnchor = peer.pointee.derCert.withBytes { peerDER in
+            anchors.certificates.contains { $0.derBytes.elementsEqual(peerDER) }
+        }
+        if peerIsAnchor {
+            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
+                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
+                return SECFailure
+            }
+            return verifyName(peer, peerIsClient: peerIsClient)
+        }
+
         guard let list = CERT_NewCertList() else { return SECFailure }
         defer { CERT_DestroyCertList(list) }
         do {
@@ -247,17 +262,6 @@ final class ConnectionCallbacks: Sendable {
         } catch {
             PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
             return SECFailure
-        }
-
-        // A peer certificate that is itself an anchor (a pinned or self-signed
-        // certificate) needs no path; it must still be within its validity.
-        let peerDER = CertificateImport.describe(peer).derBytes
-        if anchors.certificates.contains(where: { $0.derBytes == peerDER }) {
-            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
-                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
-                return SECFailure
-            }
-            return verifyName(peer, peerIsClient: peerIsClient)
         }
 
         var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)

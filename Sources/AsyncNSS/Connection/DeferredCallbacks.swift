@@ -1,4 +1,5 @@
 internal import CNSS
+import Synchronization
 
 /// NSS callbacks that answered `SECWouldBlock` and finish in a task: an
 /// asynchronous certificate verdict, an asynchronously chosen client identity.
@@ -29,6 +30,13 @@ final class DeferredCallbacks: Sendable {
     }
 
     private let state = Locked(State())
+    /// How many waits `state.waits` holds, kept beside it (changed under the
+    /// lock) so that ``interruptWaits()`` costs one load when nobody waits,
+    /// which is the case after almost every read.
+    private let waitCount = Atomic<Int>(0)
+    /// Whether `state.results` may hold something, so that ``deliver(to:)``
+    /// costs one load before almost every read and handshake step.
+    private let hasResults = Atomic<Bool>(false)
 
     /// The socket whose waits a posted result interrupts; set once it exists.
     func attach(_ socket: SocketHandle) {
@@ -54,6 +62,7 @@ final class DeferredCallbacks: Sendable {
             state.tasks[id] = nil
             guard !state.closed else { return false }
             state.results.append(result)
+            hasResults.store(true, ordering: .sequentiallyConsistent)
             return true
         }
         if posted { interruptWaits() }
@@ -62,7 +71,12 @@ final class DeferredCallbacks: Sendable {
     /// Ends every wait made through ``wait(on:for:deadline:)`` with
     /// ``PollOutcome/interrupted``, so that its task looks at the connection
     /// again: a result was posted, or another task's read moved NSS on.
+    ///
+    /// The count is read before the lock, so a wait registered after that
+    /// load is missed: the same race as the snapshot of the wait set taken
+    /// under the lock, which misses waits registered after it.
     func interruptWaits() {
+        guard waitCount.load(ordering: .sequentiallyConsistent) > 0 else { return }
         let (socket, waits) = state.withLock { ($0.socket, $0.waits) }
         for wait in waits { socket?.interruptWait(wait) }
     }
@@ -74,11 +88,14 @@ final class DeferredCallbacks: Sendable {
         let pending = state.withLock { state -> Bool in
             if !state.results.isEmpty { return true }
             state.waits.insert(id)
+            waitCount.add(1, ordering: .sequentiallyConsistent)
             return false
         }
         if pending { return .interrupted }
         let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
-        state.withLock { _ = $0.waits.remove(id) }
+        state.withLock { state in
+            if state.waits.remove(id) != nil { waitCount.subtract(1, ordering: .sequentiallyConsistent) }
+        }
         return outcome
     }
 
@@ -89,7 +106,9 @@ final class DeferredCallbacks: Sendable {
     /// Hands every posted result to NSS. Call it with the descriptor, before
     /// the next `PR_Read`, `PR_Write` or `SSL_ForceHandshake`.
     func deliver(to fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard hasResults.load(ordering: .sequentiallyConsistent) else { return }
         let results = state.withLock { state -> [Result] in
+            hasResults.store(false, ordering: .sequentiallyConsistent)
             defer { state.results.removeAll() }
             for case .certificateVerdict(let code) in state.results where code != 0 {
                 state.rejection = code
@@ -111,6 +130,7 @@ final class DeferredCallbacks: Sendable {
         let tasks = state.withLock { state -> [Task<Void, Never>] in
             state.closed = true
             state.results.removeAll()
+            hasResults.store(false, ordering: .sequentiallyConsistent)
             defer { state.tasks.removeAll() }
             return Array(state.tasks.values)
         }

@@ -83,7 +83,6 @@ extension TLSConnection {
         callbacks.bind(to: socket)
         metrics.connectionStarted()
         callbacks.whenEnded { metrics.connectionEnded() }
-        var handshaking = false
         do {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)
@@ -92,19 +91,15 @@ extension TLSConnection {
                 try callbacks.install(on: fd)
             }
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
-            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(address)")
-            let started = ContinuousClock.now
-            handshaking = true
-            let event = try await driver.run(timeout: max(.zero, deadline - .now))
-            metrics.handshakeSucceeded(after: .now - started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
-            connection.logger.debug("handshake completed")
+            let remoteAddress = address.description
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+            if logger.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
-                if handshaking { metrics.handshakeFailed(error) }
                 logger.info("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error

@@ -134,8 +134,7 @@ public actor TCPConnection {
                     throw TLSError.fromLastNSSError(operation)
                 }
             }
-            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(remoteAddress)")
-            let event = try await driver.run(timeout: configuration.handshakeTimeout)
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             connection.logger.debug("handshake completed", metadata: ["starttls": "true"])
             return connection
