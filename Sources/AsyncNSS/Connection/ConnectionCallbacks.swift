@@ -37,8 +37,25 @@ final class ConnectionCallbacks: Sendable {
     /// The listener's metrics, or the client's.
     let metrics: ConnectionMetrics?
     /// Where this connection logs, with its number and peer as metadata
-    /// (see ``ConnectionLogging``).
-    let logger: Logger
+    /// (see ``ConnectionLogging``); made on first use.
+    var logger: Logger {
+        decoratedLogger.withLock { logger in
+            if let logger { return logger }
+            let made = ConnectionLogging.logger(baseLogger, number: connectionNumber, peer: peer)
+            logger = made
+            return made
+        }
+    }
+    /// The level of ``logger``, without making it: check it before logging
+    /// something that costs to say.
+    var logLevel: Logger.Level { baseLogger.logLevel }
+    /// The application's logger, without the connection's metadata.
+    private let baseLogger: Logger
+    /// The connection's number in the process, given when it starts.
+    private let connectionNumber = ConnectionLogging.nextNumber()
+    /// The peer's address, as ``TLSConnection/remoteAddress`` spells it.
+    let peer: String
+    private let decoratedLogger = Mutex<Logger?>(nil)
     private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
@@ -50,9 +67,10 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Locked<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
         self.settings = settings
-        self.logger = logger
+        self.baseLogger = logger
+        self.peer = peer
         self.metrics = metrics
         self.isServer = isServer
         self.verificationState = Locked(verification)

@@ -35,7 +35,7 @@ extension TLSConnection {
         let metrics = ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .client)
         return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
             try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
-                              logger: ConnectionLogging.logger(logger ?? configuration.logger ?? ConnectionLogging.disabled, peer: address.description),
+                              logger: logger ?? configuration.logger ?? ConnectionLogging.disabled,
                               metrics: metrics, services: services)
         }
     }
@@ -79,7 +79,7 @@ extension TLSConnection {
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, peer: address.description, services: services)
         callbacks.bind(to: socket)
         metrics.connectionStarted()
         callbacks.whenEnded { metrics.connectionEnded() }
@@ -94,13 +94,13 @@ extension TLSConnection {
             let remoteAddress = address.description
             let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
-            if logger.logLevel <= .debug { connection.logger.debug("handshake completed") }
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
-                logger.info("connecting failed", metadata: ["error": "\(error)"])
+                callbacks.logger.info("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error
         }

@@ -91,8 +91,7 @@ struct Acceptor: Sendable {
         let lease = setups.take()
         let setup = lease.setup
         let socket: SocketHandle
-        let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peerText)
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services)
         metrics.connectionStarted()
         callbacks.whenEnded { [metrics] in
             metrics.connectionEnded()
@@ -104,14 +103,14 @@ struct Acceptor: Sendable {
             socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
-            connectionLogger.info("connection setup failed", metadata: ["error": "\(error)"])
+            callbacks.logger.info("connection setup failed", metadata: ["error": "\(error)"])
             return
         }
         do {
             let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText).run(timeout: setup.configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
-            if connectionLogger.logLevel <= .debug { connection.logger.debug("handshake completed") }
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }
@@ -119,7 +118,7 @@ struct Acceptor: Sendable {
             await socket.close()
             callbacks.connectionEnded()
             if error is CancellationError { return }
-            connectionLogger.info("handshake failed", metadata: ["error": "\(error)"])
+            callbacks.logger.info("handshake failed", metadata: ["error": "\(error)"])
         }
     }
 
