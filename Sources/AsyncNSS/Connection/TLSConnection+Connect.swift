@@ -73,6 +73,12 @@ extension TLSConnection {
         guard let tcp = PR_OpenTCPSocket(address.family) else {
             throw TLSError.fromLastNSSError(operation)
         }
+        do {
+            try ReadAheadLayer.push(onto: tcp, operation: operation)
+        } catch {
+            PR_Close(tcp)
+            throw error
+        }
         guard let fd = SSL_ImportFD(nil, tcp) else {
             let error = TLSError.fromLastNSSError(operation)
             PR_Close(tcp)

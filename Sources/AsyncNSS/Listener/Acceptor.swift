@@ -127,6 +127,7 @@ struct Acceptor: Sendable {
     private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: @autoclosure () -> String) throws -> SocketHandle {
         let imported: UnsafeMutablePointer<PRFileDesc>?
         do {
+            try ReadAheadLayer.push(onto: tcp, operation: operation())
             imported = try model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
         } catch {
             PR_Close(tcp)
