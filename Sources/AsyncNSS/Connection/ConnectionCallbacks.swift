@@ -25,7 +25,9 @@ final class ConnectionCallbacks: Sendable {
     }
 
     let isServer: Bool
-    private let verificationState: Locked<Verification>
+    // The state below sits in inline mutexes (its values are Sendable), not
+    // in `Locked` boxes: one allocation fewer each, per connection.
+    private let verificationState: Mutex<Verification>
     /// The name a client checks the certificate against and sends as SNI.
     let serverName: String?
     let identity: TLSIdentity?
@@ -56,7 +58,7 @@ final class ConnectionCallbacks: Sendable {
     /// The peer's address, as ``TLSConnection/remoteAddress`` spells it.
     let peer: String
     private let decoratedLogger = Mutex<Logger?>(nil)
-    private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
+    private let endHandlers = Mutex<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
     /// Set when the peer answers a renegotiation with a no_renegotiation warning.
@@ -65,7 +67,7 @@ final class ConnectionCallbacks: Sendable {
     /// certificate request was answered with one.
     let peerCertificatesAccepted = Atomic<Int>(0)
     /// On a server, the host name the client asked for (SNI).
-    let requestedServerName = Locked<String?>(nil)
+    let requestedServerName = Mutex<String?>(nil)
 
     init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
         self.settings = settings
@@ -73,7 +75,7 @@ final class ConnectionCallbacks: Sendable {
         self.peer = peer
         self.metrics = metrics
         self.isServer = isServer
-        self.verificationState = Locked(verification)
+        self.verificationState = Mutex(verification)
         self.serverName = serverName
         self.identity = identity
         self.services = services

@@ -29,7 +29,7 @@ final class DeferredCallbacks: Sendable {
         var rejection: PRErrorCode?
     }
 
-    private let state = Locked(State())
+    private let state = Mutex(State())
     /// How many waits `state.waits` holds, kept beside it (changed under the
     /// lock) so that ``interruptWaits()`` costs one load when nobody waits,
     /// which is the case after almost every read.

@@ -45,8 +45,8 @@ public actor TLSConnection {
     /// handshake at a time.
     let handshakeTurn = AsyncTurn()
     /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
-    /// reads or writes; never started without an idle timeout.
-    private let idleWatch = BackgroundTask()
+    /// reads or writes; none without an idle timeout.
+    private let idleWatch: BackgroundTask?
     private var lastActivity = ContinuousClock.now
 
     init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
@@ -57,7 +57,11 @@ public actor TLSConnection {
         self.initialEvent = initialEvent
         self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
         if let limit = callbacks.settings.idleTimeout {
-            idleWatch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+            let watch = BackgroundTask()
+            idleWatch = watch
+            watch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+        } else {
+            idleWatch = nil
         }
     }
 
@@ -188,7 +192,7 @@ public actor TLSConnection {
     /// with ``TLSError/Kind/closed``. Idempotent.
     public func close() async {
         guard machine.close() else { return }
-        idleWatch.cancel()
+        idleWatch?.cancel()
         writeTurn.close(TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed"))
         handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()

@@ -1,4 +1,5 @@
 internal import CNSS
+import Synchronization
 
 /// Drives the initial handshake of one socket to completion under a deadline:
 /// `SSL_ForceHandshake`, and a wait on the poll thread whenever it would block.
