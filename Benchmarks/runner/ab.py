@@ -13,7 +13,10 @@ that rotates every round:
 - handshakes: every strsclnt scenario of measure.HANDSHAKES against
   `nss-tls serve` of each build and against selfserv;
 - scale: asyncnss-peer of each build (its own client and server), --active
-  connections alone and among --idle idle ones.
+  connections alone and among --idle idle ones;
+- bulk: asyncnss-peer of each build and niossl-peer (each its own client and
+  echo server), --bulk-mib each way over one connection, with the server's
+  CPU seconds.
 
 Writes results.json (every sample), summary.md and runs.log to --out."""
 
@@ -36,6 +39,7 @@ def parse():
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--active", type=int, default=100)
     parser.add_argument("--latency-rounds", type=int, default=200)
+    parser.add_argument("--bulk-mib", type=int, default=1024, help="MiB each way in the bulk echo")
     parser.add_argument("--only", nargs="*", default=["handshakes", "scale"])
     parser.add_argument("--out", required=True)
     return parser.parse_args()
@@ -117,11 +121,35 @@ def summary(results):
                          f"{fmt(among99 / alone99, 2) if among99 and alone99 else '–'} | {fmt(get('among', 'idle_open_seconds'), 1)} | "
                          f"{fmt(get('among', 'rss_per_idle_kib'), 1)} |")
         lines.append("")
+    if results["bulk"]:
+        lines += ["| pair | MiB/s each way | / niossl-peer | server CPU s per GiB each way |", "|---|---:|---:|---:|"]
+        rates, cpus = {}, {}
+        for sample in results["bulk"]:
+            if "error" in sample:
+                continue
+            rates.setdefault(sample["system"], []).append(sample["result"].get("mib_per_s"))
+            cpus.setdefault(sample["system"], []).append(sample["result"].get("server_cpu_s_per_gib"))
+        nio = median(rates.get("niossl-peer", []))
+        for name in [*results["builds"], "niossl-peer"]:
+            rate = median(rates.get(name, []))
+            lines.append(f"| {name} | {fmt(rate)} | {fmt(rate / nio, 2) if rate and nio else '–'} | {fmt(median(cpus.get(name, [])), 2)} |")
+        lines.append("")
     failures = [f"{section} round {s['round'] + 1} {s.get('server') or s.get('system')}: {s['error']}"
-                for section in ("handshakes", "scale") for s in results[section] if "error" in s]
+                for section in ("handshakes", "scale", "bulk") for s in results[section] if "error" in s]
     if failures:
         lines += ["Failures:", *[f"- {f}" for f in failures], ""]
     return "\n".join(lines)
+
+
+def bulk(srv, system, total_bytes, log):
+    """measure.bulk, plus the echo server's CPU seconds per GiB each way."""
+    port = servers.free_port()
+    with servers.running(srv.command(system, port, mode="echo"), port, log.name) as server:
+        before = measure.cpu_seconds(server.pid)
+        result = measure.peer_client(srv.client(system),
+                                     ["bulk", *measure.client_args(port, srv.pki), "--bytes", str(total_bytes)], log)
+        result["server_cpu_s_per_gib"] = (measure.cpu_seconds(server.pid) - before) / (total_bytes / (1 << 30))
+    return result
 
 
 def main():
@@ -135,7 +163,7 @@ def main():
         builds[name] = Build(bin_dir, nss_tls, identity, env, os.path.join(args.out, "scripts", name))
     machine = compare.versions(argparse.Namespace(bin=list(builds.values())[-1].bin_dir))
     results = {"machine": machine, "settings": vars(args) | {"file_limit": file_limit},
-               "builds": list(builds), "handshakes": [], "scale": []}
+               "builds": list(builds), "handshakes": [], "scale": [], "bulk": []}
     counts = {"full": args.full_handshakes, "resumed": args.resumed_handshakes}
     names = list(builds) + ["selfserv"]
     with open(os.path.join(args.out, "runs.log"), "w") as log:
@@ -161,6 +189,14 @@ def main():
                     server = "selfserv" if name == "selfserv" else "nss-tls serve"
                     sample("handshakes", "server", name,
                            lambda: measure.handshakes(srv, server, counts, log), round_number)
+            if "bulk" in args.only:
+                systems = list(builds) + ["niossl-peer"]
+                turn = round_number % len(systems)
+                for name in systems[turn:] + systems[:turn]:
+                    srv = list(builds.values())[0] if name == "niossl-peer" else builds[name]
+                    system = "niossl-peer" if name == "niossl-peer" else "asyncnss-peer"
+                    sample("bulk", "system", name,
+                           lambda: bulk(srv, system, args.bulk_mib << 20, log), round_number)
             if "scale" in args.only:
                 systems = list(builds)
                 turn = round_number % len(systems)

@@ -50,4 +50,9 @@ extension SECItem {
     var bytes: [UInt8] {
         data.map { Array(UnsafeBufferPointer(start: $0, count: Int(len))) } ?? []
     }
+
+    /// Runs `body` with the item's bytes in place, without copying them.
+    func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        try body(UnsafeBufferPointer(start: data, count: data == nil ? 0 : Int(len)))
+    }
 }

@@ -25,7 +25,9 @@ final class ConnectionCallbacks: Sendable {
     }
 
     let isServer: Bool
-    private let verificationState: Locked<Verification>
+    // The state below sits in inline mutexes (its values are Sendable), not
+    // in `Locked` boxes: one allocation fewer each, per connection.
+    private let verificationState: Mutex<Verification>
     /// The name a client checks the certificate against and sends as SNI.
     let serverName: String?
     let identity: TLSIdentity?
@@ -37,9 +39,26 @@ final class ConnectionCallbacks: Sendable {
     /// The listener's metrics, or the client's.
     let metrics: ConnectionMetrics?
     /// Where this connection logs, with its number and peer as metadata
-    /// (see ``ConnectionLogging``).
-    let logger: Logger
-    private let endHandlers = Locked<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
+    /// (see ``ConnectionLogging``); made on first use.
+    var logger: Logger {
+        decoratedLogger.withLock { logger in
+            if let logger { return logger }
+            let made = ConnectionLogging.logger(baseLogger, number: connectionNumber, peer: peer)
+            logger = made
+            return made
+        }
+    }
+    /// The level of ``logger``, without making it: check it before logging
+    /// something that costs to say.
+    var logLevel: Logger.Level { baseLogger.logLevel }
+    /// The application's logger, without the connection's metadata.
+    private let baseLogger: Logger
+    /// The connection's number in the process, given when it starts.
+    private let connectionNumber = ConnectionLogging.nextNumber()
+    /// The peer's address, as ``TLSConnection/remoteAddress`` spells it.
+    let peer: String
+    private let decoratedLogger = Mutex<Logger?>(nil)
+    private let endHandlers = Mutex<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
     /// Set when the peer answers a renegotiation with a no_renegotiation warning.
@@ -48,14 +67,15 @@ final class ConnectionCallbacks: Sendable {
     /// certificate request was answered with one.
     let peerCertificatesAccepted = Atomic<Int>(0)
     /// On a server, the host name the client asked for (SNI).
-    let requestedServerName = Locked<String?>(nil)
+    let requestedServerName = Mutex<String?>(nil)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, services: RuntimeServices) {
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
         self.settings = settings
-        self.logger = logger
+        self.baseLogger = logger
+        self.peer = peer
         self.metrics = metrics
         self.isServer = isServer
-        self.verificationState = Locked(verification)
+        self.verificationState = Mutex(verification)
         self.serverName = serverName
         self.identity = identity
         self.services = services
@@ -234,6 +254,21 @@ final class ConnectionCallbacks: Sendable {
             return SECFailure
         }
         defer { CERT_DestroyCertificate(peer) }
+
+        // A peer certificate that is itself an anchor (a pinned or self-signed
+        // certificate) needs no path; it must still be within its validity.
+        // Compared in place: no copy of the peer's DER, no anchor list.
+        let peerIsAnchor = peer.pointee.derCert.withBytes { peerDER in
+            anchors.certificates.contains { $0.derBytes.elementsEqual(peerDER) }
+        }
+        if peerIsAnchor {
+            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
+                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
+                return SECFailure
+            }
+            return verifyName(peer, peerIsClient: peerIsClient)
+        }
+
         guard let list = CERT_NewCertList() else { return SECFailure }
         defer { CERT_DestroyCertList(list) }
         do {
@@ -247,17 +282,6 @@ final class ConnectionCallbacks: Sendable {
         } catch {
             PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
             return SECFailure
-        }
-
-        // A peer certificate that is itself an anchor (a pinned or self-signed
-        // certificate) needs no path; it must still be within its validity.
-        let peerDER = CertificateImport.describe(peer).derBytes
-        if anchors.certificates.contains(where: { $0.derBytes == peerDER }) {
-            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
-                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
-                return SECFailure
-            }
-            return verifyName(peer, peerIsClient: peerIsClient)
         }
 
         var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)

@@ -1,4 +1,5 @@
 internal import CNSS
+import Synchronization
 
 /// Reads the negotiated parameters of an SSL socket.
 enum ConnectionInfoReader {
@@ -17,7 +18,18 @@ enum ConnectionInfoReader {
         )
     }
 
+    /// Cipher-suite names already looked up: a handful of suites are ever
+    /// negotiated, and every handshake would otherwise make the same `String`.
+    private static let cipherSuiteNames = Mutex<[UInt16: String]>([:])
+
     static func cipherSuiteName(_ suite: UInt16) -> String {
+        if let name = cipherSuiteNames.withLock({ $0[suite] }) { return name }
+        let name = lookUpCipherSuiteName(suite)
+        cipherSuiteNames.withLock { $0[suite] = name }
+        return name
+    }
+
+    private static func lookUpCipherSuiteName(_ suite: UInt16) -> String {
         var info = SSLCipherSuiteInfo()
         guard SSL_GetCipherSuiteInfo(suite, &info, PRUintn(MemoryLayout<SSLCipherSuiteInfo>.size)) == SECSuccess,
               let name = info.cipherSuiteName else {
@@ -27,15 +39,15 @@ enum ConnectionInfoReader {
     }
 
     static func applicationProtocol(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {
-        var state = SSL_NEXT_PROTO_NO_SUPPORT
-        var buffer = [UInt8](repeating: 0, count: 256)
-        var length: UInt32 = 0
-        let status = buffer.withUnsafeMutableBufferPointer { pointer in
-            SSL_GetNextProto(fd, &state, pointer.baseAddress, &length, UInt32(pointer.count))
+        // An ALPN protocol name is at most 255 bytes: room on the stack, no array.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer in
+            var state = SSL_NEXT_PROTO_NO_SUPPORT
+            var length: UInt32 = 0
+            guard SSL_GetNextProto(fd, &state, buffer.baseAddress, &length, UInt32(buffer.count)) == SECSuccess,
+                  length > 0, Int(length) <= buffer.count,
+                  state == SSL_NEXT_PROTO_NEGOTIATED || state == SSL_NEXT_PROTO_SELECTED else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<Int(length)]), as: UTF8.self)
         }
-        guard status == SECSuccess, length > 0,
-              state == SSL_NEXT_PROTO_NEGOTIATED || state == SSL_NEXT_PROTO_SELECTED else { return nil }
-        return String(decoding: buffer[0..<Int(length)], as: UTF8.self)
     }
 
     static func negotiatedHostName(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {

@@ -14,10 +14,18 @@ enum ConnectionLogging {
     /// A logger that drops everything, for clients whose configuration has none.
     static let disabled = Logger(label: "AsyncNSS", factory: { _ in SwiftLogNoOpLogHandler() })
 
+    /// The next connection number.
+    static func nextNumber() -> UInt64 { lastID.add(1, ordering: .relaxed).newValue }
+
     /// `logger` with the connection's number and its peer.
-    static func logger(_ logger: Logger, peer: String) -> Logger {
+    ///
+    /// Connections make it on first use (see ``ConnectionCallbacks/logger``):
+    /// a handler such as swift-log's `StreamLogHandler` renders all of its
+    /// metadata again on every key set, which cost more per accepted
+    /// connection than anything else the framework does in Swift.
+    static func logger(_ logger: Logger, number: UInt64, peer: String) -> Logger {
         var result = logger
-        result[metadataKey: "connection"] = "\(lastID.add(1, ordering: .relaxed).newValue)"
+        result[metadataKey: "connection"] = "\(number)"
         result[metadataKey: "peer"] = "\(peer)"
         return result
     }

@@ -29,11 +29,16 @@ final class DeferredCallbacks: Sendable {
         var rejection: PRErrorCode?
     }
 
-    private let state = Locked(State())
+    private let state = Mutex(State())
     /// How many times ``interruptWaits()`` ran.
     private let interruptions = Atomic<UInt64>(0)
-    /// Waits between their start and their end in ``wait(on:for:deadline:since:)``.
+    /// Waits between their start and their end in ``wait(on:for:deadline:since:)``,
+    /// so that ``interruptWaits()`` costs two atomic operations when nobody
+    /// waits, which is the case after almost every read.
     private let activeWaits = Atomic<Int>(0)
+    /// Whether `state.results` may hold something, so that ``deliver(to:)``
+    /// costs one load before almost every read and handshake step.
+    private let hasResults = Atomic<Bool>(false)
 
     /// The socket whose waits a posted result interrupts; set once it exists.
     func attach(_ socket: SocketHandle) {
@@ -59,6 +64,7 @@ final class DeferredCallbacks: Sendable {
             state.tasks[id] = nil
             guard !state.closed else { return false }
             state.results.append(result)
+            hasResults.store(true, ordering: .sequentiallyConsistent)
             return true
         }
         if posted { interruptWaits() }
@@ -81,7 +87,9 @@ final class DeferredCallbacks: Sendable {
     /// again: a result was posted, or another task's read moved NSS on.
     ///
     /// It costs two atomic operations while no wait is registered (the
-    /// common case: a read with no rehandshake running).
+    /// common case: a read with no rehandshake running). A wait that
+    /// registers after this call does not see it unless it was made with an
+    /// earlier mark (see ``wait(on:for:deadline:since:)``).
     func interruptWaits() {
         interruptions.wrappingAdd(1, ordering: .sequentiallyConsistent)
         guard activeWaits.load(ordering: .sequentiallyConsistent) > 0 else { return }
@@ -131,7 +139,9 @@ final class DeferredCallbacks: Sendable {
     /// Hands every posted result to NSS. Call it with the descriptor, before
     /// the next `PR_Read`, `PR_Write` or `SSL_ForceHandshake`.
     func deliver(to fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard hasResults.load(ordering: .sequentiallyConsistent) else { return }
         let results = state.withLock { state -> [Result] in
+            hasResults.store(false, ordering: .sequentiallyConsistent)
             defer { state.results.removeAll() }
             for case .certificateVerdict(let code) in state.results where code != 0 {
                 state.rejection = code
@@ -153,6 +163,7 @@ final class DeferredCallbacks: Sendable {
         let tasks = state.withLock { state -> [Task<Void, Never>] in
             state.closed = true
             state.results.removeAll()
+            hasResults.store(false, ordering: .sequentiallyConsistent)
             defer { state.tasks.removeAll() }
             return Array(state.tasks.values)
         }

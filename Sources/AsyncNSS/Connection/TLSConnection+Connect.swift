@@ -35,7 +35,7 @@ extension TLSConnection {
         let metrics = ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .client)
         return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
             try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
-                              logger: ConnectionLogging.logger(logger ?? configuration.logger ?? ConnectionLogging.disabled, peer: address.description),
+                              logger: logger ?? configuration.logger ?? ConnectionLogging.disabled,
                               metrics: metrics, services: services)
         }
     }
@@ -73,17 +73,22 @@ extension TLSConnection {
         guard let tcp = PR_OpenTCPSocket(address.family) else {
             throw TLSError.fromLastNSSError(operation)
         }
+        do {
+            try ReadAheadLayer.push(onto: tcp, operation: operation)
+        } catch {
+            PR_Close(tcp)
+            throw error
+        }
         guard let fd = SSL_ImportFD(nil, tcp) else {
             let error = TLSError.fromLastNSSError(operation)
             PR_Close(tcp)
             throw error
         }
         let socket = SocketHandle(fd, services: services)
-        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, services: services)
+        let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, peer: address.description, services: services)
         callbacks.bind(to: socket)
         metrics.connectionStarted()
         callbacks.whenEnded { metrics.connectionEnded() }
-        var handshaking = false
         do {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)
@@ -92,20 +97,16 @@ extension TLSConnection {
                 try callbacks.install(on: fd)
             }
             try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
-            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(address)")
-            let started = ContinuousClock.now
-            handshaking = true
-            let event = try await driver.run(timeout: max(.zero, deadline - .now))
-            metrics.handshakeSucceeded(after: .now - started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: address.description, initialEvent: event)
-            connection.logger.debug("handshake completed")
+            let remoteAddress = address.description
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
-                if handshaking { metrics.handshakeFailed(error) }
-                logger.info("connecting failed", metadata: ["error": "\(error)"])
+                callbacks.logger.info("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error
         }

@@ -19,10 +19,20 @@ public actor TLSConnection {
     /// with metadata `connection` (a number unique in the process), `peer`,
     /// and what the initial handshake negotiated: `version`, `cipher`, `sni`,
     /// `alpn`, `resumed`. Log with it to tie application lines to the connection.
-    public nonisolated let logger: Logger
-    /// Error contexts, made once rather than on every read and write.
-    private let readOperation: String
-    private let writeOperation: String
+    public nonisolated var logger: Logger {
+        // Made on first use: most connections never log at a level that
+        // passes, and the metadata costs a dictionary and five strings.
+        negotiatedLogger.withLock { logger in
+            if let logger { return logger }
+            let made = ConnectionLogging.negotiated(callbacks.logger, initialEvent.info)
+            logger = made
+            return made
+        }
+    }
+    private nonisolated let negotiatedLogger = Mutex<Logger?>(nil)
+    /// Error contexts, made only when an error needs one.
+    private nonisolated var readOperation: String { "reading from \(remoteAddress)" }
+    private nonisolated var writeOperation: String { "writing to \(remoteAddress)" }
 
     let socket: SocketHandle
     let callbacks: ConnectionCallbacks
@@ -35,22 +45,23 @@ public actor TLSConnection {
     /// handshake at a time.
     let handshakeTurn = AsyncTurn()
     /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
-    /// reads or writes; never started without an idle timeout.
-    private let idleWatch = BackgroundTask()
+    /// reads or writes; none without an idle timeout.
+    private let idleWatch: BackgroundTask?
     private var lastActivity = ContinuousClock.now
 
     init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
         self.socket = socket
         self.callbacks = callbacks
         self.remoteAddress = remoteAddress
-        self.readOperation = "reading from \(remoteAddress)"
-        self.writeOperation = "writing to \(remoteAddress)"
         self.isServer = callbacks.isServer
-        self.logger = ConnectionLogging.negotiated(callbacks.logger, initialEvent.info)
         self.initialEvent = initialEvent
         self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
         if let limit = callbacks.settings.idleTimeout {
-            idleWatch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+            let watch = BackgroundTask()
+            idleWatch = watch
+            watch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+        } else {
+            idleWatch = nil
         }
     }
 
@@ -117,15 +128,14 @@ public actor TLSConnection {
         try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if case .fail(let error) = machine.beginWrite() { throw error }
-        let operation = writeOperation
         var offset = 0
         while offset < bytes.count {
-            let written = try socket.writeSome(bytes, from: offset, operation: operation)
+            let written = try socket.writeSome(bytes, from: offset, operation: writeOperation)
             if written > 0 {
                 offset += written
                 continue
             }
-            try await waitUntilWritable(operation)
+            try await waitUntilWritable(writeOperation)
         }
         noteActivity()
         callbacks.metrics?.sent(bytes.count)
@@ -150,9 +160,9 @@ public actor TLSConnection {
 
     /// Waits until the socket may take more. A cancelled wait closes the
     /// connection: a write cannot stop halfway and resume.
-    func waitUntilWritable(_ operation: String) async throws {
+    func waitUntilWritable(_ operation: @autoclosure () -> String) async throws {
         do {
-            try await socket.waitUntilReady(for: .write, operation: operation, closedMessage: "the connection was closed while writing")
+            try await socket.waitUntilReady(for: .write, operation: operation(), closedMessage: "the connection was closed while writing")
         } catch let error as CancellationError {
             await close()
             throw error
@@ -182,7 +192,7 @@ public actor TLSConnection {
     /// with ``TLSError/Kind/closed``. Idempotent.
     public func close() async {
         guard machine.close() else { return }
-        idleWatch.cancel()
+        idleWatch?.cancel()
         writeTurn.close(TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed"))
         handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
         await socket.close()
@@ -204,10 +214,12 @@ public actor TLSConnection {
     }
 
     func readOnce(maxBytes: Int) -> ConnectionStateMachine.ReadResult {
-        let operation = readOperation
         do {
-            try socket.withFD(operation) { callbacks.deferred.deliver(to: $0) }
-            switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
+            let step = try socket.withFD(readOperation) { fd in
+                callbacks.deferred.deliver(to: fd)
+                return SocketHandle.read(fd, maxBytes: min(maxBytes, SocketHandle.maximumTLSReadSize))
+            }
+            switch step {
             case .bytes(let bytes):
                 return .bytes(bytes)
             case .endOfStream:
@@ -217,12 +229,12 @@ public actor TLSConnection {
             case .failed(let code) where code == NSSErrors.renegotiationNotAllowed:
                 return .recoverable
             case .failed(let code):
-                return .failed(TLSError.fromNSSCode(code, operation))
+                return .failed(TLSError.fromNSSCode(code, readOperation))
             }
         } catch let error as TLSError {
             return .failed(error)
         } catch {
-            return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
+            return .failed(TLSError(kind: .closed, operation: readOperation, message: "\(error)"))
         }
     }
 

@@ -1,4 +1,5 @@
 internal import CNSS
+import Synchronization
 
 /// Drives the initial handshake of one socket to completion under a deadline:
 /// `SSL_ForceHandshake`, and a wait on the poll thread whenever it would block.
@@ -6,23 +7,46 @@ internal import CNSS
 /// Completed handshakes are published by NSS's handshake callback to the
 /// connection's ``TLSConnection/handshakeEvents``; the driver returns the
 /// event of the initial one.
-actor HandshakeDriver {
+///
+/// The handshake's metrics are recorded here, in the connection's
+/// ``ConnectionCallbacks/metrics`` (a listener's or a client's; none for
+/// STARTTLS), and nowhere else.
+///
+/// A value, not an actor: one task runs the handshake, and nothing else
+/// touches the driver, so there is no state to isolate and no executor hop.
+struct HandshakeDriver: Sendable {
     private let socket: SocketHandle
     private let callbacks: ConnectionCallbacks
-    private let operation: String
+    /// The peer, as `remoteAddress` spells it; error contexts name it.
+    private let peer: String
 
-    init(socket: SocketHandle, callbacks: ConnectionCallbacks, operation: String) {
+    init(socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String) {
         self.socket = socket
         self.callbacks = callbacks
-        self.operation = operation
+        self.peer = peer
     }
 
-    /// Runs the handshake. On failure the socket is left open for the caller to close.
+    /// The error context, made only when an error needs it.
+    private var operation: String { "handshake with \(peer)" }
+
+    /// Runs the handshake and records it in the connection's metrics. On
+    /// failure the socket is left open for the caller to close.
     ///
     /// - Throws: the NSS error of the handshake, ``TLSError/Kind/handshakeTimedOut``,
     ///   or `CancellationError`.
     func run(timeout: Duration) async throws -> HandshakeEvent {
-        let deadline = ContinuousClock.now + timeout
+        let started = ContinuousClock.now
+        do {
+            let event = try await drive(until: started + timeout, timeout: timeout)
+            callbacks.metrics?.handshakeSucceeded(after: .now - started)
+            return event
+        } catch {
+            if !(error is CancellationError) { callbacks.metrics?.handshakeFailed(error) }
+            throw error
+        }
+    }
+
+    private func drive(until deadline: ContinuousClock.Instant, timeout: Duration) async throws -> HandshakeEvent {
         var machine = HandshakeStateMachine()
         var action = machine.start()
         while true {

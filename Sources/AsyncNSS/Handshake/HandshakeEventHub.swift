@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Fans handshake events out to every ``TLSConnection/handshakeEvents`` subscriber.
 ///
 /// A subscriber first receives the events that already happened (the last
@@ -14,7 +16,7 @@ final class HandshakeEventHub: Sendable {
         var finished = false
     }
 
-    private let state = Locked(State())
+    private let state = Mutex(State())
 
     /// The most recent event, if any handshake completed.
     var latest: HandshakeEvent? { state.withLock { $0.history.last } }

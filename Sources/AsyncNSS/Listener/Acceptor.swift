@@ -86,36 +86,31 @@ struct Acceptor: Sendable {
     /// when the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
         let peerText = peer.description
-        let operation = "handshake with \(peerText)"
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
         let lease = setups.take()
         let setup = lease.setup
         let socket: SocketHandle
-        let connectionLogger = ConnectionLogging.logger(setup.configuration.logger ?? logger, peer: peerText)
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: connectionLogger, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services)
         metrics.connectionStarted()
         callbacks.whenEnded { [metrics] in
             metrics.connectionEnded()
             release()
         }
-        let imported = Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: operation) }
+        let imported = Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: "handshake with \(peerText)") }
         await setups.finish(lease)
         do {
             socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
-            connectionLogger.info("connection setup failed", metadata: ["error": "\(error)"])
+            callbacks.logger.info("connection setup failed", metadata: ["error": "\(error)"])
             return
         }
         do {
-            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: operation)
-            let started = ContinuousClock.now
-            let event = try await driver.run(timeout: setup.configuration.handshakeTimeout)
-            metrics.handshakeSucceeded(after: .now - started)
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText).run(timeout: setup.configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
-            connection.logger.debug("handshake completed")
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }
@@ -123,32 +118,32 @@ struct Acceptor: Sendable {
             await socket.close()
             callbacks.connectionEnded()
             if error is CancellationError { return }
-            metrics.handshakeFailed(error)
-            connectionLogger.info("handshake failed", metadata: ["error": "\(error)"])
+            callbacks.logger.info("handshake failed", metadata: ["error": "\(error)"])
         }
     }
 
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
     /// callbacks; fix both right after import.
-    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: String) throws -> SocketHandle {
+    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: @autoclosure () -> String) throws -> SocketHandle {
         let imported: UnsafeMutablePointer<PRFileDesc>?
         do {
-            imported = try model.withFD(operation) { model in SSL_ImportFD(model, tcp) }
+            try ReadAheadLayer.push(onto: tcp, operation: operation())
+            imported = try model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
         } catch {
             PR_Close(tcp)
             throw error
         }
         guard let fd = imported else {
-            let error = TLSError.fromLastNSSError(operation)
+            let error = TLSError.fromLastNSSError(operation())
             PR_Close(tcp)
             throw error
         }
         let socket = SocketHandle(fd, services: services)
         callbacks.bind(to: socket)
-        try socket.withFD(operation) { fd in
+        try socket.withFD(operation()) { fd in
             try TCPSocketOptions.setNonblocking(fd)
             try TCPSocketOptions.setNoDelay(fd)
-            guard SSL_ResetHandshake(fd, PR_TRUE) == SECSuccess else { throw TLSError.fromLastNSSError(operation) }
+            guard SSL_ResetHandshake(fd, PR_TRUE) == SECSuccess else { throw TLSError.fromLastNSSError(operation()) }
             try callbacks.install(on: fd)
         }
         return socket

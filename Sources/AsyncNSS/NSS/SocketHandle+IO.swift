@@ -17,18 +17,30 @@ extension SocketHandle {
         case failed(PRErrorCode)
     }
 
+    /// The largest plaintext of one TLS record (RFC 8446 §5.1). A `PR_Read`
+    /// on an SSL socket returns the plaintext of at most one record (NSS's
+    /// `DoRecv` hands out what one gathered record holds), so a TLS read
+    /// never needs a larger buffer: asking for 64 KiB would allocate 64 KiB
+    /// to receive at most 16 KiB.
+    static let maximumTLSReadSize = 16 * 1024
+
     /// One nonblocking `PR_Read` of at most `maxBytes` bytes.
     func readSome(maxBytes: Int, operation: @autoclosure () -> String) throws -> ReadStep {
-        try withFD(operation()) { fd in
-            var code: PRErrorCode = 0
-            let bytes = [UInt8](unsafeUninitializedCapacity: max(1, maxBytes)) { buffer, count in
-                let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
-                count = max(0, Int(result))
-                if result < 0 { code = PR_GetError() }
-            }
-            if !bytes.isEmpty { return .bytes(bytes) }
-            return code == 0 ? .endOfStream : .failed(code)
+        try withFD(operation()) { fd in Self.read(fd, maxBytes: maxBytes) }
+    }
+
+    /// One nonblocking `PR_Read` of at most `maxBytes` bytes on a descriptor
+    /// the caller holds through ``withFD(_:_:)``, straight into the array it
+    /// returns.
+    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>, maxBytes: Int) -> ReadStep {
+        var code: PRErrorCode = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: max(1, maxBytes)) { buffer, count in
+            let result = PR_Read(fd, buffer.baseAddress, Int32(clamping: buffer.count))
+            count = max(0, Int(result))
+            if result < 0 { code = PR_GetError() }
         }
+        if !bytes.isEmpty { return .bytes(bytes) }
+        return code == 0 ? .endOfStream : .failed(code)
     }
 
     /// One nonblocking `PR_Write` of `bytes[offset...]`: the number of bytes
@@ -64,14 +76,14 @@ extension SocketHandle {
     /// - Throws: `CancellationError` when the task is cancelled (the caller
     ///   closes what it owns), ``TLSError/Kind/closed`` with `closedMessage`
     ///   when the socket or the runtime closes.
-    func waitUntilReady(for interest: PollInterest, operation: String, closedMessage: String) async throws {
+    nonisolated(nonsending) func waitUntilReady(for interest: PollInterest, operation: @autoclosure () -> String, closedMessage: String) async throws {
         switch await wait(for: interest) {
         case .ready, .interrupted:
             return
         case .cancelled:
             throw CancellationError()
         case .closed, .timedOut, .shutDown:
-            throw TLSError(kind: .closed, operation: operation, message: closedMessage)
+            throw TLSError(kind: .closed, operation: operation(), message: closedMessage)
         }
     }
 }

@@ -116,7 +116,7 @@ public actor TCPConnection {
         let callbacks = ConnectionCallbacks(
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
             identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role),
-            logger: ConnectionLogging.logger(configuration.logger ?? ConnectionLogging.disabled, peer: remoteAddress), services: services
+            logger: configuration.logger ?? ConnectionLogging.disabled, peer: remoteAddress, services: services
         )
         callbacks.bind(to: socket)
         do {
@@ -134,10 +134,9 @@ public actor TCPConnection {
                     throw TLSError.fromLastNSSError(operation)
                 }
             }
-            let driver = HandshakeDriver(socket: socket, callbacks: callbacks, operation: "handshake with \(remoteAddress)")
-            let event = try await driver.run(timeout: configuration.handshakeTimeout)
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
-            connection.logger.debug("handshake completed", metadata: ["starttls": "true"])
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed", metadata: ["starttls": "true"]) }
             return connection
         } catch {
             await socket.close()

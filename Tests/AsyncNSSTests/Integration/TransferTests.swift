@@ -37,6 +37,44 @@ extension Integration {
                 await listener.close()
             }
         }
+
+        /// Hundreds of small records wait in the kernel, so one read of the
+        /// read-ahead layer takes many of them; the client then reads a few
+        /// bytes at a time, and the close_notify behind the last record must
+        /// end the stream cleanly (not as truncation).
+        @Test("small records read a few bytes at a time, then close_notify", arguments: [TLSVersion.tls12, .tls13])
+        func smallReadsThenClose(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let total = 100_000
+                let pattern = TransferPattern()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(min: version, max: version))
+                let server = Task {
+                    for try await connection in listener {
+                        var offset = 0
+                        while offset < total {
+                            let count = min(97 + offset % 1000, total - offset)
+                            try await connection.write(pattern.bytes(at: offset, count: count))
+                            offset += count
+                        }
+                        await connection.close()
+                        return
+                    }
+                }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+                // Let the records pile up (the server may also wait for room).
+                try await Task.sleep(for: .milliseconds(300))
+                var verifier = TransferVerifier(pattern: pattern)
+                while let chunk = try await client.receive(maxBytes: 7) {
+                    #expect(chunk.count <= 7)
+                    try verifier.consume(chunk)
+                }
+                #expect(verifier.received == total)
+                #expect(verifier.mismatchAt == nil)
+                try await server.value
+                await client.close()
+                await listener.close()
+            }
+        }
     }
 }
 
