@@ -19,10 +19,16 @@ public enum NSSRuntime {
         public var sessionLifetime: Duration = .seconds(24 * 60 * 60)
         /// Threads for blocking calls: name resolution, databases, PKCS#11 modules.
         public var blockingThreads: Int = 2
-        /// Threads that wait in `PR_Poll` for socket readiness; each socket is
-        /// bound to one of them for its life. `PR_Poll` costs O(n) per call,
-        /// so with many connections more threads each poll fewer. Zero picks
-        /// the default (one thread).
+        /// Threads that wait in `PR_Poll` for socket readiness.
+        ///
+        /// `PR_Poll` costs O(n) per call, so the default layout keeps idle
+        /// sockets away from the busy ones: waits register on a *hot* thread,
+        /// and a read or write wait still pending after about a second moves
+        /// to a *cold* thread, which holds the idle sockets and is rarely
+        /// woken. With k ≥ 2 there are k − 1 hot threads (each socket bound
+        /// to one of them, round robin) and one cold thread; 1 is a single
+        /// thread that polls everything; zero picks the default, 2 (one hot,
+        /// one cold).
         public var pollThreads: Int = 0
 
         /// The defaults.

@@ -16,21 +16,52 @@ import Synchronization
 ///
 /// The `PRPollDesc` array lives on the poll thread between polls; each plan
 /// rewrites only the entries that changed (see ``PollRegistry``).
+///
+/// **Hot and cold.** A loop made with a `cold` partner is a *hot* loop: tasks
+/// register on it, and a read or write wait still pending after
+/// `demotionDelay` is moved, in a batch, to the cold loop (same continuation,
+/// deadline and wait ID; see ``PollRegistry/takeDueDemotions(now:)``). So the
+/// hot `PR_Poll` scans only recently active sockets, and the cold one, which
+/// holds the idle ones, is woken only when one of them becomes ready, a
+/// deadline there passes, or a batch arrives (at most one per
+/// `demotionDelay`). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
+/// through the hot loop, which reaches into the cold one; see
+/// ``endAnywhere(_:_:)`` for the lock order that makes a move atomic.
 final class PollLoop: Sendable {
     typealias Waiter = UnsafeContinuation<PollOutcome, Never>
+    typealias Registry = PollRegistry<PollSocket, Waiter>
 
-    private let registry = Mutex(PollRegistry<PollSocket, Waiter>())
+    /// How long a read or write wait stays on a hot loop before it may move to
+    /// the cold loop. Waits move in batches of at most one per this delay, so
+    /// a wait moves after one to two delays.
+    static let defaultDemotionDelay: Duration = .seconds(1)
+
+    private let registry: Mutex<Registry>
     private let wakeEvent: PollSocket
     private let waitIDs: PollWaitIDSource
     private let thread: Mutex<OwnedThread?> = Mutex(nil)
+    /// Where waits pending for `demotionDelay` move; nil for a cold loop or a
+    /// loop on its own.
+    let cold: PollLoop?
+    private let demotionDelay: Duration
 
     /// Starts a poll thread named `name`. Loops of one ``PollGroup`` share `ids`.
-    init(name: String = "nss-poll", ids: PollWaitIDSource = PollWaitIDSource()) throws {
+    /// With `cold`, this is a hot loop that moves waits pending for
+    /// `demotionDelay` there.
+    init(
+        name: String = "nss-poll",
+        ids: PollWaitIDSource = PollWaitIDSource(),
+        cold: PollLoop? = nil,
+        demotionDelay: Duration = PollLoop.defaultDemotionDelay
+    ) throws {
         guard let event = PR_NewPollableEvent() else {
             throw TLSError.fromLastNSSError("creating the poll thread's wakeup event")
         }
         wakeEvent = PollSocket(fd: event)
         waitIDs = ids
+        self.cold = cold
+        self.demotionDelay = demotionDelay
+        registry = Mutex(PollRegistry(demotionBatchWindow: cold == nil ? .zero : demotionDelay))
         let started = OwnedThread(name: name) { [self] in self.run() }
         thread.withLock { $0 = started }
     }
@@ -48,13 +79,14 @@ final class PollLoop: Sendable {
         isClosing: @Sendable () -> Bool = { false }
     ) async -> PollOutcome {
         let id = id ?? makeWaitID()
+        let demoteAt: ContinuousClock.Instant? = cold != nil && interest != .interruptionOnly ? .now + demotionDelay : nil
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in
                 let action = registry.withLock { registry in
                     if isClosing() {
                         return PollRegistry<PollSocket, Waiter>.RegisterAction.resume(continuation, .closed)
                     }
-                    return registry.register(id, socket: socket, interest: interest, deadline: deadline, waiter: continuation)
+                    return registry.register(id, socket: socket, interest: interest, deadline: deadline, waiter: continuation, demoteAt: demoteAt)
                 }
                 switch action {
                 case .wakePoller:
@@ -66,7 +98,7 @@ final class PollLoop: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = registry.withLock { $0.cancel(id) }
+            let waiter = endAnywhere(id, .cancelled)
             waiter?.resume(returning: .cancelled)
         }
         if Task.isCancelled {
@@ -83,13 +115,58 @@ final class PollLoop: Sendable {
     /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
     /// it registers. The interrupted task looks at its state again.
     func interrupt(_ id: PollWaitID) {
-        let waiter = registry.withLock { $0.interrupt(id) }
+        let waiter = endAnywhere(id, .interrupted)
         waiter?.resume(returning: .interrupted)
+    }
+
+    /// Ends the wait `id` with `outcome` (cancelled or interrupted) on this
+    /// loop or, if it was demoted, on the cold loop; if it is on neither, a
+    /// registration still to come (always on this loop) ends at once. Returns
+    /// the waiter to resume, which the caller resumes with no lock held.
+    ///
+    /// Why a wait is always found: a wait is at any moment either not yet
+    /// registered, registered here, registered on the cold loop, or ended.
+    /// It registers here only under this loop's lock, and it moves here →
+    /// cold only on this loop's thread while that thread holds this loop's
+    /// lock *and then* the cold loop's lock; it never moves back (a resumed
+    /// task's next wait is a new ID). This method holds this loop's lock from
+    /// its first look to its last, so neither of those steps can happen in
+    /// between: if the wait is not here, it is not about to arrive from the
+    /// task (or it would be found and recorded as ended early below) nor to
+    /// move to the cold loop, and the look at the cold loop, under its lock,
+    /// either finds and removes it or proves it already ended there. The
+    /// locks are always taken hot then cold (the cold loop's thread takes
+    /// only its own), so this cannot deadlock.
+    private func endAnywhere(_ id: PollWaitID, _ outcome: PollOutcome) -> Waiter? {
+        registry.withLock { registry in
+            let elsewhere: (PollWaitID) -> Waiter? = { id in
+                self.cold?.registry.withLock { $0.endIfRegistered(id) }
+            }
+            return outcome == .cancelled
+                ? registry.cancel(id, elsewhere: elsewhere)
+                : registry.interrupt(id, elsewhere: elsewhere)
+        }
     }
 
     /// Ends every wait on `socket` and returns once no `PR_Poll` call uses it,
     /// so that the caller may `PR_Close` it.
+    ///
+    /// On a hot loop this quiesces the hot loop, *then* the cold one: after
+    /// the first step no wait for the socket is left here and none can
+    /// register (the caller marked the socket closing first), so none can be
+    /// demoted after the cold loop was quiesced. The cold step is needed even
+    /// when no wait of the socket was demoted: a cold wait that was cancelled
+    /// or interrupted leaves its slot in the running cold `PR_Poll` until that
+    /// poll returns.
     func quiesce(_ socket: PollSocket) async {
+        await quiesceHere(socket)
+        if let cold { await cold.quiesceHere(socket) }
+    }
+
+    private func quiesceHere(_ socket: PollSocket) async {
+        // Nothing to end or wait for: skip the continuation (the common case
+        // on the cold loop). Same as the registry's `closeNow` with no waits.
+        guard registry.withLock({ $0.tracks(socket) }) else { return }
         _ = await withUnsafeContinuation { (closer: Waiter) in
             let action = registry.withLock { $0.quiesce(socket, closer: closer) }
             switch action {
@@ -115,7 +192,8 @@ final class PollLoop: Sendable {
         PR_DestroyPollableEvent(wakeEvent.fd)
     }
 
-    /// The number of registered waits, for tests and diagnostics.
+    /// The number of waits registered on this loop (not its cold loop), for
+    /// tests and diagnostics.
     var waitCount: Int { registry.withLock { $0.waitCount } }
 
     /// Writes the wakeup. The registry asks for it at most once per poll.
@@ -173,10 +251,22 @@ final class PollLoop: Sendable {
                     index += 1
                 }
             }
-            let resume = registry.withLock {
-                $0.endPoll(readySockets: ready, failed: count < 0, now: .now)
+            let now = ContinuousClock.now
+            let (resume, adopted) = registry.withLock { registry -> ([(Waiter, PollOutcome)], Registry.AdoptAction?) in
+                let resume = registry.endPoll(readySockets: ready, failed: count < 0, now: now)
+                guard let cold else { return (resume, nil) }
+                let demoted = registry.takeDueDemotions(now: now)
+                if demoted.isEmpty { return (resume, nil) }
+                // Hot lock, then cold lock: see `endAnywhere` for why the
+                // move must happen with both held.
+                let adopted = cold.registry.withLock { $0.adopt(demoted) }
+                return (resume, adopted)
             }
             for (waiter, outcome) in resume { waiter.resume(returning: outcome) }
+            if let adopted {
+                for (waiter, outcome) in adopted.resume { waiter.resume(returning: outcome) }
+                if adopted.wakePoller { cold?.wake() }
+            }
         }
     }
 
