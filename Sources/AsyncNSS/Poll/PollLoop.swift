@@ -27,6 +27,25 @@ import Synchronization
 /// `demotionDelay`). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
 /// through the hot loop, which reaches into the cold one; see
 /// ``endAnywhere(_:_:)`` for the lock order that makes a move atomic.
+///
+/// Two things differ from a single loop, both checked against `ssl_Poll`
+/// (`lib/ssl/sslsock.c`, NSS 3.87):
+/// - A socket may be in both `PR_Poll` arrays at once: a cold wait that was
+///   cancelled or interrupted leaves its entry in the running cold poll
+///   (removed when that poll returns) while the task's next wait is on the
+///   hot loop. `ssl_Poll` only reads the socket's state (`SSL_DataPending`
+///   takes its own lock), as it already does while a task does I/O on another
+///   thread, and `poll(2)` allows the same descriptor in two calls. The cold
+///   loop may wake once for nothing. ``quiesce(_:)`` covers both arrays.
+/// - A registration wakes only its own (hot) loop, so a cold wait on the same
+///   socket keeps the interest the SSL layer chose when the cold poll began
+///   (a single loop re-polls every socket on that wakeup). After the first
+///   handshake `ssl_Poll` changes its choice only when decrypted data is
+///   pending, which only a read produces: there is one reader at a time, and
+///   each read, like each deferred callback result, interrupts the
+///   connection's other waits (`DeferredCallbacks.interruptWaits`), which
+///   ``interrupt(_:)`` finds on either loop. Before the first handshake
+///   completes, one task drives the socket.
 final class PollLoop: Sendable {
     typealias Waiter = UnsafeContinuation<PollOutcome, Never>
     typealias Registry = PollRegistry<PollSocket, Waiter>
@@ -124,19 +143,26 @@ final class PollLoop: Sendable {
     /// registration still to come (always on this loop) ends at once. Returns
     /// the waiter to resume, which the caller resumes with no lock held.
     ///
-    /// Why a wait is always found: a wait is at any moment either not yet
-    /// registered, registered here, registered on the cold loop, or ended.
-    /// It registers here only under this loop's lock, and it moves here →
-    /// cold only on this loop's thread while that thread holds this loop's
-    /// lock *and then* the cold loop's lock; it never moves back (a resumed
-    /// task's next wait is a new ID). This method holds this loop's lock from
-    /// its first look to its last, so neither of those steps can happen in
-    /// between: if the wait is not here, it is not about to arrive from the
-    /// task (or it would be found and recorded as ended early below) nor to
-    /// move to the cold loop, and the look at the cold loop, under its lock,
-    /// either finds and removes it or proves it already ended there. The
-    /// locks are always taken hot then cold (the cold loop's thread takes
-    /// only its own), so this cannot deadlock.
+    /// Why the wait is found wherever it is, and ended exactly once: at any
+    /// moment the wait is in exactly one of four states: not yet registered,
+    /// registered here, registered on the cold loop, or ended. The steps
+    /// between them and the locks they hold:
+    /// - registering (not yet → here): this loop's lock;
+    /// - demotion (here → cold): this loop's thread, holding this loop's lock
+    ///   and, inside it, the cold loop's lock;
+    /// - ending here (readiness, deadline, quiesce, shutdown): this loop's lock;
+    /// - ending on the cold loop: the cold loop's lock.
+    /// Nothing moves a wait back (a resumed task's next wait has a new ID).
+    /// This method holds this loop's lock from its first look to its last, so
+    /// neither of the first two steps can happen meanwhile. If the wait is
+    /// here, it ends here. If not, it is either not yet registered (and stays
+    /// so), or on the cold loop, or ended; the look at the cold loop, under
+    /// the cold lock, ends it there or shows it is not there; in that case it
+    /// is remembered here, where a registration still to come would arrive
+    /// (for a wait that already ended this is the same harmless leftover as
+    /// on a single loop, cleared by `forget` after a cancellation). Every
+    /// thread that holds both locks takes this loop's first (the cold loop's
+    /// thread takes only its own), so there is no deadlock.
     private func endAnywhere(_ id: PollWaitID, _ outcome: PollOutcome) -> Waiter? {
         registry.withLock { registry in
             let elsewhere: (PollWaitID) -> Waiter? = { id in
