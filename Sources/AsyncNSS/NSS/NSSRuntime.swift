@@ -6,7 +6,7 @@ import Synchronization
 /// AsyncNSS initialises NSS on first use, so calling ``initialize(_:)`` is
 /// optional; call it to choose the session-cache sizes before the first server
 /// handshake. ``shutdown()`` closes every listener and connection, stops the
-/// poll thread and tears NSS down. The runtime can be initialised again later.
+/// poll threads and tears NSS down. The runtime can be initialised again later.
 ///
 /// - Important: Identities loaded before a shutdown are released by it; load
 ///   them again afterwards.
@@ -35,7 +35,7 @@ public enum NSSRuntime {
         public init() {}
     }
 
-    /// Initialises NSS, NSPR, the session caches and the poll thread, if that
+    /// Initialises NSS, NSPR, the session caches and the poll threads, if that
     /// has not happened yet. Safe to call from any thread, any number of times;
     /// `options` apply only to the call that initialises.
     public static func initialize(_ options: Options = Options()) throws {
@@ -47,7 +47,7 @@ public enum NSSRuntime {
         Runtime.shared.isRunning
     }
 
-    /// Closes every listener and connection, stops the poll thread, clears the
+    /// Closes every listener and connection, stops the poll threads, clears the
     /// session caches and shuts NSS down.
     ///
     /// Throws if NSS reports that something still holds NSS objects
