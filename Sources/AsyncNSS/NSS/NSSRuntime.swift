@@ -6,7 +6,7 @@ import Synchronization
 /// AsyncNSS initialises NSS on first use, so calling ``initialize(_:)`` is
 /// optional; call it to choose the session-cache sizes before the first server
 /// handshake. ``shutdown()`` closes every listener and connection, stops the
-/// poll thread and tears NSS down. The runtime can be initialised again later.
+/// poll threads and tears NSS down. The runtime can be initialised again later.
 ///
 /// - Important: Identities loaded before a shutdown are released by it; load
 ///   them again afterwards.
@@ -19,17 +19,23 @@ public enum NSSRuntime {
         public var sessionLifetime: Duration = .seconds(24 * 60 * 60)
         /// Threads for blocking calls: name resolution, databases, PKCS#11 modules.
         public var blockingThreads: Int = 2
-        /// Threads that wait in `PR_Poll` for socket readiness; each socket is
-        /// bound to one of them for its life. `PR_Poll` costs O(n) per call,
-        /// so with many connections more threads each poll fewer. Zero picks
-        /// the default (one thread).
+        /// Threads that wait in `PR_Poll` for socket readiness.
+        ///
+        /// `PR_Poll` costs O(n) per call, so the default layout keeps idle
+        /// sockets away from the busy ones: waits register on a *hot* thread,
+        /// and a read or write wait still pending after about a second moves
+        /// to a *cold* thread, which holds the idle sockets and is rarely
+        /// woken. With k ≥ 2 there are k − 1 hot threads (each socket bound
+        /// to one of them, round robin) and one cold thread; 1 is a single
+        /// thread that polls everything; zero picks the default, 2 (one hot,
+        /// one cold).
         public var pollThreads: Int = 0
 
         /// The defaults.
         public init() {}
     }
 
-    /// Initialises NSS, NSPR, the session caches and the poll thread, if that
+    /// Initialises NSS, NSPR, the session caches and the poll threads, if that
     /// has not happened yet. Safe to call from any thread, any number of times;
     /// `options` apply only to the call that initialises.
     public static func initialize(_ options: Options = Options()) throws {
@@ -41,7 +47,7 @@ public enum NSSRuntime {
         Runtime.shared.isRunning
     }
 
-    /// Closes every listener and connection, stops the poll thread, clears the
+    /// Closes every listener and connection, stops the poll threads, clears the
     /// session caches and shuts NSS down.
     ///
     /// Throws if NSS reports that something still holds NSS objects

@@ -18,7 +18,8 @@ final class SocketHandle: RuntimeResource {
     private let state: Locked<State>
     private let closing = Atomic<Bool>(false)
     private let services: RuntimeServices
-    /// The poll thread this descriptor is bound to for its whole life.
+    /// The poll loop this descriptor's waits register on for its whole life
+    /// (a hot loop, which moves waits that stay pending to its cold loop).
     private let pollLoop: PollLoop
     /// Objects NSS callbacks point to; released after `PR_Close`.
     private let callbackContexts = Locked<[AnyObject]>([])

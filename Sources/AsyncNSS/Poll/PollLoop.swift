@@ -16,21 +16,71 @@ import Synchronization
 ///
 /// The `PRPollDesc` array lives on the poll thread between polls; each plan
 /// rewrites only the entries that changed (see ``PollRegistry``).
+///
+/// **Hot and cold.** A loop made with a `cold` partner is a *hot* loop: tasks
+/// register on it, and a read or write wait still pending after
+/// `demotionDelay` is moved, in a batch, to the cold loop (same continuation,
+/// deadline and wait ID; see ``PollRegistry/takeDueDemotions(now:)``). So the
+/// hot `PR_Poll` scans only recently active sockets, and the cold one, which
+/// holds the idle ones, is woken only when one of them becomes ready, a
+/// deadline there passes, or a batch arrives (at most one per
+/// `demotionDelay`). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
+/// through the hot loop, which reaches into the cold one; see
+/// ``endAnywhere(_:_:)`` for the lock order that makes a move atomic.
+///
+/// Two things differ from a single loop, both checked against `ssl_Poll`
+/// (`lib/ssl/sslsock.c`, NSS 3.87):
+/// - A socket may be in both `PR_Poll` arrays at once: a cold wait that was
+///   cancelled or interrupted leaves its entry in the running cold poll
+///   (removed when that poll returns) while the task's next wait is on the
+///   hot loop. `ssl_Poll` only reads the socket's state (`SSL_DataPending`
+///   takes its own lock), as it already does while a task does I/O on another
+///   thread, and `poll(2)` allows the same descriptor in two calls. The cold
+///   loop may wake once for nothing. ``quiesce(_:)`` covers both arrays.
+/// - A registration wakes only its own (hot) loop, so a cold wait on the same
+///   socket keeps the interest the SSL layer chose when the cold poll began
+///   (a single loop re-polls every socket on that wakeup). After the first
+///   handshake `ssl_Poll` changes its choice only when decrypted data is
+///   pending, which only a read produces: there is one reader at a time, and
+///   each read, like each deferred callback result, interrupts the
+///   connection's other waits (`DeferredCallbacks.interruptWaits`), which
+///   ``interrupt(_:)`` finds on either loop. Before the first handshake
+///   completes, one task drives the socket.
 final class PollLoop: Sendable {
     typealias Waiter = UnsafeContinuation<PollOutcome, Never>
+    typealias Registry = PollRegistry<PollSocket, Waiter>
 
-    private let registry = Mutex(PollRegistry<PollSocket, Waiter>())
+    /// How long a read or write wait stays on a hot loop before it may move to
+    /// the cold loop. Waits move in batches of at most one per this delay, so
+    /// a wait moves after one to two delays.
+    static let defaultDemotionDelay: Duration = .seconds(1)
+
+    private let registry: Mutex<Registry>
     private let wakeEvent: PollSocket
     private let waitIDs: PollWaitIDSource
     private let thread: Mutex<OwnedThread?> = Mutex(nil)
+    /// Where waits pending for `demotionDelay` move; nil for a cold loop or a
+    /// loop on its own.
+    let cold: PollLoop?
+    private let demotionDelay: Duration
 
     /// Starts a poll thread named `name`. Loops of one ``PollGroup`` share `ids`.
-    init(name: String = "nss-poll", ids: PollWaitIDSource = PollWaitIDSource()) throws {
+    /// With `cold`, this is a hot loop that moves waits pending for
+    /// `demotionDelay` there.
+    init(
+        name: String = "nss-poll",
+        ids: PollWaitIDSource = PollWaitIDSource(),
+        cold: PollLoop? = nil,
+        demotionDelay: Duration = PollLoop.defaultDemotionDelay
+    ) throws {
         guard let event = PR_NewPollableEvent() else {
             throw TLSError.fromLastNSSError("creating the poll thread's wakeup event")
         }
         wakeEvent = PollSocket(fd: event)
         waitIDs = ids
+        self.cold = cold
+        self.demotionDelay = demotionDelay
+        registry = Mutex(PollRegistry(demotionBatchWindow: cold == nil ? .zero : demotionDelay))
         let started = OwnedThread(name: name) { [self] in self.run() }
         thread.withLock { $0 = started }
     }
@@ -48,13 +98,14 @@ final class PollLoop: Sendable {
         isClosing: @Sendable () -> Bool = { false }
     ) async -> PollOutcome {
         let id = id ?? makeWaitID()
+        let demoteAt: ContinuousClock.Instant? = cold != nil && interest != .interruptionOnly ? .now + demotionDelay : nil
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in
                 let action = registry.withLock { registry in
                     if isClosing() {
                         return PollRegistry<PollSocket, Waiter>.RegisterAction.resume(continuation, .closed)
                     }
-                    return registry.register(id, socket: socket, interest: interest, deadline: deadline, waiter: continuation)
+                    return registry.register(id, socket: socket, interest: interest, deadline: deadline, waiter: continuation, demoteAt: demoteAt)
                 }
                 switch action {
                 case .wakePoller:
@@ -66,7 +117,7 @@ final class PollLoop: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = registry.withLock { $0.cancel(id) }
+            let waiter = endAnywhere(id, .cancelled)
             waiter?.resume(returning: .cancelled)
         }
         if Task.isCancelled {
@@ -83,13 +134,65 @@ final class PollLoop: Sendable {
     /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
     /// it registers. The interrupted task looks at its state again.
     func interrupt(_ id: PollWaitID) {
-        let waiter = registry.withLock { $0.interrupt(id) }
+        let waiter = endAnywhere(id, .interrupted)
         waiter?.resume(returning: .interrupted)
+    }
+
+    /// Ends the wait `id` with `outcome` (cancelled or interrupted) on this
+    /// loop or, if it was demoted, on the cold loop; if it is on neither, a
+    /// registration still to come (always on this loop) ends at once. Returns
+    /// the waiter to resume, which the caller resumes with no lock held.
+    ///
+    /// Why the wait is found wherever it is, and ended exactly once: at any
+    /// moment the wait is in exactly one of four states: not yet registered,
+    /// registered here, registered on the cold loop, or ended. The steps
+    /// between them and the locks they hold:
+    /// - registering (not yet → here): this loop's lock;
+    /// - demotion (here → cold): this loop's thread, holding this loop's lock
+    ///   and, inside it, the cold loop's lock;
+    /// - ending here (readiness, deadline, quiesce, shutdown): this loop's lock;
+    /// - ending on the cold loop: the cold loop's lock.
+    /// Nothing moves a wait back (a resumed task's next wait has a new ID).
+    /// This method holds this loop's lock from its first look to its last, so
+    /// neither of the first two steps can happen meanwhile. If the wait is
+    /// here, it ends here. If not, it is either not yet registered (and stays
+    /// so), or on the cold loop, or ended; the look at the cold loop, under
+    /// the cold lock, ends it there or shows it is not there; in that case it
+    /// is remembered here, where a registration still to come would arrive
+    /// (for a wait that already ended this is the same harmless leftover as
+    /// on a single loop, cleared by `forget` after a cancellation). Every
+    /// thread that holds both locks takes this loop's first (the cold loop's
+    /// thread takes only its own), so there is no deadlock.
+    private func endAnywhere(_ id: PollWaitID, _ outcome: PollOutcome) -> Waiter? {
+        registry.withLock { registry in
+            let elsewhere: (PollWaitID) -> Waiter? = { id in
+                self.cold?.registry.withLock { $0.endIfRegistered(id) }
+            }
+            return outcome == .cancelled
+                ? registry.cancel(id, elsewhere: elsewhere)
+                : registry.interrupt(id, elsewhere: elsewhere)
+        }
     }
 
     /// Ends every wait on `socket` and returns once no `PR_Poll` call uses it,
     /// so that the caller may `PR_Close` it.
+    ///
+    /// On a hot loop this quiesces the hot loop, *then* the cold one: after
+    /// the first step no wait for the socket is left here and none can
+    /// register (the caller marked the socket closing first), so none can be
+    /// demoted after the cold loop was quiesced. The cold step is needed even
+    /// when no wait of the socket was demoted: a cold wait that was cancelled
+    /// or interrupted leaves its slot in the running cold `PR_Poll` until that
+    /// poll returns.
     func quiesce(_ socket: PollSocket) async {
+        await quiesceHere(socket)
+        if let cold { await cold.quiesceHere(socket) }
+    }
+
+    private func quiesceHere(_ socket: PollSocket) async {
+        // Nothing to end or wait for: skip the continuation (the common case
+        // on the cold loop). Same as the registry's `closeNow` with no waits.
+        guard registry.withLock({ $0.tracks(socket) }) else { return }
         _ = await withUnsafeContinuation { (closer: Waiter) in
             let action = registry.withLock { $0.quiesce(socket, closer: closer) }
             switch action {
@@ -115,7 +218,8 @@ final class PollLoop: Sendable {
         PR_DestroyPollableEvent(wakeEvent.fd)
     }
 
-    /// The number of registered waits, for tests and diagnostics.
+    /// The number of waits registered on this loop (not its cold loop), for
+    /// tests and diagnostics.
     var waitCount: Int { registry.withLock { $0.waitCount } }
 
     /// Writes the wakeup. The registry asks for it at most once per poll.
@@ -173,10 +277,22 @@ final class PollLoop: Sendable {
                     index += 1
                 }
             }
-            let resume = registry.withLock {
-                $0.endPoll(readySockets: ready, failed: count < 0, now: .now)
+            let now = ContinuousClock.now
+            let (resume, adopted) = registry.withLock { registry -> ([(Waiter, PollOutcome)], Registry.AdoptAction?) in
+                let resume = registry.endPoll(readySockets: ready, failed: count < 0, now: now)
+                guard let cold else { return (resume, nil) }
+                let demoted = registry.takeDueDemotions(now: now)
+                if demoted.isEmpty { return (resume, nil) }
+                // Hot lock, then cold lock: see `endAnywhere` for why the
+                // move must happen with both held.
+                let adopted = cold.registry.withLock { $0.adopt(demoted) }
+                return (resume, adopted)
             }
             for (waiter, outcome) in resume { waiter.resume(returning: outcome) }
+            if let adopted {
+                for (waiter, outcome) in adopted.resume { waiter.resume(returning: outcome) }
+                if adopted.wakePoller { cold?.wake() }
+            }
         }
     }
 

@@ -50,6 +50,17 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// only once per poll, and for an interruption-only wait only if its deadline
 /// comes before the running poll's timeout.
 ///
+/// **Demotion** (the hot and cold layout, see ``PollGroup``): a read or write
+/// wait may carry a demotion time, a second deadline whose expiry does not end
+/// the wait but hands it over, unchanged, to another registry.
+/// ``takeDueDemotions(now:)`` returns those handovers and ``adopt(_:)`` takes
+/// them in. Demotions are batched: none is due until the earliest pending
+/// demotion time is `demotionBatchWindow` old, and then every wait whose
+/// demotion time has passed goes, so a stream of waits produces at most one
+/// batch per window. ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)``
+/// look in the other registry (``endIfRegistered(_:)``) before they remember
+/// an early ending, so a wait is found wherever it is.
+///
 /// `Socket` is the poll key (a `PRFileDesc` in production, an `Int` in tests);
 /// `Waiter` is what gets resumed (a continuation in production).
 struct PollRegistry<Socket: Hashable, Waiter> {
@@ -58,6 +69,23 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         var interest: PollInterest
         var deadline: ContinuousClock.Instant?
         var waiter: Waiter
+        /// When the wait moves to another registry if it is still pending
+        /// (read and write waits only); nil: never.
+        var demoteAt: ContinuousClock.Instant? = nil
+    }
+
+    /// A wait handed over by ``takeDueDemotions(now:)``: the same ID,
+    /// deadline and waiter, for ``adopt(_:)`` on another registry.
+    struct Demotion {
+        var id: PollWaitID
+        var registration: Registration
+    }
+
+    struct AdoptAction {
+        /// Waits the registry refused (it is shut down): resume them.
+        var resume: [(Waiter, PollOutcome)]
+        /// Wake this registry's poll thread.
+        var wakePoller: Bool
     }
 
     /// Read and write interest of one poll-array entry.
@@ -149,6 +177,12 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private var deadlines = DeadlineHeap()
     /// Registrations that have a deadline.
     private var liveDeadlines = 0
+    /// Demotion times of waits, earliest first, with lazy deletion like `deadlines`.
+    private var demotions = DeadlineHeap()
+    /// Registrations that have a demotion time.
+    private var liveDemotions = 0
+    /// How old the earliest demotion time must be before a batch is due.
+    let demotionBatchWindow: Duration
 
     /// Whether a poll is running: between `beginPoll` and `endPoll`.
     private var polling = false
@@ -163,7 +197,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private var quiesceWaiters: [Waiter] = []
     private(set) var isShutDown = false
 
-    init() {}
+    init(demotionBatchWindow: Duration = .zero) {
+        self.demotionBatchWindow = demotionBatchWindow
+    }
 
     var waitCount: Int { registrations.count }
 
@@ -180,7 +216,8 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         socket: Socket,
         interest: PollInterest,
         deadline: ContinuousClock.Instant?,
-        waiter: Waiter
+        waiter: Waiter,
+        demoteAt: ContinuousClock.Instant? = nil
     ) -> RegisterAction {
         if isShutDown {
             return .resume(waiter, .shutDown)
@@ -188,7 +225,15 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         if let outcome = endedEarly.removeValue(forKey: id) {
             return .resume(waiter, outcome)
         }
-        registrations[id] = Registration(socket: socket, interest: interest, deadline: deadline, waiter: waiter)
+        // Interruption-only waits are not polled: moving them would gain nothing.
+        let demoteAt = interest == .interruptionOnly ? nil : demoteAt
+        registrations[id] = Registration(socket: socket, interest: interest, deadline: deadline, waiter: waiter, demoteAt: demoteAt)
+        if let demoteAt {
+            // A read or write wait already wakes a running poll (below), so
+            // the poll's timeout will include this demotion when it is planned.
+            demotions.push(demoteAt, id)
+            liveDemotions += 1
+        }
         var needsWake = false
         switch interest {
         case .interruptionOnly:
@@ -221,25 +266,43 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         return requestWake(needsWake) ? .wakePoller : .registered
     }
 
-    /// Cancels a wait. Returns its waiter if it was registered; otherwise
-    /// remembers the cancellation for a registration still to come.
-    mutating func cancel(_ id: PollWaitID) -> Waiter? {
-        end(id, with: .cancelled)
+    /// Cancels a wait. Returns its waiter if it was registered here or
+    /// `elsewhere` (the registry its wait may have been demoted to) ends it;
+    /// otherwise remembers the cancellation for a registration still to come.
+    mutating func cancel(_ id: PollWaitID, elsewhere: (PollWaitID) -> Waiter? = { _ in nil }) -> Waiter? {
+        end(id, with: .cancelled, elsewhere: elsewhere)
     }
 
     /// Ends a wait with ``PollOutcome/interrupted``. Returns its waiter if it
-    /// was registered; otherwise a registration still to come ends at once.
-    mutating func interrupt(_ id: PollWaitID) -> Waiter? {
-        end(id, with: .interrupted)
+    /// was registered here or `elsewhere` ends it; otherwise a registration
+    /// still to come ends at once.
+    mutating func interrupt(_ id: PollWaitID, elsewhere: (PollWaitID) -> Waiter? = { _ in nil }) -> Waiter? {
+        end(id, with: .interrupted, elsewhere: elsewhere)
     }
 
-    private mutating func end(_ id: PollWaitID, with outcome: PollOutcome) -> Waiter? {
+    /// Ends a wait if it is registered here, and returns its waiter; never
+    /// remembers anything for later. For a registry that only adopts demoted
+    /// waits: the early endings live in the registry the waits register on.
+    mutating func endIfRegistered(_ id: PollWaitID) -> Waiter? {
+        remove(id)?.waiter
+    }
+
+    private mutating func end(_ id: PollWaitID, with outcome: PollOutcome, elsewhere: (PollWaitID) -> Waiter?) -> Waiter? {
         if let registration = remove(id) {
             return registration.waiter
+        }
+        if let waiter = elsewhere(id) {
+            return waiter
         }
         // A cancellation outranks an interruption that came first.
         if endedEarly[id] != .cancelled { endedEarly[id] = outcome }
         return nil
+    }
+
+    /// Whether `socket` has a slot or a parked wait here: if not, a
+    /// ``quiesce(_:closer:)`` would close at once with nothing to resume.
+    func tracks(_ socket: Socket) -> Bool {
+        slotIndex[socket] != nil || parked[socket] != nil
     }
 
     /// Drops the memory of an early cancellation or interruption whose
@@ -309,7 +372,11 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         polling = true
         wakeRequested = false
         dropEndedDeadlines()
+        dropEndedDemotions()
         polledDeadline = deadlines.first?.deadline
+        if let due = demotionDue, polledDeadline.map({ due < $0 }) ?? true {
+            polledDeadline = due
+        }
         return Plan(changes: changes, count: slots.count, timeout: polledDeadline.map { max(.zero, $0 - now) })
     }
 
@@ -340,12 +407,60 @@ struct PollRegistry<Socket: Hashable, Waiter> {
                 registration.deadline.map { ($0, id) }
             })
         }
+        if demotions.count > 2 * liveDemotions + 64 {
+            demotions.rebuild(registrations.lazy.compactMap { id, registration in
+                registration.demoteAt.map { ($0, id) }
+            })
+        }
         polling = false
         wakeRequested = false
         polledDeadline = nil
         resume.append(contentsOf: quiesceWaiters.map { ($0, .ready) })
         quiesceWaiters.removeAll()
         return resume
+    }
+
+    // MARK: Demotion
+
+    /// When the next batch of demotions is due: the earliest live demotion
+    /// time plus the batch window. Call after `dropEndedDemotions`.
+    private var demotionDue: ContinuousClock.Instant? {
+        demotions.first.map { $0.deadline + demotionBatchWindow }
+    }
+
+    /// Removes and returns the waits to demote, if a batch is due at `now`:
+    /// every wait whose demotion time has passed. Their slots empty as if the
+    /// waits had ended (the sockets leave this poll array at the next plan);
+    /// their waiters are *not* resumed: hand them to ``adopt(_:)``.
+    mutating func takeDueDemotions(now: ContinuousClock.Instant) -> [Demotion] {
+        dropEndedDemotions()
+        guard let due = demotionDue, due <= now else { return [] }
+        var moved: [Demotion] = []
+        while let top = demotions.first, top.deadline <= now {
+            demotions.removeFirst()
+            if registrations[top.id]?.demoteAt == top.deadline, let registration = remove(top.id) {
+                moved.append(Demotion(id: top.id, registration: registration))
+            }
+        }
+        return moved
+    }
+
+    /// Registers waits demoted from another registry, with their IDs,
+    /// deadlines and waiters, and no further demotion. Refused (resumed with
+    /// ``PollOutcome/shutDown``) after ``shutDown()``.
+    mutating func adopt(_ moved: [Demotion]) -> AdoptAction {
+        var action = AdoptAction(resume: [], wakePoller: false)
+        for demotion in moved {
+            var registration = demotion.registration
+            registration.demoteAt = nil
+            switch register(demotion.id, socket: registration.socket, interest: registration.interest,
+                            deadline: registration.deadline, waiter: registration.waiter) {
+            case .wakePoller: action.wakePoller = true
+            case .registered: break
+            case .resume(let waiter, let outcome): action.resume.append((waiter, outcome))
+            }
+        }
+        return action
     }
 
     /// Ends every wait; later registrations are refused.
@@ -359,6 +474,8 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         parked.removeAll()
         deadlines = DeadlineHeap()
         liveDeadlines = 0
+        demotions = DeadlineHeap()
+        liveDemotions = 0
         resume.append(contentsOf: quiesceWaiters.map { ($0, .ready) })
         quiesceWaiters.removeAll()
         polling = false
@@ -406,6 +523,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private mutating func takeRegistration(_ id: PollWaitID) -> Registration? {
         guard let registration = registrations.removeValue(forKey: id) else { return nil }
         if registration.deadline != nil { liveDeadlines -= 1 }
+        if registration.demoteAt != nil { liveDemotions -= 1 }
         return registration
     }
 
@@ -424,6 +542,13 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private mutating func dropEndedDeadlines() {
         while let top = deadlines.first, registrations[top.id]?.deadline != top.deadline {
             deadlines.removeFirst()
+        }
+    }
+
+    /// Pops the demotion times of waits that ended or moved off the top of the heap.
+    private mutating func dropEndedDemotions() {
+        while let top = demotions.first, registrations[top.id]?.demoteAt != top.deadline {
+            demotions.removeFirst()
         }
     }
 
@@ -464,6 +589,13 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         let inHeap = Set(deadlines.entries.map(\.id))
         for (id, registration) in registrations where registration.deadline != nil && !inHeap.contains(id) {
             problems.append("the deadline of wait \(id.raw) is not in the heap")
+        }
+        let withDemotion = registrations.values.filter { $0.demoteAt != nil }.count
+        if withDemotion != liveDemotions { problems.append("liveDemotions \(liveDemotions), counted \(withDemotion)") }
+        let demotionsInHeap = Set(demotions.entries.map(\.id))
+        for (id, registration) in registrations where registration.demoteAt != nil {
+            if !demotionsInHeap.contains(id) { problems.append("the demotion time of wait \(id.raw) is not in the heap") }
+            if registration.interest == .interruptionOnly { problems.append("interruption-only wait \(id.raw) has a demotion time") }
         }
         if polling, polledCount > slots.count { problems.append("polledCount \(polledCount) > \(slots.count) slots during a poll") }
         if Set(dirty).count != dirty.count { problems.append("an index is listed dirty twice") }
@@ -521,3 +653,8 @@ struct DeadlineHeap {
         }
     }
 }
+
+// Demoted waits cross from one loop's lock to another's.
+extension PollRegistry.Registration: Sendable where Socket: Sendable, Waiter: Sendable {}
+extension PollRegistry.Demotion: Sendable where Socket: Sendable, Waiter: Sendable {}
+extension PollRegistry.AdoptAction: Sendable where Waiter: Sendable {}

@@ -1,19 +1,23 @@
+import CNSS
 import Testing
 @testable import AsyncNSS
 
-/// Sharding over several poll threads: sockets are spread round robin and
-/// wait IDs stay unique across the threads.
+/// The layout of the poll threads: hot loops that sockets are spread over
+/// round robin, one cold loop, and wait IDs unique across all of them.
 @Suite("PollGroup", .timeLimit(.minutes(1)))
 struct PollGroupTests {
-    @Test("sockets are assigned round robin, and wait IDs are unique across the loops")
-    func roundRobinAndUniqueIDs() throws {
+    @Test("k threads are k - 1 hot loops, assigned round robin, and one cold loop; wait IDs are unique")
+    func hotLoopsRoundRobinAndUniqueIDs() throws {
         let group = try PollGroup(threads: 3)
         defer { group.shutdown() }
-        #expect(group.loops.count == 3)
-        let assigned = (0..<9).map { _ in group.assign() }
+        #expect(group.loops.count == 2)
+        let cold = try #require(group.coldLoop)
+        #expect(group.loops.allSatisfy { $0.cold === cold })
+        let assigned = (0..<8).map { _ in group.assign() }
         for loop in group.loops {
-            #expect(assigned.filter { $0 === loop }.count == 3)
+            #expect(assigned.filter { $0 === loop }.count == 4)
         }
+        #expect(!assigned.contains { $0 === cold })
         var ids = Set<PollWaitID>()
         for loop in group.loops + group.loops {
             #expect(ids.insert(loop.makeWaitID()).inserted)
@@ -21,11 +25,150 @@ struct PollGroupTests {
         #expect(group.waitCount == 0)
     }
 
-    @Test("one thread when asked for none or fewer")
-    func atLeastOneThread() throws {
-        let group = try PollGroup(threads: 0)
+    @Test("the default is one hot loop and one cold loop")
+    func defaultLayout() throws {
+        let group = try PollGroup(threads: PollGroup.automaticThreadCount)
         defer { group.shutdown() }
         #expect(group.loops.count == 1)
+        #expect(group.coldLoop != nil)
         #expect(group.assign() === group.assign())
+    }
+
+    @Test("one thread when asked for one or fewer, with no cold loop")
+    func singleLoop() throws {
+        for threads in [0, 1] {
+            let group = try PollGroup(threads: threads)
+            defer { group.shutdown() }
+            #expect(group.loops.count == 1)
+            #expect(group.coldLoop == nil)
+            #expect(group.loops[0].cold == nil)
+        }
+    }
+}
+
+/// Waits that move from the hot loop to the cold one, on real poll threads.
+/// The socket is an NSPR pollable event: readable once set.
+@Suite("Hot and cold poll loops", .timeLimit(.minutes(1)))
+struct HotColdPollLoopTests {
+    /// A group whose waits move to the cold loop after 20 ms, a pollable
+    /// event as the socket, and its hot loop.
+    struct Fixture {
+        let group: PollGroup
+        let hot: PollLoop
+        let cold: PollLoop
+        let socket: PollSocket
+
+        init() throws {
+            group = try PollGroup(threads: 2, demotionDelay: .milliseconds(20))
+            hot = group.loops[0]
+            cold = try #require(group.coldLoop)
+            socket = PollSocket(fd: try #require(PR_NewPollableEvent()))
+        }
+
+        /// Returns once `count` waits sit on the cold loop and none on the hot one.
+        func untilDemoted(_ count: Int = 1) async throws {
+            while cold.waitCount < count || hot.waitCount > 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+
+        func close() async {
+            await hot.quiesce(socket)
+            PR_DestroyPollableEvent(socket.fd)
+            group.shutdown()
+        }
+    }
+
+    @Test("a read wait pending past the delay moves to the cold loop, which resumes it when the socket is ready")
+    func demotedWaitBecomesReady() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let waiting = Task { await fixture.hot.wait(for: .read, on: socket) }
+        try await fixture.untilDemoted()
+        PR_SetPollableEvent(socket.fd)
+        #expect(await waiting.value == .ready)
+        #expect(fixture.group.waitCount == 0)
+        // The next wait registers on the hot loop again.
+        PR_WaitForPollableEvent(socket.fd)
+        let next = Task { await fixture.hot.wait(for: .read, on: socket) }
+        while fixture.hot.waitCount == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        PR_SetPollableEvent(socket.fd)
+        #expect(await next.value == .ready)
+        await fixture.close()
+    }
+
+    @Test("a demoted wait keeps its deadline")
+    func demotedWaitTimesOut() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let waiting = Task { await fixture.hot.wait(for: .read, on: socket, deadline: .now + .milliseconds(400)) }
+        #expect(await waiting.value == .timedOut)
+        #expect(fixture.group.waitCount == 0)
+        await fixture.close()
+    }
+
+    @Test("cancelling a demoted wait ends it on the cold loop")
+    func demotedWaitCancelled() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let waiting = Task { await fixture.hot.wait(for: .read, on: socket) }
+        try await fixture.untilDemoted()
+        waiting.cancel()
+        #expect(await waiting.value == .cancelled)
+        #expect(fixture.group.waitCount == 0)
+        await fixture.close()
+    }
+
+    @Test("interrupting a demoted wait ends it on the cold loop")
+    func demotedWaitInterrupted() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let id = fixture.hot.makeWaitID()
+        let waiting = Task { await fixture.hot.wait(for: .write, on: socket, id: id) }
+        // A pollable event is never writable: the wait stays until it moves.
+        try await fixture.untilDemoted()
+        fixture.hot.interrupt(id)
+        #expect(await waiting.value == .interrupted)
+        #expect(fixture.group.waitCount == 0)
+        await fixture.close()
+    }
+
+    @Test("quiescing through the hot loop closes demoted waits and waits for the cold poll")
+    func demotedWaitQuiesced() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let waiting = Task { await fixture.hot.wait(for: .read, on: socket) }
+        try await fixture.untilDemoted()
+        await fixture.hot.quiesce(socket)
+        #expect(await waiting.value == .closed)
+        #expect(fixture.group.waitCount == 0)
+        await fixture.close()
+    }
+
+    @Test("interruption-only waits stay on the hot loop")
+    func interruptionOnlyStaysHot() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let id = fixture.hot.makeWaitID()
+        let waiting = Task { await fixture.hot.wait(for: .interruptionOnly, on: socket, id: id) }
+        while fixture.hot.waitCount == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        // Long enough for several batches to have been due.
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(fixture.hot.waitCount == 1)
+        #expect(fixture.cold.waitCount == 0)
+        fixture.hot.interrupt(id)
+        #expect(await waiting.value == .interrupted)
+        await fixture.close()
+    }
+
+    @Test("shutdown ends demoted waits")
+    func shutdownEndsDemotedWaits() async throws {
+        let fixture = try Fixture()
+        let socket = fixture.socket
+        let waiting = Task { await fixture.hot.wait(for: .read, on: socket) }
+        try await fixture.untilDemoted()
+        fixture.group.shutdown()
+        #expect(await waiting.value == .shutDown)
+        PR_DestroyPollableEvent(socket.fd)
     }
 }

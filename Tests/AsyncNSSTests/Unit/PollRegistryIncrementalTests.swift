@@ -318,7 +318,7 @@ struct PollRegistryIncrementalTests: PollRegistryTesting {
                 }
                 model[PollWaitID(raw: nextID)] = (socket, interest, deadline)
             case 40..<55:
-                if let victim = model.keys.randomElement(using: &random) {
+                if let victim = model.keys.sorted().randomElement(using: &random) {
                     let interrupting = Bool.random(using: &random)
                     let waiter = interrupting ? registry.interrupt(victim) : registry.cancel(victim)
                     #expect(waiter == "w\(victim.raw)")
@@ -343,7 +343,7 @@ struct PollRegistryIncrementalTests: PollRegistryTesting {
                 if pollRunning {
                     clock += .milliseconds(Int.random(in: 0...120, using: &random))
                     let polled = Set(mirror.entries.map(\.socket))
-                    let ready = polled.filter { _ in Int.random(in: 0..<4, using: &random) == 0 }
+                    let ready = polled.sorted().filter { _ in Int.random(in: 0..<4, using: &random) == 0 }
                     let resumed = registry.endPoll(readySockets: Array(ready), failed: false, now: clock)
                     var expected: [String] = []
                     for (id, wait) in model {

@@ -447,7 +447,7 @@ struct PollRegistryTests: PollRegistryTesting {
             case 53..<70: // begin or end a poll
                 clock += .milliseconds(Int.random(in: 0...300, using: &random))
                 if let polled = polling {
-                    let ready = polled.filter { _ in Bool.random(using: &random) }
+                    let ready = polled.sorted().filter { _ in Bool.random(using: &random) }
                     let failed = Int.random(in: 0..<10, using: &random) == 0
                     note(registry.endPoll(readySockets: Array(ready), failed: failed, now: clock), "endPoll at step \(step)")
                     polling = nil
