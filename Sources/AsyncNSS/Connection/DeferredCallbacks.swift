@@ -106,7 +106,10 @@ final class DeferredCallbacks: Sendable {
     /// application's reader may run in between, finish the handshake with its
     /// read and interrupt before this wait is registered. Without the mark
     /// that interruption is lost and the rehandshake waits for bytes that may
-    /// never come.
+    /// never come. (Being `nonisolated(nonsending)`, the wait now stays on
+    /// the caller's actor until it is registered, which also closes that gap
+    /// for callers on the connection's actor; the mark keeps it correct
+    /// wherever the wait runs.)
     ///
     /// Why no interruption is lost: this wait counts itself in `activeWaits`,
     /// then compares the mark under the lock and registers its ID in the same
@@ -116,7 +119,7 @@ final class DeferredCallbacks: Sendable {
     /// wait counted and takes the lock after the critical section that
     /// registered the ID (taking it before would order its count before the
     /// comparison). A posted result is covered the same way by `results`.
-    func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, since mark: InterruptionMark? = nil) async -> PollOutcome {
+    nonisolated(nonsending) func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, since mark: InterruptionMark? = nil) async -> PollOutcome {
         let id = socket.makeWaitID()
         activeWaits.wrappingAdd(1, ordering: .sequentiallyConsistent)
         defer { activeWaits.wrappingSubtract(1, ordering: .sequentiallyConsistent) }

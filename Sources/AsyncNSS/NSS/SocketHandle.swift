@@ -68,7 +68,8 @@ final class SocketHandle: RuntimeResource {
     }
 
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
-    func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
+    /// Runs on the caller's executor, as ``PollLoop/wait(for:on:deadline:id:isClosing:)`` does.
+    nonisolated(nonsending) func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
         guard case .open(let socket) = state.withLock({ $0 }) else { return .closed }
         return await pollLoop.wait(for: interest, on: socket, deadline: deadline, id: id) { [self] in
             self.closing.load(ordering: .acquiring)

@@ -90,7 +90,11 @@ final class PollLoop: Sendable {
     ///
     /// `isClosing` is checked under the registry lock, so a wait never
     /// registers after the closer has quiesced the socket.
-    func wait(
+    ///
+    /// `nonisolated(nonsending)`: the wait registers on the caller's executor
+    /// (usually a connection's actor) and the task resumes there, without a
+    /// hop to the global executor and back for every wait.
+    nonisolated(nonsending) func wait(
         for interest: PollInterest,
         on socket: PollSocket,
         deadline: ContinuousClock.Instant? = nil,
