@@ -70,10 +70,12 @@ extension Integration {
         func queuedWrite() async throws {
             try await withTimeout(seconds: 30) {
                 let (listener, client, server) = try await pair()
-                // The first write fills the socket buffers (the peer does not read) and holds the turn.
+                // One write far larger than the socket buffers (the peer does
+                // not read) holds the turn until it is cancelled. (Many 1 MiB
+                // writes, as before, let the turn pass between them, and on a
+                // slow run the queued write got it before the buffers filled.)
                 let holder = Task {
-                    let block = [UInt8](repeating: 1, count: 1 << 20)
-                    for _ in 0..<1024 { try await client.write(block) }
+                    try await client.write([UInt8](repeating: 1, count: 64 << 20))
                 }
                 try await Task.sleep(for: .milliseconds(300))
                 try await expectPromptCancellation {
