@@ -248,13 +248,7 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
         for step in 0..<600 {
             switch Int.random(in: 0..<100, using: &random) {
             case 0..<28: // register on the hot side
-                let waitID: PollWaitID
-                if !unregistered.isEmpty, Bool.random(using: &random) {
-                    waitID = unregistered.remove(at: Int.random(in: 0..<unregistered.count, using: &random))
-                } else {
-                    nextID += 1
-                    waitID = PollWaitID(raw: nextID)
-                }
+                let waitID = nextWaitID(reusing: &unregistered, counter: &nextID, using: &random)
                 let name = newName("w")
                 idOfWaiter[name] = waitID
                 let deadline: ContinuousClock.Instant? = Int.random(in: 0..<3, using: &random) == 0

@@ -10,6 +10,20 @@ extension PollRegistryTesting {
 
     func id(_ raw: UInt64) -> PollWaitID { PollWaitID(raw: raw) }
 
+    /// For the random sequences: half the time an ID allocated earlier and
+    /// not registered yet (maybe cancelled early), else a fresh one.
+    func nextWaitID(
+        reusing unregistered: inout [PollWaitID],
+        counter: inout UInt64,
+        using random: inout UnitSeededGenerator
+    ) -> PollWaitID {
+        if !unregistered.isEmpty, Bool.random(using: &random) {
+            return unregistered.remove(at: Int.random(in: 0..<unregistered.count, using: &random))
+        }
+        counter += 1
+        return PollWaitID(raw: counter)
+    }
+
     @discardableResult
     func register(
         _ registry: inout Registry, _ raw: UInt64, socket: Int, _ interest: PollInterest = .read,

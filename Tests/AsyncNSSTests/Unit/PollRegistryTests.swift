@@ -397,13 +397,7 @@ struct PollRegistryTests: PollRegistryTesting {
         for step in 0..<400 {
             switch Int.random(in: 0..<100, using: &random) {
             case 0..<30: // register: a fresh ID or one allocated earlier (maybe cancelled early)
-                let waitID: PollWaitID
-                if !unregistered.isEmpty, Bool.random(using: &random) {
-                    waitID = unregistered.remove(at: Int.random(in: 0..<unregistered.count, using: &random))
-                } else {
-                    nextID += 1
-                    waitID = PollWaitID(raw: nextID)
-                }
+                let waitID = nextWaitID(reusing: &unregistered, counter: &nextID, using: &random)
                 let name = newName("w")
                 idOfWaiter[name] = waitID
                 let deadline: ContinuousClock.Instant? = Bool.random(using: &random)
