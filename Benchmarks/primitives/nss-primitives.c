@@ -63,8 +63,7 @@ static SECKEYECParams curve_params(SECOidTag tag) {
 
 /* A key share as libssl makes one (ssl_CreateECDHEphemeralKeyPair): a
  * session key pair usable for derivation only. */
-static SECKEYPrivateKey *generate(PK11SlotInfo *slot, SECKEYECParams *params, SECKEYPublicKey **pub) {
-    (void)slot;
+static SECKEYPrivateKey *generate(SECKEYECParams *params, SECKEYPublicKey **pub) {
     SECKEYPrivateKey *key = SECKEY_CreateECPrivateKey(params, pub, NULL);
     if (!key) fail("SECKEY_CreateECPrivateKey");
     return key;
@@ -77,22 +76,22 @@ static SECKEYPrivateKey *generate_signing(PK11SlotInfo *slot, SECKEYECParams *pa
     return key;
 }
 
-static void key_exchange(PK11SlotInfo *slot, const char *curve, SECOidTag tag) {
+static void key_exchange(const char *curve, SECOidTag tag) {
     SECKEYECParams params = curve_params(tag);
     SECKEYPublicKey *peerPub = NULL;
-    SECKEYPrivateKey *peer = generate(slot, &params, &peerPub);
+    SECKEYPrivateKey *peer = generate(&params, &peerPub);
     char name[64];
 
     snprintf(name, sizeof name, "%s key share (key pair generation)", curve);
     MEASURE(name, {
         SECKEYPublicKey *pub = NULL;
-        SECKEYPrivateKey *key = generate(slot, &params, &pub);
+        SECKEYPrivateKey *key = generate(&params, &pub);
         SECKEY_DestroyPrivateKey(key);
         SECKEY_DestroyPublicKey(pub);
     });
 
     SECKEYPublicKey *ownPub = NULL;
-    SECKEYPrivateKey *own = generate(slot, &params, &ownPub);
+    SECKEYPrivateKey *own = generate(&params, &ownPub);
     snprintf(name, sizeof name, "%s shared secret (ECDH derive)", curve);
     MEASURE(name, {
         PK11SymKey *secret = PK11_PubDeriveWithKDF(own, peerPub, PR_FALSE, NULL, NULL, CKM_ECDH1_DERIVE,
@@ -195,8 +194,8 @@ int main(int argc, char **argv) {
     PK11SlotInfo *slot = PK11_GetInternalSlot();
     if (!slot) fail("PK11_GetInternalSlot");
     printf("NSS %s, %.1f s of thread CPU per primitive\n", NSS_GetVersion(), seconds);
-    key_exchange(slot, "X25519", SEC_OID_CURVE25519);
-    key_exchange(slot, "P-256", SEC_OID_ANSIX962_EC_PRIME256V1);
+    key_exchange("X25519", SEC_OID_CURVE25519);
+    key_exchange("P-256", SEC_OID_ANSIX962_EC_PRIME256V1);
     signatures(slot);
     hkdf(slot);
     aead(slot);
