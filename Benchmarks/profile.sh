@@ -49,9 +49,9 @@ mkdir -p results
 out=results/profile-$server.txt
 {
     echo "# perf record -e cpu-clock -g on $server under: strsclnt -D -o -q ${load[*]}"
-    echo "## by library (self time)"
-    perf report -i "$work/perf.data" -g none --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+    echo "## by library (self time; samples at 2,000 per second of CPU)"
+    perf report -i "$work/perf.data" -g none --no-children --sort dso -n --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
     echo "## by symbol (self time)"
-    perf report -i "$work/perf.data" -g none --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 | swift demangle --simplified
+    perf report -i "$work/perf.data" -g none --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -${PROFILE_SYMBOLS:-40} | swift demangle --simplified
 } >"$out"
 cat "$out"
