@@ -27,13 +27,14 @@ struct Acceptor: Sendable {
 
     func run() async {
         await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
+            accepting: while !Task.isCancelled {
                 await limiter.waitForRoom()
                 if Task.isCancelled { break }
                 // Out of descriptors a moment ago: accept only once the
-                // reserve is back, or the table would be full again.
+                // reserve is back and a slot beside it is free, or the table
+                // would be full again.
                 guard reserve.reclaim() else {
-                    try? await Task.sleep(for: Self.exhaustionBackoff)
+                    guard await pause() else { break accepting }
                     continue
                 }
                 switch accept() {
@@ -46,9 +47,10 @@ struct Acceptor: Sendable {
                         return
                     }
                 case .exhausted(let error):
-                    logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(Self.exhaustionBackoff)"])
+                    // The slot first: the table is full until it is given back.
                     reserve.release()
-                    try? await Task.sleep(for: Self.exhaustionBackoff)
+                    logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(Self.exhaustionBackoff)"])
+                    guard await pause() else { break accepting }
                 case .failed(let error):
                     if !listeningSocket.isOpen { group.cancelAll(); return }
                     logger.info("accept failed", metadata: ["error": "\(error)"])
@@ -58,6 +60,18 @@ struct Acceptor: Sendable {
         }
         reserve.release()
         output.finish()
+    }
+
+    /// Waits out ``exhaustionBackoff`` on the poll thread, as a deadline with
+    /// no readiness, rather than with `Task.sleep`: a process's first dispatch
+    /// timer opens a descriptor (libdispatch's timerfd) and keeps it, and out
+    /// of descriptors it would take the slot the reserve just gave back.
+    /// False once the listener is closed or the loop is cancelled.
+    private func pause() async -> Bool {
+        switch await listeningSocket.wait(for: .interruptionOnly, deadline: .now + Self.exhaustionBackoff) {
+        case .timedOut, .interrupted, .ready: true
+        case .cancelled, .closed, .shutDown: false
+        }
     }
 
     private func accept() -> AcceptStep {
