@@ -68,8 +68,8 @@ final class PollLoop: Sendable {
     /// With `cold`, this is a hot loop that moves waits pending for
     /// `demotionDelay` there.
     init(
-        name: String = "nss-poll",
-        ids: PollWaitIDSource = PollWaitIDSource(),
+        name: String,
+        ids: PollWaitIDSource,
         cold: PollLoop? = nil,
         demotionDelay: Duration = PollLoop.defaultDemotionDelay
     ) throws {
