@@ -181,6 +181,7 @@ final class ConnectionCallbacks: Sendable {
         let status = verify(fd, checkSignature: checkSignature, isServer: isServer)
         guard status == SECSuccess else { return status }
         guard settings.certificateVerifier != nil else {
+            PeerTrustMemo.remember(fd)
             peerCertificatesAccepted.add(1, ordering: .releasing)
             return SECSuccess
         }
