@@ -8,11 +8,12 @@ import UnixSignals
 /// and the listener goes on as it was.
 struct ReloadOnHangup: Service {
     let listener: TLSListener
+    /// SIGHUP, trapped by the caller before it announced the address.
+    let hangups: UnixSignalsSequence
     let logger: Logger
     let makeConfiguration: @Sendable () async throws -> TLSConfiguration
 
     func run() async throws {
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in hangups {
                 do {

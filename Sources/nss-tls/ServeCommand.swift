@@ -143,6 +143,13 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = CommandLogging.logger(level: verbose ? .debug : .info)
         Signals.ignoreBrokenPipes()
+        // Every signal serve handles is trapped before the address is announced.
+        // Whoever acts on the announcement then meets a server that is fully
+        // set up: a SIGTERM at once shuts it down gracefully instead of killing
+        // it, and the signal sources' descriptors already exist, so a client
+        // that uses up the descriptor table does not leave them without one.
+        let shutdownSignals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let listener: TLSListener
         do {
             let configuration = try await makeConfiguration(logger: logger)
@@ -160,7 +167,7 @@ struct ServeCommand: AsyncParsableCommand {
         let server = TLSServer(listener: listener, gracePeriod: .milliseconds(Int64((gracePeriod * 1000).rounded())), logger: logger) { connection in
             await ServeSession(connection: connection, logger: logger).run()
         }
-        let reloader = ReloadOnHangup(listener: listener, logger: logger) { [self] in try await makeConfiguration(logger: logger) }
+        let reloader = ReloadOnHangup(listener: listener, hangups: hangups, logger: logger) { [self] in try await makeConfiguration(logger: logger) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: server),
             .init(service: reloader, successTerminationBehavior: .gracefullyShutdownGroup),
@@ -169,15 +176,20 @@ struct ServeCommand: AsyncParsableCommand {
             let watcher = ReloadOnFileChange(listener: listener, files: watchedFiles) { [self] in try await makeConfiguration(logger: logger) }
             services.append(.init(service: watcher, successTerminationBehavior: .gracefullyShutdownGroup))
         }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        do {
-            try await group.run()
-        } catch {
-            logger.error("the server stopped", metadata: ["error": "\(error)"])
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await _ in shutdownSignals {
+                    await group.triggerGracefulShutdown()
+                    return
+                }
+            }
+            do {
+                try await group.run()
+            } catch {
+                logger.error("the server stopped", metadata: ["error": "\(error)"])
+            }
+            tasks.cancelAll()
         }
         logger.debug("shutting NSS down")
         do {

@@ -15,12 +15,7 @@ extension Integration {
                 // A certificate made just now, served by another process: no
                 // database, module or identity of this process knows it.
                 let dir = try TemporaryDirectory()
-                let made = try await ExternalTool.run("openssl", [
-                    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                    "-subj", "/CN=memo.test", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", dir.file("key.pem"), "-out", dir.file("cert.pem"),
-                ])
-                #expect(made.status == 0, "\(made)")
+                try await SelfSignedFiles.make(certificate: dir.file("cert.pem"), key: dir.file("key.pem"), subject: "/CN=memo.test", altName: "IP:127.0.0.1")
                 let certificateText = try String(contentsOfFile: dir.file("cert.pem"), encoding: .utf8)
                 let der = try #require(try TrustAnchors.parse(certificateText, source: "the test").first).derBytes
                 let serve = try await ServeProcess.start(["--cert", dir.file("cert.pem"), "--key", dir.file("key.pem")])
@@ -52,11 +47,7 @@ extension Integration {
 
         /// Trust in one more self-signed certificate, unrelated to the server's.
         private static func otherAnchor(_ dir: TemporaryDirectory) async throws -> TLSTrust {
-            let made = try await ExternalTool.run("openssl", [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                "-subj", "/CN=other.test", "-keyout", dir.file("other-key.pem"), "-out", dir.file("other.pem"),
-            ])
-            #expect(made.status == 0, "\(made)")
+            try await SelfSignedFiles.make(certificate: dir.file("other.pem"), key: dir.file("other-key.pem"), subject: "/CN=other.test")
             return try await TLSTrust.pem(file: dir.file("other.pem"))
         }
     }

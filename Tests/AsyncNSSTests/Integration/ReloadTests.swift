@@ -99,11 +99,7 @@ extension Integration {
 
         /// A self-signed certificate and PKCS#8 key for `name`, as PEM files in `directory`.
         private static func writeIdentity(_ name: String, in directory: TemporaryDirectory, prefix: String) async throws {
-            let output = try await ExternalTool.run("openssl", [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                "-keyout", directory.file("\(prefix).key"), "-out", directory.file("\(prefix).pem"), "-subj", "/CN=\(name)",
-            ])
-            #expect(output.status == 0, "\(output)")
+            try await SelfSignedFiles.make(certificate: directory.file("\(prefix).pem"), key: directory.file("\(prefix).key"), subject: "/CN=\(name)")
         }
 
         /// The subject a full handshake sees. A resumed session would report

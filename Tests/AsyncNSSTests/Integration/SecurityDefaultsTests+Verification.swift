@@ -31,12 +31,7 @@ extension Integration.SecurityDefaultsTests {
         try await withTimeout(seconds: 60) {
             // Made just now, so no database or module this process opened trusts it.
             let dir = try TemporaryDirectory()
-            let made = try await ExternalTool.run("openssl", [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                "-keyout", dir.file("key.pem"), "-out", dir.file("cert.pem"),
-            ])
-            #expect(made.status == 0, "\(made)")
+            try await SelfSignedFiles.make(certificate: dir.file("cert.pem"), key: dir.file("key.pem"), subject: "/CN=localhost", altName: "DNS:localhost")
             try await Self.withOpenSSLServer(certificate: dir.file("cert.pem"), key: dir.file("key.pem")) { port in
                 let error = await #expect(throws: TLSError.self) {
                     _ = try await TLSConnection.connect(host: "localhost", port: port, configuration: .makeClientConfiguration())
