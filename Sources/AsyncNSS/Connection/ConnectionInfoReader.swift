@@ -58,16 +58,20 @@ enum ConnectionInfoReader {
     }
 
     static func peerCertificates(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [TLSCertificate] {
-        guard let list = SSL_PeerCertificateChain(fd) else { return [] }
-        defer { CERT_DestroyCertList(list) }
         var result: [TLSCertificate] = []
+        forEachPeerCertificate(fd) { result.append(CertificateImport.describe($0)) }
+        return result
+    }
+
+    /// Calls `body` with each certificate the peer presented, leaf first
+    /// (`SSL_PeerCertificateChain`); the certificates live only during the call.
+    static func forEachPeerCertificate(_ fd: UnsafeMutablePointer<PRFileDesc>, _ body: (UnsafeMutablePointer<CERTCertificate>) -> Void) {
+        guard let list = SSL_PeerCertificateChain(fd) else { return }
+        defer { CERT_DestroyCertList(list) }
         var node = cnss_cert_list_head(list)
         while let current = node, cnss_cert_list_end(current, list) == 0 {
-            if let certificate = current.pointee.cert {
-                result.append(CertificateImport.describe(certificate))
-            }
+            if let certificate = current.pointee.cert { body(certificate) }
             node = cnss_cert_list_next(current)
         }
-        return result
     }
 }

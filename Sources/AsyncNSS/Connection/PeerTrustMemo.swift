@@ -28,13 +28,7 @@ enum PeerTrustMemo {
     /// Records the neutral trust on the peer's certificates that have none.
     /// Call only once the certificates were accepted.
     static func remember(_ fd: UnsafeMutablePointer<PRFileDesc>) {
-        guard let chain = SSL_PeerCertificateChain(fd) else { return }
-        defer { CERT_DestroyCertList(chain) }
-        var node = cnss_cert_list_head(chain)
-        while let current = node, cnss_cert_list_end(current, chain) == 0 {
-            if let certificate = current.pointee.cert { rememberOne(certificate) }
-            node = cnss_cert_list_next(current)
-        }
+        ConnectionInfoReader.forEachPeerCertificate(fd, rememberOne)
     }
 
     private static func rememberOne(_ certificate: UnsafeMutablePointer<CERTCertificate>) {
