@@ -73,17 +73,7 @@ extension TLSConnection {
         guard let tcp = PR_OpenTCPSocket(address.family) else {
             throw TLSError.fromLastNSSError(operation)
         }
-        do {
-            try ReadAheadLayer.push(onto: tcp, operation: operation)
-        } catch {
-            PR_Close(tcp)
-            throw error
-        }
-        guard let fd = SSL_ImportFD(nil, tcp) else {
-            let error = TLSError.fromLastNSSError(operation)
-            PR_Close(tcp)
-            throw error
-        }
+        let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation) { SSL_ImportFD(nil, $0) }
         let socket = SocketHandle(fd, services: services)
         let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, peer: address.description, services: services)
         callbacks.bind(to: socket)

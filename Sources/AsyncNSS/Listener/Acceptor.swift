@@ -139,18 +139,8 @@ struct Acceptor: Sendable {
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
     /// callbacks; fix both right after import.
     private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: @autoclosure () -> String) throws -> SocketHandle {
-        let imported: UnsafeMutablePointer<PRFileDesc>?
-        do {
-            try ReadAheadLayer.push(onto: tcp, operation: operation())
-            imported = try model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
-        } catch {
-            PR_Close(tcp)
-            throw error
-        }
-        guard let fd = imported else {
-            let error = TLSError.fromLastNSSError(operation())
-            PR_Close(tcp)
-            throw error
+        let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
+            try model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
         }
         let socket = SocketHandle(fd, services: services)
         callbacks.bind(to: socket)

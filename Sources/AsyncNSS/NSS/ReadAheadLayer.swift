@@ -63,6 +63,31 @@ enum ReadAheadLayer {
         }
     }
 
+    /// Pushes the layer onto `tcp`, then makes the SSL socket above it with
+    /// `importSSL` (`SSL_ImportFD`, from a model socket or from none). On any
+    /// failure `tcp` is closed and the error is thrown; on success closing the
+    /// SSL socket closes everything below it.
+    static func pushThenImport(
+        _ tcp: UnsafeMutablePointer<PRFileDesc>,
+        operation: @autoclosure () -> String,
+        importSSL: (UnsafeMutablePointer<PRFileDesc>) throws -> UnsafeMutablePointer<PRFileDesc>?
+    ) throws -> UnsafeMutablePointer<PRFileDesc> {
+        let imported: UnsafeMutablePointer<PRFileDesc>?
+        do {
+            try push(onto: tcp, operation: operation())
+            imported = try importSSL(tcp)
+        } catch {
+            PR_Close(tcp)
+            throw error
+        }
+        guard let fd = imported else {
+            let error = TLSError.fromLastNSSError(operation())
+            PR_Close(tcp)
+            throw error
+        }
+        return fd
+    }
+
     fileprivate static func buffer(_ fd: UnsafeMutablePointer<PRFileDesc>) -> Buffer? {
         fd.pointee.secret.map { Unmanaged<Buffer>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
     }
