@@ -88,6 +88,11 @@ enum ReadAheadLayer {
         return fd
     }
 
+    /// Whether `fd`'s stack has this layer; for tests and diagnostics.
+    static func isPushed(on fd: UnsafeMutablePointer<PRFileDesc>) -> Bool {
+        PR_GetIdentitiesLayer(fd, identity) != nil
+    }
+
     fileprivate static func buffer(_ fd: UnsafeMutablePointer<PRFileDesc>) -> Buffer? {
         fd.pointee.secret.map { Unmanaged<Buffer>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
     }

@@ -121,8 +121,11 @@ public actor TCPConnection {
         callbacks.bind(to: socket)
         do {
             try socket.withFD(operation) { fd in
-                // SSL_ImportFD pushes the SSL layer on top of this descriptor's
-                // stack; the PRFileDesc pointer stays the same.
+                // The read-ahead layer, then the SSL layer, go on top of this
+                // descriptor's stack; the PRFileDesc pointer stays the same.
+                // Plain reads went straight to the socket, so the layer starts
+                // empty: no plain byte is handed to TLS.
+                try ReadAheadLayer.push(onto: fd, operation: operation)
                 guard let imported = SSL_ImportFD(nil, fd) else { throw TLSError.fromLastNSSError(operation) }
                 guard imported == fd else {
                     throw TLSError(kind: .runtime, operation: operation, message: "NSS returned a different descriptor for the TLS layer")
