@@ -58,18 +58,17 @@ extension Integration {
             return try socket.withFD("looking at the socket's layers") { ReadAheadLayer.isPushed(on: $0) }
         }
 
-        /// Writes `bytes` of a pattern and reads the echo back, concurrently,
-        /// and checks every byte.
+        /// Writes `count` bytes of ``TransferPattern`` and checks the echo,
+        /// reading while it writes.
         private static func roundTrip(_ connection: TLSConnection, bytes count: Int) async throws {
-            let payload = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
-            async let sent: Void = connection.write(payload)
-            var received: [UInt8] = []
-            received.reserveCapacity(count)
+            let pattern = TransferPattern()
+            async let sent: Void = connection.write(pattern.bytes(at: 0, count: count))
+            var verifier = TransferVerifier(pattern: pattern)
             var iterator = connection.inbound.makeAsyncIterator()
-            while received.count < count, let chunk = try await iterator.next() { received += chunk }
+            while verifier.received < count, let chunk = try await iterator.next() { try verifier.consume(chunk) }
             try await sent
-            #expect(received.count == count)
-            #expect(received == payload)
+            #expect(verifier.received == count)
+            #expect(verifier.mismatchAt == nil)
         }
     }
 }
