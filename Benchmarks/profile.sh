@@ -22,7 +22,7 @@ pki=$work/pki
 bin=$(swift build -c release --show-bin-path)
 port=$(python3 -c 'from runner import servers; print(servers.free_port())')
 case "$server" in
-    nss-tls) command=("$(swift build -c release --package-path .. --show-bin-path)/nss-tls" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port") ;;
+    nss-tls) command=("${NSS_TLS_BIN:-$(swift build -c release --package-path .. --show-bin-path)/nss-tls}" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port") ;;
     asyncnss-peer|niossl-peer) command=("$bin/$server" server --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port" --mode http) ;;
     selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
     *) echo "unknown server $server" >&2; exit 1 ;;
