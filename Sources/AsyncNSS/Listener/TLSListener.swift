@@ -24,7 +24,7 @@ public actor TLSListener: AsyncSequence {
     /// The bound port; the one the system chose when binding port 0.
     public nonisolated let port: Int
 
-    private let listeningSocket: SocketHandle
+    let listeningSocket: SocketHandle
     private let setups: ServerSetups
     /// The runtime the listener runs on.
     let services: RuntimeServices

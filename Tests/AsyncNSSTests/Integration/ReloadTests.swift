@@ -119,6 +119,25 @@ extension Integration {
             return false
         }
 
+        @Test("reloadWhenFilesChange returns as soon as the listener closes, long before its next look")
+        func watchEndsWithTheListener() async throws {
+            try await withTimeout(seconds: 30) {
+                let directory = try TemporaryDirectory()
+                let file = directory.file("watched")
+                try Data("unchanged".utf8).write(to: URL(fileURLWithPath: file))
+                let configuration = try await TestIdentities.serverConfiguration()
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration, logger: logger)
+                // An hour between looks: only the listener's closing can end
+                // the watch within the test's timeout.
+                let watcher = Task { try await listener.reloadWhenFilesChange([file], checkingEvery: .seconds(3600)) { configuration } }
+                #expect(await log.waitForLine(containing: ["watching files: reloaded the configuration once"]) != nil, "\(log.all)")
+                await listener.close()
+                // Cancelled with the test on a timeout, so a watch that goes on fails it at once.
+                try await withTaskCancellationHandler { try await watcher.value } onCancel: { watcher.cancel() }
+            }
+        }
+
         @Test("reloadWhenFilesChange: new files reach new handshakes, a half-written pair is logged and skipped, cancellation stops it",
               .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl"))
         func reloadWhenFilesChange() async throws {
