@@ -61,9 +61,9 @@ extension TLSListener {
     /// the listening socket, rather than with `Task.sleep`. So the watch ends
     /// as soon as the listener closes, instead of up to `interval` later. And
     /// it opens no descriptor: a process's first dispatch timer opens
-    /// libdispatch's timerfd, which, once `serve --watch` had announced its
-    /// address, could take the descriptor slot the listener keeps free for
-    /// when the table is full. False once the listener is closed.
+    /// libdispatch's timerfd, which, once `nss-tls serve --reload-on-change`
+    /// had announced its address, could take the descriptor slot the listener
+    /// keeps free for when the table is full. False once the listener is closed.
     private nonisolated func pause(_ interval: Duration) async throws -> Bool {
         switch await listeningSocket.wait(for: .interruptionOnly, deadline: .now + interval) {
         case .timedOut, .interrupted, .ready: true
