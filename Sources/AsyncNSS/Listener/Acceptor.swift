@@ -15,7 +15,8 @@ struct Acceptor: Sendable {
     let reserve: ReserveDescriptor
     let metrics: ConnectionMetrics
 
-    /// How long to pause when the process is out of file descriptors.
+    /// How long to pause, on the poll thread (``SocketHandle/pause(for:)``),
+    /// when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
 
     private enum AcceptStep {
@@ -34,7 +35,7 @@ struct Acceptor: Sendable {
                 // reserve is back and a slot beside it is free, or the table
                 // would be full again.
                 guard reserve.reclaim() else {
-                    guard await pause() else { break accepting }
+                    guard await listeningSocket.pause(for: Self.exhaustionBackoff) == .elapsed else { break accepting }
                     continue
                 }
                 switch accept() {
@@ -50,7 +51,7 @@ struct Acceptor: Sendable {
                     // The slot first: the table is full until it is given back.
                     reserve.release()
                     logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(Self.exhaustionBackoff)"])
-                    guard await pause() else { break accepting }
+                    guard await listeningSocket.pause(for: Self.exhaustionBackoff) == .elapsed else { break accepting }
                 case .failed(let error):
                     if !listeningSocket.isOpen { group.cancelAll(); return }
                     logger.info("accept failed", metadata: ["error": "\(error)"])
@@ -60,18 +61,6 @@ struct Acceptor: Sendable {
         }
         reserve.release()
         output.finish()
-    }
-
-    /// Waits out ``exhaustionBackoff`` on the poll thread, as a deadline with
-    /// no readiness, rather than with `Task.sleep`: a process's first dispatch
-    /// timer opens a descriptor (libdispatch's timerfd) and keeps it, and out
-    /// of descriptors it would take the slot the reserve just gave back.
-    /// False once the listener is closed or the loop is cancelled.
-    private func pause() async -> Bool {
-        switch await listeningSocket.wait(for: .interruptionOnly, deadline: .now + Self.exhaustionBackoff) {
-        case .timedOut, .interrupted, .ready: true
-        case .cancelled, .closed, .shutDown: false
-        }
     }
 
     private func accept() -> AcceptStep {

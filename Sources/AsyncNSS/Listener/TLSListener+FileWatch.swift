@@ -34,7 +34,14 @@ extension TLSListener {
         let pool = services.blockingPool
         var seen: FileSnapshot?
         while await isAccepting {
-            if seen != nil, try await !pause(interval) { return }
+            if seen != nil {
+                // On the poll thread: the watch ends as soon as the listener closes.
+                switch await listeningSocket.pause(for: interval) {
+                case .elapsed: break
+                case .closed: return
+                case .cancelled: throw CancellationError()
+                }
+            }
             let now = try await pool.run { FileSnapshot.take(files) }
             let starting = seen == nil
             let changed = seen.map { now.changedPaths(since: $0) } ?? files
@@ -54,21 +61,6 @@ extension TLSListener {
             } catch {
                 logger.warning("files changed, but the reload failed; keeping the previous configuration", metadata: ["files": "\(changed)", "error": "\(error)"])
             }
-        }
-    }
-
-    /// Waits `interval` on the poll thread, as a deadline with no readiness on
-    /// the listening socket, rather than with `Task.sleep`. So the watch ends
-    /// as soon as the listener closes, instead of up to `interval` later. And
-    /// it opens no descriptor: a process's first dispatch timer opens
-    /// libdispatch's timerfd, which, once `nss-tls serve --reload-on-change`
-    /// had announced its address, could take the descriptor slot the listener
-    /// keeps free for when the table is full. False once the listener is closed.
-    private nonisolated func pause(_ interval: Duration) async throws -> Bool {
-        switch await listeningSocket.wait(for: .interruptionOnly, deadline: .now + interval) {
-        case .timedOut, .interrupted, .ready: true
-        case .closed, .shutDown: false
-        case .cancelled: throw CancellationError()
         }
     }
 }

@@ -76,6 +76,31 @@ final class SocketHandle: RuntimeResource {
         }
     }
 
+    /// How a ``pause(for:)`` ended.
+    enum PauseEnd {
+        /// The duration passed (or an interruption cut it short).
+        case elapsed
+        /// The socket was closed, or the runtime shut down.
+        case closed
+        /// The waiting task was cancelled.
+        case cancelled
+    }
+
+    /// Waits `duration` on the poll thread, as a deadline with no readiness
+    /// on this socket, rather than with `Task.sleep`: the pause ends as soon
+    /// as the socket closes, and it opens no descriptor. (A process's first
+    /// dispatch timer makes libdispatch open a timerfd and keep it; while the
+    /// process is out of descriptors, or once `nss-tls serve` has announced
+    /// its address, that descriptor could take the slot a listener keeps free
+    /// for when the table is full.)
+    nonisolated(nonsending) func pause(for duration: Duration) async -> PauseEnd {
+        switch await wait(for: .interruptionOnly, deadline: .now + duration) {
+        case .timedOut, .interrupted, .ready: .elapsed
+        case .closed, .shutDown: .closed
+        case .cancelled: .cancelled
+        }
+    }
+
     /// A wait ID for ``wait(for:deadline:id:)`` that ``interruptWait(_:)`` can end.
     func makeWaitID() -> PollWaitID { pollLoop.makeWaitID() }
 
