@@ -31,16 +31,13 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-python3 -c "from runner import pki; pki.make('$work/pki')"
-pki=$work/pki
-port=$(python3 -c 'from runner import servers; print(servers.free_port())')
+source ./server-under-load.bash
 
 events=(-e context-switches -e task-clock)
 case "$server" in
     nss-tls)
-        bin=${NSS_TLS_BIN:-$(swift build -c release --package-path .. --show-bin-path)/nss-tls}
-        command=("$bin" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port")
         if [ "${PROBES:-1}" != 0 ]; then
+            bin=$(nss_tls_bin)
             runtime=$(ldd "$bin" | awk '/libswift_Concurrency/ { print $3 }')
             [ -n "$runtime" ] || { echo "$bin does not link libswift_Concurrency.so" >&2; exit 1; }
             for function in swift_task_create swift_task_enqueueGlobal swift_continuation_resume swift_task_switch; do
@@ -53,17 +50,11 @@ case "$server" in
             done
         fi
         ;;
-    selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
+    selfserv) ;;
     *) echo "unknown server $server" >&2; exit 1 ;;
 esac
 
-"${command[@]}" >"$work/server.log" 2>&1 &
-pid=$!
-python3 -c "import socket,time
-for _ in range(200):
-    s=socket.socket()
-    if s.connect_ex(('127.0.0.1',$port))==0: break
-    time.sleep(0.05)"
+start_server "$server" "$work"
 strsclnt -d "sql:$pki/client-db" -D -o -q -c 200 "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
 
 perf stat "${events[@]}" -p "$pid" -o "$work/stat.txt" &

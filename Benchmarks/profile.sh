@@ -16,26 +16,9 @@ load=("$@")
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-python3 -c "from runner import pki; pki.make('$work/pki')"
-pki=$work/pki
-bin=$(swift build -c release --show-bin-path)
-port=$(python3 -c 'from runner import servers; print(servers.free_port())')
-case "$server" in
-    nss-tls) command=("${NSS_TLS_BIN:-$(swift build -c release --package-path .. --show-bin-path)/nss-tls}" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port") ;;
-    asyncnss-peer|niossl-peer) command=("$bin/$server" server --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port" --mode http) ;;
-    selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
-    *) echo "unknown server $server" >&2; exit 1 ;;
-esac
-
-"${command[@]}" >"$work/server.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 -c "import socket,time
-for _ in range(200):
-    s=socket.socket()
-    if s.connect_ex(('127.0.0.1',$port))==0: break
-    time.sleep(0.05)"
+trap 'kill ${pid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+source ./server-under-load.bash
+start_server "$server" "$work"
 sleep 0.3
 perf record -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
 perf_pid=$!
