@@ -79,7 +79,18 @@ final class ConnectionCallbacks: Sendable {
         self.serverName = serverName
         self.identity = identity
         self.services = services
+        Self.live.add(1, ordering: .relaxed)
     }
+
+    deinit {
+        Self.live.subtract(1, ordering: .relaxed)
+    }
+
+    /// How many of these objects exist in the process. A socket dropped
+    /// without `close()` frees its callbacks with it, so tests compare this
+    /// with a baseline to catch an ownership cycle.
+    static var liveCount: Int { live.load(ordering: .relaxed) }
+    private static let live = Atomic<Int>(0)
 
     /// Ties this object to `socket`: the socket keeps it alive until after
     /// `PR_Close`, and deferred callbacks interrupt the socket's waits.

@@ -24,7 +24,10 @@ final class DeferredCallbacks: Sendable {
         var tasks: [UInt64: Task<Void, Never>] = [:]
         var nextTask: UInt64 = 0
         var closed = false
-        var socket: SocketHandle?
+        /// Weak: the socket keeps its callbacks, and so this object, alive
+        /// until `PR_Close`; a strong reference back would be a cycle that
+        /// keeps a socket dropped without `close()` open forever.
+        weak var socket: SocketHandle?
         /// The code of a refused certificate, once a verdict refused one.
         var rejection: PRErrorCode?
     }

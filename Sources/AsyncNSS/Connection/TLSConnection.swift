@@ -59,7 +59,13 @@ public actor TLSConnection {
         if let limit = callbacks.settings.idleTimeout {
             let watch = BackgroundTask()
             idleWatch = watch
-            watch.start { [weak self] in await self?.closeWhenIdle(for: limit) }
+            // The watch holds the connection only while it looks at it, never
+            // while it sleeps, so that dropping the connection frees it.
+            watch.start { [weak self] in
+                while let due = await self?.idleDeadline(limit) {
+                    do { try await Task.sleep(until: due) } catch { return }
+                }
+            }
         } else {
             idleWatch = nil
         }
@@ -145,17 +151,15 @@ public actor TLSConnection {
         if callbacks.settings.idleTimeout != nil { lastActivity = .now }
     }
 
-    /// Sleeps until the connection has been idle for `limit`, then closes it.
-    private func closeWhenIdle(for limit: Duration) async {
-        while !machine.isClosed {
-            let due = lastActivity + limit
-            if ContinuousClock.now >= due {
-                logger.info("closing the connection: idle for \(limit)")
-                await close()
-                return
-            }
-            do { try await Task.sleep(until: due) } catch { return }
-        }
+    /// When the connection will have been idle for `limit`; nil once it is
+    /// closed. A connection idle for `limit` already is closed here.
+    private func idleDeadline(_ limit: Duration) async -> ContinuousClock.Instant? {
+        if machine.isClosed { return nil }
+        let due = lastActivity + limit
+        guard ContinuousClock.now >= due else { return due }
+        logger.debug("closing the connection: idle for \(limit)")
+        await close()
+        return nil
     }
 
     /// Waits until the socket may take more. A cancelled wait closes the

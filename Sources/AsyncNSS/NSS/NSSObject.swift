@@ -28,7 +28,7 @@ final class NSSObject<Pointee>: RuntimeResource, @unchecked Sendable {
         }
         // Without this the registry kept an entry (and a weak reference's side
         // table) for every certificate and key ever loaded.
-        services.resources.remove(self)
+        services.resources.remove(ObjectIdentifier(self))
     }
 
     /// Whether the object still holds its NSS pointer (shutdown has not released it).

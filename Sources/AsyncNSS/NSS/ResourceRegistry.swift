@@ -19,8 +19,9 @@ final class ResourceRegistry: Sendable {
         entries.withLock { $0[ObjectIdentifier(resource)] = Entry(resource: resource) }
     }
 
-    func remove(_ resource: any RuntimeResource) {
-        _ = entries.withLock { $0.removeValue(forKey: ObjectIdentifier(resource)) }
+    /// Forgets a resource; by identifier, so that a `deinit` can call it.
+    func remove(_ id: ObjectIdentifier) {
+        _ = entries.withLock { $0.removeValue(forKey: id) }
     }
 
     /// How many resources are registered; for tests.

@@ -32,18 +32,12 @@ final class SocketHandle: RuntimeResource {
     }
 
     deinit {
-        // No task can be waiting (waits hold a reference), but the poll thread
-        // may still have the descriptor in a `PR_Poll` array: close it after a
-        // quiesce, off this thread.
+        services.resources.remove(ObjectIdentifier(self))
+        // Dropped without close(). No task can be waiting (waits hold a
+        // reference), but the poll thread may still have the descriptor in a
+        // `PR_Poll` array: it closes after a quiesce, in the background.
         guard case .open(let socket) = state.withLock({ $0 }) else { return }
-        let pollLoop = self.pollLoop
-        let contexts = callbackContexts.withLock { $0 }
-        let sendableContexts = UncheckedBox(contexts)
-        Task {
-            await pollLoop.quiesce(socket)
-            PR_Close(socket.fd)
-            withExtendedLifetime(sendableContexts) {}
-        }
+        DroppedSocket.close(socket, pollLoop: pollLoop, callbackContexts: callbackContexts.withLock { $0 }, services: services)
     }
 
     /// Keeps `context` alive for as long as the descriptor is open.
@@ -121,14 +115,14 @@ final class SocketHandle: RuntimeResource {
         PR_Close(socket.fd)
         state.withLock { $0 = .closed }
         callbackContexts.withLock { $0.removeAll() }
-        services.resources.remove(self)
+        services.resources.remove(ObjectIdentifier(self))
     }
 
     /// Reads and drops what the kernel holds for the TCP socket under the
     /// TLS layer. Closing a socket with unread input sends a reset instead of
     /// a FIN, and a reset makes the peer discard what it has not read yet:
     /// the alert that explains a failed handshake, or the close_notify.
-    private static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+    static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
         guard let tcp = PR_GetIdentitiesLayer(fd, PR_NSPR_IO_LAYER) else { return }
         var buffer = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<64 {

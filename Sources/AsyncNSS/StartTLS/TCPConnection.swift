@@ -23,11 +23,11 @@ public actor TCPConnection {
     public nonisolated let remoteAddress: String
     /// The host name given to ``connect(host:port:timeout:)``, checked by a TLS client.
     let hostName: String?
-    let socket: SocketHandle
-    private var upgraded = false
+    /// The socket until TLS starts; then the ``TLSConnection`` is its one owner.
+    private var plainSocket: SocketHandle?
 
     init(socket: SocketHandle, remoteAddress: String, hostName: String?) {
-        self.socket = socket
+        self.plainSocket = socket
         self.remoteAddress = remoteAddress
         self.hostName = hostName
     }
@@ -59,15 +59,16 @@ public actor TCPConnection {
     /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the peer closed.
     public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
         let operation = "reading from \(remoteAddress)"
-        try checkNotUpgraded(operation)
         while true {
+            // Looked up again after every wait: startTLS may have run meanwhile.
+            let socket = try openSocket(operation)
             switch try socket.readSome(maxBytes: maxBytes, operation: operation) {
             case .bytes(let bytes):
                 return bytes
             case .endOfStream:
                 return nil
             case .failed(let code) where code == NSSErrors.wouldBlock:
-                try await waitFor(.read, operation)
+                try await waitFor(.read, on: socket, operation)
             case .failed(let code):
                 throw TLSError.fromNSSCode(code, operation)
             }
@@ -77,14 +78,14 @@ public actor TCPConnection {
     /// Writes every byte, waiting while the peer is slow.
     public func write(_ bytes: [UInt8]) async throws {
         let operation = "writing to \(remoteAddress)"
-        try checkNotUpgraded(operation)
         var offset = 0
         while offset < bytes.count {
+            let socket = try openSocket(operation)
             let written = try socket.writeSome(bytes, from: offset, operation: operation)
             if written > 0 {
                 offset += written
             } else {
-                try await waitFor(.write, operation)
+                try await waitFor(.write, on: socket, operation)
             }
         }
     }
@@ -92,8 +93,7 @@ public actor TCPConnection {
     /// Closes the socket, unless TLS was started on it: then the
     /// ``TLSConnection`` owns it.
     public func close() async {
-        guard !upgraded else { return }
-        await socket.close()
+        await plainSocket?.close()
     }
 
     /// Runs a TLS handshake on this socket and returns the TLS connection.
@@ -103,7 +103,7 @@ public actor TCPConnection {
     /// `configuration.identity`.
     public func startTLS(_ configuration: TLSConfiguration, role: TLSRole) async throws -> TLSConnection {
         let operation = "starting TLS with \(remoteAddress)"
-        try checkNotUpgraded(operation)
+        _ = try openSocket(operation)
         try configuration.validate(as: role, operation)
         let services = try Runtime.shared.services()
         let isServer = role == .server
@@ -112,7 +112,9 @@ public actor TCPConnection {
         if !isServer, serverName.isEmpty {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a TLS client needs a server name to verify: set TLSConfiguration.serverName")
         }
-        upgraded = true
+        // From here on the handshake, then the TLS connection, own the socket.
+        let socket = try openSocket(operation)
+        plainSocket = nil
         let callbacks = ConnectionCallbacks(
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
             identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role),
@@ -151,13 +153,15 @@ public actor TCPConnection {
         }
     }
 
-    private func checkNotUpgraded(_ operation: String) throws {
-        if upgraded {
+    /// The plain socket, unless TLS was started on it.
+    private func openSocket(_ operation: String) throws -> SocketHandle {
+        guard let plainSocket else {
             throw TLSError(kind: .closed, operation: operation, message: "TLS was started on this connection; use the TLSConnection")
         }
+        return plainSocket
     }
 
-    private func waitFor(_ interest: PollInterest, _ operation: String) async throws {
+    private func waitFor(_ interest: PollInterest, on socket: SocketHandle, _ operation: String) async throws {
         do {
             try await socket.waitUntilReady(for: interest, operation: operation, closedMessage: "the connection is closed")
         } catch let error as CancellationError {

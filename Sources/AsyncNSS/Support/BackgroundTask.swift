@@ -9,6 +9,10 @@ final class BackgroundTask: Sendable {
         task.withLock { $0 = started }
     }
 
+    deinit {
+        cancel()
+    }
+
     func cancel() {
         task.withLock { $0 }?.cancel()
     }

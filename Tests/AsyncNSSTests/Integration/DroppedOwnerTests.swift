@@ -1,0 +1,213 @@
+@testable import AsyncNSS
+import Foundation
+import Testing
+
+extension Integration {
+    /// Every socket has one owner, and dropping the owner without `close()`
+    /// closes the socket: descriptors, registered resources and callback
+    /// contexts come back to where they were.
+    @Suite("Owners dropped without close() free their sockets")
+    struct DroppedOwnerTests {
+        @Test("200 client connections dropped without close()", arguments: [nil, Duration.seconds(120)])
+        func droppedClients(idleTimeout: Duration?) async throws {
+            try await withTimeout(seconds: 60) {
+                var serverConfiguration = try await TestIdentities.serverConfiguration()
+                serverConfiguration.idleTimeout = idleTimeout
+                let listener = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
+                let server = Task { await EchoServer.serveAll(listener) }
+                var clientConfiguration = try await TestIdentities.clientConfiguration()
+                clientConfiguration.idleTimeout = idleTimeout
+                try await Self.roundTrip(port: listener.port, clientConfiguration)
+                let baseline = await LeakBaseline.take()
+                for _ in 0..<200 {
+                    let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: clientConfiguration)
+                    try await client.write([7])
+                    var iterator = client.inbound.makeAsyncIterator()
+                    #expect(try await iterator.next() == [7])
+                }
+                // Each server connection ends when its client's close_notify
+                // arrives, so the whole count comes back only if the clients closed.
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+                await server.value
+            }
+        }
+
+        @Test("100 accepted connections dropped without close()", arguments: [nil, Duration.seconds(120)])
+        func droppedAcceptedConnections(idleTimeout: Duration?) async throws {
+            try await withTimeout(seconds: 60) {
+                var serverConfiguration = try await TestIdentities.serverConfiguration()
+                serverConfiguration.idleTimeout = idleTimeout
+                let listener = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
+                let server = Task {
+                    var count = 0
+                    for try await connection in listener {
+                        count += 1
+                        _ = connection.remoteAddress
+                    }
+                    return count
+                }
+                let clientConfiguration = try await TestIdentities.clientConfiguration()
+                try await Self.expectClosedByServer(port: listener.port, clientConfiguration)
+                let baseline = await LeakBaseline.take()
+                for _ in 0..<100 {
+                    try await Self.expectClosedByServer(port: listener.port, clientConfiguration)
+                }
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+                #expect(try await server.value == 101)
+            }
+        }
+
+        @Test("a connection held only by a cancelled reader closes")
+        func heldOnlyByCancelledReader() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let server = Task { await EchoServer.serveAll(listener) }
+                let clientConfiguration = try await TestIdentities.clientConfiguration()
+                try await Self.roundTrip(port: listener.port, clientConfiguration)
+                let baseline = await LeakBaseline.take()
+                var readers: [Task<Void, any Error>] = []
+                for _ in 0..<20 {
+                    let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: clientConfiguration)
+                    readers.append(Task { for try await _ in client.inbound {} })
+                }
+                try await Task.sleep(for: .milliseconds(100))
+                for reader in readers { reader.cancel() }
+                for reader in readers {
+                    await #expect(throws: CancellationError.self) { try await reader.value }
+                }
+                readers.removeAll()
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+                await server.value
+            }
+        }
+
+        @Test("clients whose handshake failed leave nothing behind")
+        func failedHandshakes() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let server = Task { await EchoServer.serveAll(listener) }
+                let clientConfiguration = try await TestIdentities.clientConfiguration()
+                try await Self.roundTrip(port: listener.port, clientConfiguration)
+                // The system roots do not know the test's self-signed certificate.
+                let untrusting = TLSConfiguration.makeClientConfiguration()
+                let baseline = await LeakBaseline.take()
+                for _ in 0..<20 {
+                    await #expect(throws: TLSError.self) {
+                        _ = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: untrusting)
+                    }
+                }
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+                await server.value
+            }
+        }
+
+        @Test("TLS and TCP listeners dropped without close()")
+        func droppedListeners() async throws {
+            try await withTimeout(seconds: 30) {
+                let serverConfiguration = try await TestIdentities.serverConfiguration()
+                let warmUp = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
+                await warmUp.close()
+                let baseline = await LeakBaseline.take()
+                for _ in 0..<10 {
+                    let listener = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
+                    #expect(listener.port > 0)
+                    let plain = try await TCPListener.bind(port: 0)
+                    #expect(plain.port > 0)
+                }
+                try await baseline.expectReached(within: .seconds(3))
+            }
+        }
+
+        @Test("TCP connections, before and after STARTTLS, dropped without close()", arguments: [TLSRole.client, .server])
+        func droppedStartTLS(droppedRole: TLSRole) async throws {
+            try await withTimeout(seconds: 30) {
+                let serverConfiguration = try await TestIdentities.serverConfiguration()
+                let clientConfiguration = try await TestIdentities.clientConfiguration()
+                let listener = try await TCPListener.bind(port: 0)
+                let baseline = await LeakBaseline.take()
+                for round in 0..<10 {
+                    async let acceptedPlain = listener.accept()
+                    let client = try await TCPConnection.connect(host: "127.0.0.1", port: listener.port)
+                    let server = try await acceptedPlain
+                    if round % 2 == 0 {
+                        // Plain connections, dropped before TLS starts.
+                        continue
+                    }
+                    async let serverTLS = server.startTLS(serverConfiguration, role: .server)
+                    let clientTLS = try await client.startTLS(clientConfiguration, role: .client)
+                    let accepted = try await serverTLS
+                    // The side under test is dropped; the other closes as an
+                    // application would once the peer has gone.
+                    let kept = droppedRole == .client ? accepted : clientTLS
+                    _ = droppedRole == .client ? clientTLS : accepted
+                    Task { [kept] in
+                        do { for try await _ in kept.inbound {} } catch {}
+                        await kept.close()
+                    }
+                }
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+            }
+        }
+
+        private static func roundTrip(port: Int, _ configuration: TLSConfiguration) async throws {
+            let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
+            try await client.write([42])
+            var iterator = client.inbound.makeAsyncIterator()
+            #expect(try await iterator.next() == [42])
+            await client.close()
+        }
+
+        /// Connects and waits until the server, which drops the connection,
+        /// has closed it with close_notify.
+        private static func expectClosedByServer(port: Int, _ configuration: TLSConfiguration) async throws {
+            let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
+            var iterator = client.inbound.makeAsyncIterator()
+            #expect(try await iterator.next() == nil, "the server's dropped connection sends close_notify")
+            await client.close()
+        }
+    }
+}
+
+/// What a leak would grow: the process's descriptors, the runtime's
+/// registered resources (sockets, certificates, keys) and the live NSS
+/// callback contexts. Taken after a warm-up, compared at the end of a test.
+struct LeakBaseline {
+    let descriptors: Int
+    let resources: Int
+    let callbackContexts: Int
+
+    static func take() async -> LeakBaseline {
+        let descriptors = await FileDescriptors.settle(at: 0, seconds: 0.2)
+        return LeakBaseline(descriptors: descriptors, resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount)
+    }
+
+    private static func resourceCount() -> Int {
+        (try? Runtime.shared.services().resources.count) ?? -1
+    }
+
+    /// Waits up to `limit` for every count to come back, then expects each to have.
+    func expectReached(within limit: Duration, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let deadline = ContinuousClock.now + limit
+        var now = current()
+        while !reached(now), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            now = current()
+        }
+        #expect(now.descriptors <= descriptors, "descriptors: \(now.descriptors), \(descriptors) before", sourceLocation: sourceLocation)
+        #expect(now.resources <= resources, "registered resources: \(now.resources), \(resources) before", sourceLocation: sourceLocation)
+        #expect(now.callbackContexts <= callbackContexts, "callback contexts: \(now.callbackContexts), \(callbackContexts) before", sourceLocation: sourceLocation)
+    }
+
+    private func current() -> LeakBaseline {
+        LeakBaseline(descriptors: FileDescriptors.count(), resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount)
+    }
+
+    private func reached(_ now: LeakBaseline) -> Bool {
+        now.descriptors <= descriptors && now.resources <= resources && now.callbackContexts <= callbackContexts
+    }
+}
