@@ -132,7 +132,10 @@ final class DeferredCallbacks: Sendable {
             state.waits.insert(id)
             return false
         }
-        if pending { return .interrupted }
+        if pending {
+            socket.forgetWait(id)
+            return .interrupted
+        }
         let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
         state.withLock { _ = $0.waits.remove(id) }
         return outcome

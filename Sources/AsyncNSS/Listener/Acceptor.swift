@@ -19,6 +19,14 @@ struct Acceptor: Sendable {
     /// when the process is out of file descriptors.
     static let exhaustionBackoff: Duration = .milliseconds(100)
 
+    /// The pause after the `n`th accept failure in a row of any other kind
+    /// (a listening socket shut down under the listener, say): 5 ms, doubling
+    /// up to a second, so that an error that repeats does not spin the loop.
+    static func failureBackoff(afterFailures count: Int) -> Duration {
+        let doublings = min(max(count - 1, 0), 8)
+        return min(.milliseconds(5 << doublings), .seconds(1))
+    }
+
     private enum AcceptStep {
         case accepted(PollSocket, NetworkAddress)
         case wouldBlock
@@ -28,6 +36,7 @@ struct Acceptor: Sendable {
 
     func run() async {
         await withDiscardingTaskGroup { group in
+            var failuresInARow = 0
             accepting: while !Task.isCancelled {
                 await limiter.waitForRoom()
                 if Task.isCancelled { break }
@@ -40,6 +49,7 @@ struct Acceptor: Sendable {
                 }
                 switch accept() {
                 case .accepted(let socket, let peer):
+                    failuresInARow = 0
                     let release = limiter.admit()
                     group.addTask { await handshake(socket.fd, peer: peer, release: release) }
                 case .wouldBlock:
@@ -54,7 +64,10 @@ struct Acceptor: Sendable {
                     guard await listeningSocket.pause(for: Self.exhaustionBackoff) == .elapsed else { break accepting }
                 case .failed(let error):
                     if !listeningSocket.isOpen { group.cancelAll(); return }
-                    logger.info("accept failed", metadata: ["error": "\(error)"])
+                    failuresInARow += 1
+                    let backoff = Self.failureBackoff(afterFailures: failuresInARow)
+                    logger.warning("accept failed, backing off", metadata: ["error": "\(error)", "backoff": "\(backoff)"])
+                    guard await listeningSocket.pause(for: backoff) == .elapsed else { break accepting }
                 }
             }
             group.cancelAll()

@@ -64,7 +64,10 @@ final class SocketHandle: RuntimeResource {
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
     /// Runs on the caller's executor, as ``PollLoop/wait(for:on:deadline:id:isClosing:)`` does.
     nonisolated(nonsending) func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
-        guard case .open(let socket) = state.withLock({ $0 }) else { return .closed }
+        guard case .open(let socket) = state.withLock({ $0 }) else {
+            if let id { pollLoop.forget(id) }
+            return .closed
+        }
         return await pollLoop.wait(for: interest, on: socket, deadline: deadline, id: id) { [self] in
             self.closing.load(ordering: .acquiring)
         }
@@ -100,6 +103,9 @@ final class SocketHandle: RuntimeResource {
 
     /// Ends the wait `id` early with ``PollOutcome/interrupted``.
     func interruptWait(_ id: PollWaitID) { pollLoop.interrupt(id) }
+
+    /// Drops an ID from ``makeWaitID()`` whose wait will not be made.
+    func forgetWait(_ id: PollWaitID) { pollLoop.forget(id) }
 
     /// Closes the descriptor once no poll uses it. Idempotent.
     func close() async {

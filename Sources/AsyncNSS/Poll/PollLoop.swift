@@ -101,6 +101,9 @@ final class PollLoop: Sendable {
         id: PollWaitID? = nil,
         isClosing: @Sendable () -> Bool = { false }
     ) async -> PollOutcome {
+        // An ID from the caller may be interrupted by another task, before or
+        // after this wait: once the wait returns, the registry forgets it.
+        let interruptible = id != nil
         let id = id ?? makeWaitID()
         let demoteAt: ContinuousClock.Instant? = cold != nil && interest != .interruptionOnly ? .now + demotionDelay : nil
         let outcome = await withTaskCancellationHandler {
@@ -124,16 +127,29 @@ final class PollLoop: Sendable {
             let waiter = endAnywhere(id, .cancelled)
             waiter?.resume(returning: .cancelled)
         }
-        if Task.isCancelled {
+        if interruptible || Task.isCancelled {
             registry.withLock { $0.forget(id) }
         }
         return outcome
     }
 
-    /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``.
+    /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``
+    /// even before it registers. Pass it to ``wait(for:on:deadline:id:isClosing:)``,
+    /// or to ``forget(_:)`` if the wait will not be made.
     func makeWaitID() -> PollWaitID {
-        waitIDs.make()
+        let id = waitIDs.make()
+        registry.withLock { $0.announce(id) }
+        return id
     }
+
+    /// Drops what is remembered for a wait ID from ``makeWaitID()`` whose
+    /// wait was never made.
+    func forget(_ id: PollWaitID) {
+        registry.withLock { $0.forget(id) }
+    }
+
+    /// How many early endings and announced IDs the registry remembers; for tests.
+    var rememberedCount: Int { registry.withLock { $0.rememberedCount } }
 
     /// Ends the wait `id` with ``PollOutcome/interrupted``, now or as soon as
     /// it registers. The interrupted task looks at its state again.
@@ -209,7 +225,8 @@ final class PollLoop: Sendable {
         }
     }
 
-    /// Ends every wait, stops the thread and joins it.
+    /// Ends every wait, stops the thread and joins it. Closers that wait
+    /// for a running poll go on only once that poll has returned.
     func shutdown() {
         let resume = registry.withLock { $0.shutDown() }
         for (waiter, outcome) in resume { waiter.resume(returning: outcome) }

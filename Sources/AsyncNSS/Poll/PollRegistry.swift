@@ -163,6 +163,11 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private(set) var registrations: [PollWaitID: Registration] = [:]
     /// Waits cancelled or interrupted before they registered, and how they end.
     private var endedEarly: [PollWaitID: PollOutcome] = [:]
+    /// Waits that another task may interrupt before they register (see
+    /// ``announce(_:)``), until ``forget(_:)``. An interruption of any other
+    /// wait that is not registered is dropped: that wait has ended already,
+    /// and remembering it would keep an entry in `endedEarly` forever.
+    private var announced: Set<PollWaitID> = []
 
     /// The poll array: one slot per socket with read or write waits (or whose
     /// waits ended since the last plan).
@@ -294,6 +299,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         if let waiter = elsewhere(id) {
             return waiter
         }
+        // A wait's own task cancels it, and forgets it once the wait returns;
+        // an interruption comes from another task, perhaps after that.
+        guard outcome == .cancelled || announced.contains(id) else { return nil }
         // A cancellation outranks an interruption that came first.
         if endedEarly[id] != .cancelled { endedEarly[id] = outcome }
         return nil
@@ -302,14 +310,26 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// Whether `socket` has a slot or a parked wait here: if not, a
     /// ``quiesce(_:closer:)`` would close at once with nothing to resume.
     func tracks(_ socket: Socket) -> Bool {
-        slotIndex[socket] != nil || parked[socket] != nil
+        slotIndex[socket] != nil || parked[socket] != nil || (isShutDown && polling)
     }
 
-    /// Drops the memory of an early cancellation or interruption whose
-    /// registration never came.
+    /// Says that another task may ``interrupt(_:)`` the wait `id` before it
+    /// registers, so that such an interruption is remembered for it. Every
+    /// announced ID is ``forget(_:)``-ed once its wait returned (or will
+    /// never be made).
+    mutating func announce(_ id: PollWaitID) {
+        announced.insert(id)
+    }
+
+    /// The wait `id` has returned, or will never register: drops what was
+    /// remembered for it, an early ending or an announcement.
     mutating func forget(_ id: PollWaitID) {
         endedEarly.removeValue(forKey: id)
+        announced.remove(id)
     }
+
+    /// How many early endings and announcements are remembered; for tests.
+    var rememberedCount: Int { endedEarly.count + announced.count }
 
     /// Ends every wait on `socket` so that it can be closed.
     mutating func quiesce(_ socket: Socket, closer: Waiter) -> QuiesceAction {
@@ -325,6 +345,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
             markDirty(index)
             inRunningPoll = polling && index < polledCount
         }
+        // After a shutdown the slots are gone, but the poll that was running
+        // then may still hold any socket in its array.
+        if isShutDown && polling { inRunningPoll = true }
         if let ids = parked.removeValue(forKey: socket) {
             for id in ids {
                 if let registration = takeRegistration(id) {
@@ -464,24 +487,31 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     }
 
     /// Ends every wait; later registrations are refused.
+    ///
+    /// A poll that is running keeps its array until it returns, so the
+    /// closers waiting for it (and any that quiesce meanwhile) are not
+    /// resumed here but by its ``endPoll(readySockets:failed:now:)``: a
+    /// closer that went on now could `PR_Close` a descriptor that `PR_Poll`
+    /// still uses. The caller wakes the poll thread.
     mutating func shutDown() -> [(Waiter, PollOutcome)] {
         isShutDown = true
-        var resume = registrations.values.map { ($0.waiter, PollOutcome.shutDown) }
+        let resume = registrations.values.map { ($0.waiter, PollOutcome.shutDown) }
         registrations.removeAll()
         slots.removeAll()
         slotIndex.removeAll()
         dirty.removeAll()
         parked.removeAll()
+        endedEarly.removeAll()
+        announced.removeAll()
         deadlines = DeadlineHeap()
         liveDeadlines = 0
         demotions = DeadlineHeap()
         liveDemotions = 0
-        resume.append(contentsOf: quiesceWaiters.map { ($0, .ready) })
-        quiesceWaiters.removeAll()
-        polling = false
-        polledCount = 0
         polledDeadline = nil
-        return resume
+        polledCount = 0
+        guard !polling else { return resume }
+        defer { quiesceWaiters.removeAll() }
+        return resume + quiesceWaiters.map { ($0, .ready) }
     }
 
     // MARK: Bookkeeping

@@ -11,6 +11,33 @@ extension Integration {
             return String(decoding: received, as: UTF8.self)
         }
 
+        /// A plain read that was already waiting when TLS started must not
+        /// read the handshake's bytes: it ends with `closed` once it wakes.
+        @Test("a plain read waiting when TLS starts ends with closed and leaves the handshake alone")
+        func readWaitingAcrossStartTLS() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TCPListener.bind(port: 0)
+                async let acceptedPlain = listener.accept()
+                let clientPlain = try await TCPConnection.connect(host: "localhost", port: listener.port)
+                let serverPlain = try await acceptedPlain
+                let waitingRead = Task { try await serverPlain.receive() }
+                try await Task.sleep(for: .milliseconds(100))
+                async let serverTLS = serverPlain.startTLS(try await TestIdentities.serverConfiguration(), role: .server)
+                let client = try await clientPlain.startTLS(try await TestIdentities.clientConfiguration(), role: .client)
+                let server = try await serverTLS
+                await #expect {
+                    _ = try await waitingRead.value
+                } throws: { error in
+                    (error as? TLSError)?.kind == .closed
+                }
+                try await client.write(Array("after\n".utf8))
+                #expect(try await TestServers.read(server, through: "\n") == "after\n")
+                await client.close()
+                await server.close()
+                await listener.close()
+            }
+        }
+
         @Test("HELLO, STARTTLS, then the same socket speaks TLS", arguments: [TLSVersion.tls12, .tls13])
         func upgrade(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {

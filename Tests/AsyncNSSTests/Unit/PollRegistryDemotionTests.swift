@@ -180,8 +180,9 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
         #expect(hot.interrupt(id(2)) { cold.endIfRegistered($0) } == "b")
         #expect(hot.cancel(id(3)) { cold.endIfRegistered($0) } == "stays hot")
         #expect(cold.waitCount == 0)
-        // An ID that is on neither side: remembered by the hot side only,
-        // where its registration would come.
+        // An announced ID that is on neither side: remembered by the hot
+        // side only, where its registration would come.
+        hot.announce(id(4))
         #expect(hot.interrupt(id(4)) { cold.endIfRegistered($0) } == nil)
         #expect(cold.endIfRegistered(id(4)) == nil)
         #expect(immediateResume(register(&hot, 4, socket: 13, name: "late")) == "late=interrupted")
@@ -268,6 +269,7 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
             case 28..<34: // an ID whose registration is still to come
                 nextID += 1
                 unregistered.append(PollWaitID(raw: nextID))
+                hot.announce(PollWaitID(raw: nextID))
             case 34..<46: // cancel or interrupt, wherever the wait is
                 let interrupting = Bool.random(using: &random)
                 let waitID: PollWaitID
@@ -350,6 +352,9 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
 
         note(hot.shutDown(), "hot shutDown")
         note(cold.shutDown(), "cold shutDown", cold: true)
+        // Closers of a poll that was running go on when it returns.
+        if hotPolling != nil { note(hot.endPoll(readySockets: [], failed: false, now: clock), "hot endPoll after shutDown") }
+        if coldPolling != nil { note(cold.endPoll(readySockets: [], failed: false, now: clock), "cold endPoll after shutDown", cold: true) }
         #expect(hot.waitCount == 0 && cold.waitCount == 0)
         let missing = given.filter { resumeCount[$0] == nil }.sorted()
         #expect(missing.isEmpty, "seed \(seed): never resumed: \(missing)")

@@ -20,12 +20,33 @@ struct PollRegistryInterruptTests: PollRegistryTesting {
         #expect(resumed == ["reader=ready"])
     }
 
-    @Test("an interruption before the registration ends the wait at once with interrupted")
+    @Test("an interruption before the registration of an announced wait ends it at once with interrupted")
     func interruptBeforeRegister() {
         var registry = Registry()
+        registry.announce(id(5))
         #expect(registry.interrupt(id(5)) == nil)
         #expect(immediateResume(register(&registry, 5, socket: 10, name: "early")) == "early=interrupted")
         #expect(registry.waitCount == 0)
+        registry.forget(id(5))
+        #expect(registry.rememberedCount == 0)
+    }
+
+    @Test("an interruption aimed at a wait that already returned is not remembered")
+    func interruptAfterTheWaitReturned() {
+        var registry = Registry()
+        // A rehandshake's wait: announced, registered, ended by readiness,
+        // and forgotten when it returned.
+        registry.announce(id(1))
+        _ = register(&registry, 1, socket: 10, name: "handshake")
+        _ = registry.beginPoll(now: t0)
+        #expect(summary(registry.endPoll(readySockets: [10], failed: false, now: t0)) == ["handshake=ready"])
+        registry.forget(id(1))
+        // The reader's interruption comes late: nothing of it may stay.
+        #expect(registry.interrupt(id(1)) == nil)
+        #expect(registry.rememberedCount == 0)
+        // Nor of an interruption of an ID that was never announced.
+        #expect(registry.interrupt(id(2)) == nil)
+        #expect(registry.rememberedCount == 0)
     }
 
     @Test("a cancellation outranks an earlier interruption of a wait not yet registered")

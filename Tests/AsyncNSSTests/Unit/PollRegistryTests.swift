@@ -331,7 +331,7 @@ struct PollRegistryTests: PollRegistryTesting {
 
     // MARK: Shutting down
 
-    @Test("shutDown resumes every wait and pending closer; later registrations are refused")
+    @Test("shutDown resumes every wait; a closer waits for the running poll to return; later registrations are refused")
     func shutDownEndsEverything() {
         var registry = Registry()
         register(&registry, 1, socket: 10, name: "a")
@@ -340,9 +340,16 @@ struct PollRegistryTests: PollRegistryTesting {
         _ = registry.beginPoll(now: t0)
         #expect(waitForPoll(registry.quiesce(30, closer: "closer")) == ["c=closed"])
 
+        // PR_Poll still has socket 30 in its array: the closer must not go on
+        // to PR_Close it before the poll returns.
         let resumed = registry.shutDown()
-        #expect(summary(resumed) == ["a=shutDown", "b=shutDown", "closer=ready"])
+        #expect(summary(resumed) == ["a=shutDown", "b=shutDown"])
         #expect(registry.isShutDown)
+        // A closer that comes while that poll still runs waits for it too,
+        // whichever socket it closes.
+        #expect(registry.tracks(10))
+        #expect(waitForPoll(registry.quiesce(10, closer: "late in poll")) == [])
+        #expect(summary(registry.endPoll(readySockets: [30], failed: false, now: t0)) == ["closer=ready", "late in poll=ready"])
         #expect(registry.waitCount == 0)
 
         #expect(immediateResume(register(&registry, 4, socket: 10, name: "after")) == "after=shutDown")
@@ -421,6 +428,7 @@ struct PollRegistryTests: PollRegistryTesting {
             case 30..<38: // allocate an ID whose registration is still to come
                 nextID += 1
                 unregistered.append(PollWaitID(raw: nextID))
+                registry.announce(PollWaitID(raw: nextID))
             case 38..<50: // cancel or interrupt a registered wait, an unregistered ID, or one already resumed
                 let candidates = Array(idOfWaiter.keys).sorted()
                 let interrupting = Int.random(in: 0..<3, using: &random) == 0
@@ -478,6 +486,8 @@ struct PollRegistryTests: PollRegistryTesting {
         }
 
         note(registry.shutDown(), "shutDown")
+        // Closers of a poll that was running go on when it returns.
+        if polling != nil { note(registry.endPoll(readySockets: [], failed: false, now: clock), "endPoll after shutDown") }
         #expect(registry.waitCount == 0)
         // After shutdown, waiters are still resumed once, at once.
         for _ in 0..<10 {
