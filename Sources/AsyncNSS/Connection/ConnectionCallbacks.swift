@@ -68,6 +68,9 @@ final class ConnectionCallbacks: Sendable {
     let peerCertificatesAccepted = Atomic<Int>(0)
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Mutex<String?>(nil)
+    /// On a server, the SNI name whose identity the socket was set up with
+    /// before the handshake (``ServerNamePreselection``); nil for the default.
+    let preselectedServerName = Mutex<String?>(nil)
 
     init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
         self.settings = settings
@@ -150,31 +153,21 @@ final class ConnectionCallbacks: Sendable {
         }
     }
 
-    /// Switches a server connection to the identity for `name`: the
-    /// listener's name map first, then its selector. Returns what the SNI
-    /// hook returns: 0 (the first name was chosen), the current
-    /// configuration, or an alert.
-    ///
-    /// `SSL_ConfigServerCert` on the connection, as selfserv does, rather
-    /// than `SSL_ReconfigFD` from a model socket: with the latter, NSS 3.87's
-    /// shutdown corrupted the heap about one time in six after a switched
-    /// connection (seen with `nss-tls serve --sni` and SIGTERM).
-    fileprivate func selectIdentity(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
-        if let identity = settings.serverNameIdentities.identity(for: name) ?? settings.serverNameSelector?(name) {
-            return configure(fd, with: identity) ? 0 : SSL_SNI_SEND_ALERT
+    /// Answers NSS's SNI hook for `name`. The identity for a name was chosen
+    /// before NSS read the ClientHello (``ServerNamePreselection``), so
+    /// here the name is only recorded: 0 when that identity is the one set
+    /// up, else the unknown-name policy. A name with an identity of its own
+    /// that was not chosen beforehand is refused rather than answered with
+    /// the default identity.
+    fileprivate func selectIdentity(for name: String) -> PRInt32 {
+        if let chosen = preselectedServerName.withLock({ $0 }), chosen.lowercased() == name.lowercased() {
+            return 0
+        }
+        if settings.serverNameIdentities.identity(for: name) != nil {
+            logger.debug("refusing a server name whose identity was not chosen before the handshake", metadata: ["sni": "\(name)"])
+            return SSL_SNI_SEND_ALERT
         }
         return settings.unknownServerName == .reject ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
-    }
-
-    /// Presents `identity` on this connection, as selfserv does from its SNI hook.
-    private func configure(_ fd: UnsafeMutablePointer<PRFileDesc>, with identity: TLSIdentity) -> Bool {
-        let material = identity.material
-        let status = try? material.certificate.withPointer("identity for SNI") { certificate in
-            try material.privateKey.withPointer("identity for SNI") { key in
-                SSL_ConfigServerCert(fd, certificate, key, nil, 0)
-            }
-        }
-        return status == SECSuccess
     }
 
     /// Prepares a deferred verification from the configuration's trust (which
@@ -389,15 +382,14 @@ private let alertReceived: SSLAlertCallback = { _, argument, alert in
     }
 }
 
-/// Records the SNI name and switches to that name's identity, if the
-/// listener has one.
-private let serverNameReceived: SSLSNISocketConfig = { fd, names, count, argument in
-    guard let fd, let callbacks = ConnectionCallbacks.from(argument),
+/// Records the SNI name and answers for the identity chosen for it.
+private let serverNameReceived: SSLSNISocketConfig = { _, names, count, argument in
+    guard let callbacks = ConnectionCallbacks.from(argument),
           let names, count > 0, let data = names.pointee.data,
           names.pointee.len > 0, names.pointee.len <= 255 else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
     let name = String(decoding: UnsafeBufferPointer(start: data, count: Int(names.pointee.len)), as: UTF8.self)
     callbacks.requestedServerName.withLock { $0 = name }
-    return callbacks.selectIdentity(for: name, on: fd)
+    return callbacks.selectIdentity(for: name)
 }
 
 private let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkSignature, isServer in

@@ -1,5 +1,6 @@
 internal import CNSS
 import Logging
+import Synchronization
 
 /// The accept loop of a ``TLSListener``: accepts, imports each socket into
 /// NSS and runs its handshake in a child task, and hands connections that
@@ -113,13 +114,20 @@ struct Acceptor: Sendable {
             metrics.connectionEnded()
             release()
         }
-        let imported = Result { try importAccepted(tcp, from: setup.model, callbacks: callbacks, operation: "handshake with \(peerText)") }
+        let deadline = ContinuousClock.now + setup.configuration.handshakeTimeout
+        let imported: Result<SocketHandle, any Error>
+        do {
+            imported = .success(try await importAccepted(tcp, setup: setup, callbacks: callbacks, deadline: deadline, operation: "handshake with \(peerText)"))
+        } catch {
+            imported = .failure(error)
+        }
         await setups.finish(lease)
         do {
             socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
-            callbacks.logger.info("connection setup failed", metadata: ["error": "\(error)"])
+            if error is CancellationError { return }
+            callbacks.logger.debug("connection setup failed", metadata: ["error": "\(error)"])
             return
         }
         do {
@@ -140,11 +148,51 @@ struct Acceptor: Sendable {
 
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
     /// callbacks; fix both right after import.
-    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, from model: SocketHandle, callbacks: ConnectionCallbacks, operation: @autoclosure () -> String) throws -> SocketHandle {
-        let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
-            try model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
+    ///
+    /// A listener with per-name identities first reads the ClientHello (see
+    /// ``ServerNamePreselection``): for a name with an identity of its own,
+    /// the socket is set up from the configuration with that identity instead
+    /// of from the model socket.
+    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
+        guard ServerNamePreselection.isNeeded(setup.settings) else {
+            let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
+                try setup.model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
+            }
+            return try prepareImported(SocketHandle(fd, services: services), callbacks: callbacks, operation: operation())
         }
-        let socket = SocketHandle(fd, services: services)
+        do {
+            try ReadAheadLayer.push(onto: tcp, operation: operation())
+        } catch {
+            PR_Close(tcp)
+            throw error
+        }
+        // From here the handle owns the descriptor and closes it on any failure.
+        let socket = SocketHandle(tcp, services: services)
+        try socket.withFD(operation()) { fd in try TCPSocketOptions.setNonblocking(fd) }
+        let choice = try await ServerNamePreselection.choose(on: socket, settings: setup.settings, deadline: deadline, operation: operation())
+        try socket.withFD(operation()) { fd in
+            let imported: UnsafeMutablePointer<PRFileDesc>?
+            if let choice {
+                var configuration = setup.configuration
+                configuration.identity = choice.identity
+                imported = SSL_ImportFD(nil, fd)
+                if imported != nil {
+                    try SSLSocketSetup.apply(configuration, to: fd, as: .server, serverName: nil, operation: operation())
+                }
+            } else {
+                imported = try setup.model.withFD(operation()) { model in SSL_ImportFD(model, fd) }
+            }
+            guard let imported else { throw TLSError.fromLastNSSError(operation()) }
+            // NSPR pushes the SSL layer in place: the handle's pointer stays the top of the stack.
+            guard imported == fd else {
+                throw TLSError(kind: .runtime, operation: operation(), message: "NSS returned a different descriptor for the TLS layer")
+            }
+        }
+        callbacks.preselectedServerName.withLock { $0 = choice?.name }
+        return try prepareImported(socket, callbacks: callbacks, operation: operation())
+    }
+
+    private func prepareImported(_ socket: SocketHandle, callbacks: ConnectionCallbacks, operation: @autoclosure () -> String) throws -> SocketHandle {
         callbacks.bind(to: socket)
         try socket.withFD(operation()) { fd in
             try TCPSocketOptions.setNonblocking(fd)

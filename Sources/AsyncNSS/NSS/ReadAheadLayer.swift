@@ -88,6 +88,27 @@ enum ReadAheadLayer {
         return fd
     }
 
+    /// Reads what the kernel has for `fd`'s stack into this layer's buffer,
+    /// after the bytes it holds already, without handing anything to the
+    /// layers above: they read it later as if it came from the socket. What
+    /// `recv(2)` returned: the count, 0 at EOF, -1 with NSPR's error set
+    /// (`PR_WOULD_BLOCK_ERROR` when there is nothing yet, or when the buffer
+    /// is full).
+    static func readMore(_ fd: UnsafeMutablePointer<PRFileDesc>) -> Int32 {
+        guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer),
+              let lower = layer.pointee.lower, let recv = lower.pointee.methods.pointee.recv else {
+            PR_SetError(PRErrorCode(PR_INVALID_ARGUMENT_ERROR), 0)
+            return -1
+        }
+        return buffer.append { storage, capacity in recv(lower, storage, capacity, 0, PRIntervalTime(PR_INTERVAL_NO_WAIT)) }
+    }
+
+    /// A copy of the bytes this layer of `fd`'s stack holds.
+    static func buffered(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [UInt8] {
+        guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return [] }
+        return buffer.contents
+    }
+
     /// Whether `fd`'s stack has this layer; for tests and diagnostics.
     static func isPushed(on fd: UnsafeMutablePointer<PRFileDesc>) -> Bool {
         PR_GetIdentitiesLayer(fd, identity) != nil
@@ -127,6 +148,35 @@ enum ReadAheadLayer {
                 }
             }
             return taken
+        }
+
+        /// The bytes held, in order.
+        var contents: [UInt8] {
+            guard let storage else { return [] }
+            return Array(UnsafeBufferPointer(start: storage + start, count: end - start))
+        }
+
+        /// Reads with `read` into the room after the bytes held, up to
+        /// ``ReadAheadLayer/capacity`` in all: what `read` returned, or -1
+        /// with `PR_WOULD_BLOCK_ERROR` when there is no room left.
+        func append(_ read: (UnsafeMutableRawPointer, Int32) -> Int32) -> Int32 {
+            guard let storage else { return fill(read) }
+            if start > 0 {
+                // Overlapping ranges: copyMemory moves like memmove.
+                UnsafeMutableRawPointer(storage).copyMemory(from: storage + start, byteCount: end - start)
+                end -= start
+                start = 0
+            }
+            guard end < ReadAheadLayer.capacity else {
+                PR_SetError(PRErrorCode(PR_WOULD_BLOCK_ERROR), 0)
+                return -1
+            }
+            let result = read(storage + end, Int32(ReadAheadLayer.capacity - end))
+            if result > 0 {
+                end += Int(result)
+                count.store(end, ordering: .releasing)
+            }
+            return result
         }
 
         /// Reads up to ``ReadAheadLayer/capacity`` bytes from `lower` into an

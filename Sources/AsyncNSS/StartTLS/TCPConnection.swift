@@ -1,5 +1,6 @@
 internal import CNSS
 import Logging
+import Synchronization
 
 /// Which side of the TLS handshake a ``TCPConnection`` takes in ``TCPConnection/startTLS(_:role:)``.
 public enum TLSRole: Sendable, Hashable {
@@ -122,12 +123,20 @@ public actor TCPConnection {
         )
         callbacks.bind(to: socket)
         do {
+            // The read-ahead layer, then the SSL layer, go on top of this
+            // descriptor's stack; the PRFileDesc pointer stays the same.
+            // Plain reads went straight to the socket, so the layer starts
+            // empty: no plain byte is handed to TLS.
+            try socket.withFD(operation) { fd in try ReadAheadLayer.push(onto: fd, operation: operation) }
+            var configuration = configuration
+            if isServer, ServerNamePreselection.isNeeded(callbacks.settings) {
+                let deadline = ContinuousClock.now + configuration.handshakeTimeout
+                if let choice = try await ServerNamePreselection.choose(on: socket, settings: callbacks.settings, deadline: deadline, operation: operation) {
+                    configuration.identity = choice.identity
+                    callbacks.preselectedServerName.withLock { $0 = choice.name }
+                }
+            }
             try socket.withFD(operation) { fd in
-                // The read-ahead layer, then the SSL layer, go on top of this
-                // descriptor's stack; the PRFileDesc pointer stays the same.
-                // Plain reads went straight to the socket, so the layer starts
-                // empty: no plain byte is handed to TLS.
-                try ReadAheadLayer.push(onto: fd, operation: operation)
                 guard let imported = SSL_ImportFD(nil, fd) else { throw TLSError.fromLastNSSError(operation) }
                 guard imported == fd else {
                     throw TLSError(kind: .runtime, operation: operation, message: "NSS returned a different descriptor for the TLS layer")

@@ -1,0 +1,69 @@
+internal import CNSS
+
+/// Chooses a server's identity from the ClientHello's SNI name before NSS
+/// reads the ClientHello, so that the socket is set up with that identity
+/// alone from the start.
+///
+/// NSS calls its SNI hook too late for a switch there to be complete: on
+/// TLS 1.2 the cipher suite is already chosen for the default identity's
+/// key type, and `SSL_ConfigServerCert` from the hook adds the named
+/// certificate next to the default one instead of replacing it (NSS then
+/// picks by key type, and on TLS 1.3 by list order). So the ClientHello is
+/// read into the socket's read-ahead layer first, where NSS finds it
+/// afterwards as if it came from the socket, and only then is the socket
+/// imported into NSS.
+enum ServerNamePreselection {
+    /// The name a ClientHello asked for and the identity chosen for it.
+    struct Choice: Sendable {
+        let name: String
+        let identity: TLSIdentity
+    }
+
+    /// Whether a server with `settings` presents other identities than its default.
+    static func isNeeded(_ settings: ConnectionSettings) -> Bool {
+        !settings.serverNameIdentities.isEmpty || settings.serverNameSelector != nil
+    }
+
+    /// Reads the ClientHello into the read-ahead layer of `socket` (plain
+    /// TCP with the layer pushed, nonblocking) and returns the identity for
+    /// its SNI name: the name map first, then the selector. Nil when the
+    /// ClientHello names no server, names one with no identity of its own,
+    /// or cannot be read; NSS then sees the default identity and judges the
+    /// bytes itself.
+    ///
+    /// - Throws: ``TLSError/Kind/handshakeTimedOut`` at `deadline`,
+    ///   `CancellationError`, or ``TLSError/Kind/closed``.
+    static func choose(on socket: SocketHandle, settings: ConnectionSettings, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> Choice? {
+        while true {
+            let step = try socket.withFD(operation()) { fd -> (ClientHelloServerName.Parse, readMore: Int32, error: PRErrorCode) in
+                let parsed = ClientHelloServerName.parse(ReadAheadLayer.buffered(fd))
+                guard parsed == .needMore else { return (parsed, 0, 0) }
+                let read = ReadAheadLayer.readMore(fd)
+                return (parsed, read, read < 0 ? PR_GetError() : 0)
+            }
+            switch step.0 {
+            case .complete(let name?):
+                let fixed = settings.serverNameIdentities.identity(for: name)
+                return (fixed ?? settings.serverNameSelector?(name)).map { Choice(name: name, identity: $0) }
+            case .complete(serverName: nil), .unreadable:
+                return nil
+            case .needMore:
+                if step.readMore > 0 { continue }
+                // End of stream, or an error NSS will meet again and report.
+                guard step.readMore < 0, step.error == NSSErrors.wouldBlock else { return nil }
+                // Nothing more can come in: the buffer is full.
+                if try socket.withFD(operation(), { ReadAheadLayer.buffered($0).count }) >= ReadAheadLayer.capacity { return nil }
+            }
+            switch await socket.wait(for: .read, deadline: deadline) {
+            case .ready, .interrupted:
+                continue
+            case .timedOut:
+                throw TLSError(kind: .handshakeTimedOut, operation: operation(), message: "no complete ClientHello arrived in time")
+            case .cancelled:
+                throw CancellationError()
+            case .closed, .shutDown:
+                throw TLSError(kind: .closed, operation: operation(), message: "the socket was closed before the ClientHello arrived")
+            }
+        }
+    }
+}
