@@ -1,8 +1,8 @@
 import ArgumentParser
 import AsyncNSS
 
-/// The protocol options `serve` and `connect` share: version range, ALPN
-/// and handshake timeout.
+/// The protocol options `serve` and `connect` share: version range, cipher
+/// suites, ALPN and handshake timeout.
 struct TLSOptions: ParsableArguments {
     @Option(name: .customLong("tls-min"), help: "The lowest TLS version to accept: 1.2 or 1.3.")
     var minimumVersion = TLSVersionArgument(.tls12)
@@ -15,6 +15,15 @@ struct TLSOptions: ParsableArguments {
         help: ArgumentHelp("ALPN protocol names to offer, most preferred first, comma-separated.", valueName: "list")
     )
     var applicationProtocols: String?
+
+    @Option(
+        name: .customLong("cipher-suites"),
+        help: ArgumentHelp(
+            "The TLS 1.2 cipher suites: comma-separated IANA names (TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA), or nss-defaults for NSS's own list with static RSA and CBC. Default: ECDHE or DHE with AES-GCM or ChaCha20-Poly1305 (Mozilla's intermediate profile). TLS 1.3 suites are always on.",
+            valueName: "list"
+        )
+    )
+    var cipherSuites: String?
 
     @Option(name: .customLong("handshake-timeout"), help: ArgumentHelp("Seconds the TLS handshake may take.", valueName: "seconds"))
     var handshakeTimeout = 10.0
@@ -35,10 +44,21 @@ struct TLSOptions: ParsableArguments {
         for name in protocolList where name.utf8.isEmpty || name.utf8.count > 255 {
             throw ValidationError("--alpn names must be 1 to 255 bytes long, separated by single commas; got \"\(applicationProtocols ?? "")\".")
         }
+        if let cipherSuites {
+            do {
+                _ = try TLSCipherSuites.parse(cipherSuites)
+            } catch let error as TLSError {
+                throw ValidationError("--cipher-suites: \(error.message)")
+            }
+        }
     }
 
-    /// Sets the version range, ALPN list and handshake timeout of `configuration`.
+    /// Sets the version range, cipher suites, ALPN list and handshake timeout of `configuration`.
     func apply(to configuration: inout TLSConfiguration) {
+        // Checked in validate().
+        if let cipherSuites, let suites = try? TLSCipherSuites.parse(cipherSuites) {
+            configuration.cipherSuites = suites
+        }
         configuration.minimumVersion = minimumVersion.version
         configuration.maximumVersion = maximumVersion.version
         configuration.applicationProtocols = protocolList

@@ -20,8 +20,13 @@ enum SSLSocketSetup {
         try setOption(fd, SSL_SECURITY, true, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_SERVER, isServer, operation)
         try setOption(fd, SSL_HANDSHAKE_AS_CLIENT, !isServer, operation)
-        // Whatever the renegotiation policy, only the RFC 5746 kind.
-        try setOption(fd, SSL_REQUIRE_SAFE_NEGOTIATION, true, operation)
+        // Whatever the renegotiation policy, only the RFC 5746 kind: both
+        // renegotiation modes used here (see setRenegotiation) refuse to
+        // renegotiate with a peer that did not signal RFC 5746. A server
+        // still accepts such a client's initial handshake, as OpenSSL, Go
+        // and selfserv do; it never renegotiates with it. A client requires
+        // the signal from its server.
+        try setOption(fd, SSL_REQUIRE_SAFE_NEGOTIATION, !isServer, operation)
         try setOption(fd, SSL_ENABLE_FALSE_START, false, operation)
         try setOption(fd, SSL_NO_CACHE, false, operation)
 
@@ -29,7 +34,7 @@ enum SSLSocketSetup {
         guard SSL_VersionRangeSet(fd, &range) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting versions \(configuration.minimumVersion)–\(configuration.maximumVersion)")
         }
-        try disableWeakCipherSuites(fd, operation)
+        try applyCipherSuites(configuration.cipherSuites, to: fd, operation)
         try setApplicationProtocols(configuration.applicationProtocols, on: fd, operation)
     }
 
@@ -75,7 +80,8 @@ enum SSLSocketSetup {
     }
 
     /// Whether NSS answers a renegotiation the peer starts, and then only the
-    /// RFC 5746 kind. A renegotiation this side starts is allowed for the
+    /// RFC 5746 kind (`SSL_RENEGOTIATE_REQUIRES_XTN`: with a peer that did
+    /// not send renegotiation_info, neither side's renegotiation happens). A renegotiation this side starts is allowed for the
     /// moment of the call (see ``TLSConnection/rehandshake(flushSession:)``).
     static func setRenegotiation(acceptingPeer: Bool, on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
         let mode = acceptingPeer ? SSL_RENEGOTIATE_REQUIRES_XTN : SSL_RENEGOTIATE_NEVER
@@ -96,19 +102,15 @@ enum SSLSocketSetup {
         try setOption(fd, SSL_ENABLE_POST_HANDSHAKE_AUTH, configuration.identity != nil || configuration.clientIdentityChooser != nil, operation)
     }
 
-    /// Turns off every suite with no encryption, RC4, DES, 3DES or an export
-    /// key size, whatever NSS's defaults are.
-    private static func disableWeakCipherSuites(_ fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
-        guard let suites = SSL_GetImplementedCiphers() else { return }
-        let weak: Set<UInt32> = [ssl_calg_null.rawValue, ssl_calg_rc4.rawValue, ssl_calg_rc2.rawValue, ssl_calg_des.rawValue, ssl_calg_3des.rawValue, ssl_calg_idea.rawValue]
-        for index in 0..<Int(SSL_GetNumImplementedCiphers()) {
-            let suite = suites[index]
-            var info = SSLCipherSuiteInfo()
-            guard SSL_GetCipherSuiteInfo(suite, &info, PRUintn(MemoryLayout<SSLCipherSuiteInfo>.size)) == SECSuccess else { continue }
-            if weak.contains(info.symCipher.rawValue) || info.effectiveKeyBits < 128 {
-                guard SSL_CipherPrefSet(fd, Int32(suite), PR_FALSE) == SECSuccess else {
-                    throw TLSError.fromLastNSSError("\(operation): disabling cipher suite \(suite)")
-                }
+    /// Enables the TLS 1.2 suites `suites` selects and TLS 1.3's, and turns
+    /// off every other one, whatever NSS's defaults are.
+    private static func applyCipherSuites(_ suites: TLSCipherSuites, to fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        for suite in CipherSuiteTable.implemented() {
+            var nssDefault: PRBool = PR_FALSE
+            _ = SSL_CipherPrefGetDefault(Int32(suite.number), &nssDefault)
+            let enabled = suites.enables(suite, nssDefault: nssDefault != PR_FALSE)
+            guard SSL_CipherPrefSet(fd, Int32(suite.number), enabled ? PR_TRUE : PR_FALSE) == SECSuccess else {
+                throw TLSError.fromLastNSSError("\(operation): setting cipher suite \(suite.name)")
             }
         }
     }

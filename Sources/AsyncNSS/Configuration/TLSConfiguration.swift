@@ -18,6 +18,10 @@ public struct TLSConfiguration: Sendable {
     public var minimumVersion: TLSVersion = .tls12
     /// The highest version offered or accepted. TLS 1.3 by default.
     public var maximumVersion: TLSVersion = .tls13
+    /// The TLS 1.2 cipher suites offered or accepted: by default ECDHE or
+    /// DHE with an AEAD cipher (Mozilla's intermediate profile). TLS 1.3's
+    /// suites are always on.
+    public var cipherSuites: TLSCipherSuites = .mozillaIntermediate
     /// ALPN protocol names, most preferred first (for example `["h2", "http/1.1"]`).
     public var applicationProtocols: [String] = []
     /// The name a client sends as SNI and checks the certificate against.
@@ -49,13 +53,14 @@ public struct TLSConfiguration: Sendable {
     /// Identities a server presents by the name a client asks for (SNI).
     /// Keys are host names, matched without regard to case; `*.example.com`
     /// matches one label. Other names get ``identity``, or an alert (see
-    /// ``unknownServerName``). The name's identity is configured on the
-    /// connection next to ``identity``: with the same key type it replaces it;
-    /// with another (RSA next to EC), NSS picks by what the client accepts.
+    /// ``unknownServerName``). A connection that asks for a name presents
+    /// that name's identity alone, whatever its key type: the server reads the
+    /// ClientHello's name before NSS starts the handshake.
     public var serverNameIdentities: [String: TLSIdentity] = [:]
     /// Chooses the identity for a name that ``serverNameIdentities`` does not
-    /// know; `nil` leaves it to ``unknownServerName``. It runs inside NSS's
-    /// SNI callback: return quickly (from a dictionary or a cache), never block.
+    /// know; `nil` leaves it to ``unknownServerName``. It runs when the
+    /// ClientHello arrives, on the connection's task: return quickly (from a
+    /// dictionary or a cache), never block.
     public var serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     /// What a server does when a client asks for a name that
     /// ``serverNameIdentities`` (and ``serverNameSelector``) do not know.

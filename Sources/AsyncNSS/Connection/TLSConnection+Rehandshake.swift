@@ -19,7 +19,9 @@ extension TLSConnection {
     /// - Throws: ``TLSError/Kind/invalidConfiguration`` on TLS 1.3 (use
     ///   ``updateKeys(requestPeerUpdate:)`` or ``requestClientCertificate()``)
     ///   or when ``TLSConfiguration/renegotiation`` is ``RenegotiationPolicy/never``;
-    ///   ``TLSError/Kind/renegotiationRefused`` when the peer declines;
+    ///   ``TLSError/Kind/renegotiationRefused`` when the peer declines, or
+    ///   (`SSL_ERROR_RENEGOTIATION_NOT_ALLOWED`) when its handshake did not
+    ///   signal secure renegotiation (RFC 5746);
     ///   ``TLSError/Kind/handshakeTimedOut`` after
     ///   ``TLSConfiguration/handshakeTimeout``, which closes the connection;
     ///   `CancellationError`, which closes it too.
@@ -67,6 +69,15 @@ extension TLSConnection {
         try await acquireWriteTurn()
         do {
             try socket.withFD(operation) { fd in
+                // NSS 3.87 sends HelloRequest or a new ClientHello to a peer
+                // that never signalled RFC 5746, whatever the renegotiation
+                // mode; only the renegotiation_info extension makes it safe.
+                guard Self.peerSignalledSafeRenegotiation(fd) else {
+                    var error = TLSError.fromNSSCode(NSSErrors.renegotiationNotAllowed, operation)
+                    error.kind = .renegotiationRefused
+                    error.message += " The peer did not signal secure renegotiation (RFC 5746) in its handshake, and AsyncNSS never renegotiates insecurely."
+                    throw error
+                }
                 // NSS starts a renegotiation only while renegotiation is
                 // enabled; the peer's own stay refused unless the policy says
                 // otherwise. Once HelloRequest or ClientHello is out, the
@@ -94,6 +105,13 @@ extension TLSConnection {
             }
             return nil
         }
+    }
+
+    /// Whether the handshake negotiated the renegotiation_info extension
+    /// (or the client's SCSV, which NSS counts as the extension).
+    private static func peerSignalledSafeRenegotiation(_ fd: UnsafeMutablePointer<PRFileDesc>) -> Bool {
+        var negotiated: PRBool = PR_FALSE
+        return SSL_HandshakeNegotiatedExtension(fd, ssl_renegotiation_info_xtn, &negotiated) == SECSuccess && negotiated != PR_FALSE
     }
 
     /// Turns session tickets on or off; returns whether they were on.

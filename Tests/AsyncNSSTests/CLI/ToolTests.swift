@@ -71,6 +71,30 @@ extension Integration {
             }
         }
 
+        @Test("serve refuses CBC suites unless --cipher-suites names them or says nss-defaults, and checks the list",
+              .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"))
+        func serveCipherSuites() async throws {
+            try await withTimeout(seconds: 60) {
+                for arguments in [[], ["--cipher-suites", "nss-defaults"], ["--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"]] {
+                    let server = try await ServeProcess.start(arguments)
+                    let output = try await ExternalTool.run("openssl", [
+                        "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA", "-brief",
+                    ])
+                    if arguments.isEmpty {
+                        #expect(output.status != 0, "\(output)")
+                        #expect(output.stderr.contains("alert handshake failure"), "\(output)")
+                    } else {
+                        #expect(output.status == 0, "\(arguments): \(output)")
+                        #expect(output.stderr.contains("Ciphersuite: ECDHE-ECDSA-AES128-SHA"), "\(arguments): \(output)")
+                    }
+                    #expect(await server.process.stop() == 0, "\(server.process.transcript)")
+                }
+                let refused = try await ToolRun.run(["serve", "--port", "0", "--cipher-suites", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"], input: "")
+                #expect(refused.status != 0, "\(refused)")
+                #expect(refused.stderr.contains("--cipher-suites: TLS_RSA_WITH_3DES_EDE_CBC_SHA is weak"), "\(refused)")
+            }
+        }
+
         @Test("serve answers pipelined requests, HEAD without a body, 100-continue, and rejects bad heads")
         func serveHTTPBehaviour() async throws {
             try await withTimeout(seconds: 60) {
