@@ -68,6 +68,8 @@ public struct TLSCipherSuites: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The spelling ``parse(_:)`` reads back: `mozilla-intermediate`,
+    /// `nss-defaults`, or the IANA names separated by commas.
     public var description: String {
         switch selection {
         case .mozillaIntermediate: "mozilla-intermediate"
