@@ -75,6 +75,10 @@ final class PollGroup: Sendable {
 
     /// Registered waits over all loops, for tests and diagnostics.
     var waitCount: Int { loops.reduce(coldLoop?.waitCount ?? 0) { $0 + $1.waitCount } }
+
+    /// Early endings and announced wait IDs the loops remember, for tests:
+    /// it comes back to zero once no wait is in progress.
+    var rememberedCount: Int { loops.reduce(coldLoop?.rememberedCount ?? 0) { $0 + $1.rememberedCount } }
 }
 
 /// Wait IDs unique across the loops of a ``PollGroup``.

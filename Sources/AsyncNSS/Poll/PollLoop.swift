@@ -103,8 +103,9 @@ final class PollLoop: Sendable {
     ) async -> PollOutcome {
         // An ID from the caller may be interrupted by another task, before or
         // after this wait: once the wait returns, the registry forgets it.
+        // A wait with an ID of its own cannot be interrupted: nothing to announce.
         let interruptible = id != nil
-        let id = id ?? makeWaitID()
+        let id = id ?? waitIDs.make()
         let demoteAt: ContinuousClock.Instant? = cold != nil && interest != .interruptionOnly ? .now + demotionDelay : nil
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in

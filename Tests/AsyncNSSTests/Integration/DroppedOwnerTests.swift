@@ -105,6 +105,43 @@ extension Integration {
             }
         }
 
+        /// A rehandshake waits while the reader drives NSS, and each read
+        /// interrupts it; interruptions that arrive after its wait ended must
+        /// not stay behind in the poll loop.
+        @Test("renegotiations while the peer reads leave no poll state behind")
+        func rehandshakesLeaveNoPollState() async throws {
+            try await withTimeout(seconds: 60) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(min: .tls12, max: .tls12))
+                let clientConfiguration = try await TestIdentities.clientConfiguration(min: .tls12, max: .tls12)
+                let baseline = await LeakBaseline.take()
+                let server = Task { () -> Int in
+                    var renegotiations = 0
+                    for try await connection in listener {
+                        for round in 0..<20 {
+                            _ = try await connection.rehandshake()
+                            renegotiations += 1
+                            try await connection.write([UInt8(round)])
+                        }
+                        await connection.close()
+                        return renegotiations
+                    }
+                    return renegotiations
+                }
+                // In a function of its own, so that the connection is released when it returns.
+                func readAll() async throws -> [UInt8] {
+                    let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: clientConfiguration)
+                    var received: [UInt8] = []
+                    for try await chunk in client.inbound { received += chunk }
+                    await client.close()
+                    return received
+                }
+                #expect(try await readAll() == Array(0..<20))
+                #expect(try await server.value == 20)
+                await listener.close()
+                try await baseline.expectReached(within: .seconds(3))
+            }
+        }
+
         @Test("TLS and TCP listeners dropped without close()")
         func droppedListeners() async throws {
             try await withTimeout(seconds: 30) {
@@ -174,20 +211,27 @@ extension Integration {
 }
 
 /// What a leak would grow: the process's descriptors, the runtime's
-/// registered resources (sockets, certificates, keys) and the live NSS
-/// callback contexts. Taken after a warm-up, compared at the end of a test.
+/// registered resources (sockets, certificates, keys), the live NSS
+/// callback contexts, the poll registrations and the wait IDs the poll loops
+/// remember. Taken after a warm-up, compared at the end of a test.
 struct LeakBaseline {
     let descriptors: Int
     let resources: Int
     let callbackContexts: Int
+    let pollState: Int
 
     static func take() async -> LeakBaseline {
         let descriptors = await FileDescriptors.settle(at: 0, seconds: 0.2)
-        return LeakBaseline(descriptors: descriptors, resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount)
+        return LeakBaseline(descriptors: descriptors, resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount, pollState: Self.pollStateCount())
     }
 
     private static func resourceCount() -> Int {
         (try? Runtime.shared.services().resources.count) ?? -1
+    }
+
+    private static func pollStateCount() -> Int {
+        guard let group = try? Runtime.shared.services().pollGroup else { return -1 }
+        return group.waitCount + group.rememberedCount
     }
 
     /// Waits up to `limit` for every count to come back, then expects each to have.
@@ -201,13 +245,14 @@ struct LeakBaseline {
         #expect(now.descriptors <= descriptors, "descriptors: \(now.descriptors), \(descriptors) before", sourceLocation: sourceLocation)
         #expect(now.resources <= resources, "registered resources: \(now.resources), \(resources) before", sourceLocation: sourceLocation)
         #expect(now.callbackContexts <= callbackContexts, "callback contexts: \(now.callbackContexts), \(callbackContexts) before", sourceLocation: sourceLocation)
+        #expect(now.pollState <= pollState, "poll registrations and remembered wait IDs: \(now.pollState), \(pollState) before", sourceLocation: sourceLocation)
     }
 
     private func current() -> LeakBaseline {
-        LeakBaseline(descriptors: FileDescriptors.count(), resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount)
+        LeakBaseline(descriptors: FileDescriptors.count(), resources: Self.resourceCount(), callbackContexts: ConnectionCallbacks.liveCount, pollState: Self.pollStateCount())
     }
 
     private func reached(_ now: LeakBaseline) -> Bool {
-        now.descriptors <= descriptors && now.resources <= resources && now.callbackContexts <= callbackContexts
+        now.descriptors <= descriptors && now.resources <= resources && now.callbackContexts <= callbackContexts && now.pollState <= pollState
     }
 }
