@@ -66,6 +66,8 @@ final class ConnectionCallbacks: Sendable {
     /// How many peer certificates passed verification, to tell whether a
     /// certificate request was answered with one.
     let peerCertificatesAccepted = Atomic<Int>(0)
+    /// The code and ``VerificationNote`` of the last peer certificate this side refused.
+    private let refusalNote = Mutex<(PRErrorCode, String)?>(nil)
     /// On a server, the host name the client asked for (SNI).
     let requestedServerName = Mutex<String?>(nil)
     /// On a server, the SNI name whose identity the socket was set up with
@@ -197,10 +199,30 @@ final class ConnectionCallbacks: Sendable {
     fileprivate func handleBadCertificate(_ fd: UnsafeMutablePointer<PRFileDesc>) -> SECStatus {
         let code = PR_GetError()
         guard settings.certificateVerifier != nil else {
+            noteRefusal(code, fd)
             PORT_SetError(code)
             return SECFailure
         }
         return runVerifier(fd, builtInFailure: TLSError.fromNSSCode(code, "verifying the peer's certificate"))
+    }
+
+    /// Keeps what NSS's text for `code` leaves out (``VerificationNote``),
+    /// for the error the handshake ends with.
+    private func noteRefusal(_ code: PRErrorCode, _ fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard let peer = SSL_PeerCertificate(fd) else { return }
+        defer { CERT_DestroyCertificate(peer) }
+        guard let note = VerificationNote.explain(code, peer: peer, trust: settings.trust, checkedName: isServer ? nil : serverName, peerIsClient: isServer) else { return }
+        refusalNote.withLock { $0 = (code, note) }
+    }
+
+    /// The handshake's error for NSS's `code`, with what ``VerificationNote``
+    /// found when this side refused the peer's certificate with that code.
+    func handshakeError(_ code: PRErrorCode, _ operation: String) -> TLSError {
+        var error = TLSError.fromNSSCode(code, operation)
+        if let (noted, note) = refusalNote.withLock({ $0 }), noted == code {
+            error.message += " " + note
+        }
+        return error
     }
 
     private func runVerifier(_ fd: UnsafeMutablePointer<PRFileDesc>, builtInFailure: TLSError?) -> SECStatus {

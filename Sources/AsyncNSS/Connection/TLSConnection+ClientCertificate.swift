@@ -78,7 +78,7 @@ extension TLSConnection {
                     if code == NSSErrors.missingPostHandshakeAuthExtension {
                         throw TLSError(kind: .notOfferedByPeer, operation: operation, nssCode: code, nssName: NSSErrorText.name(code), message: "the client did not offer post-handshake authentication, so it cannot be asked for a certificate after the handshake")
                     }
-                    throw TLSError.fromNSSCode(code, operation)
+                    throw callbacks.handshakeError(code, operation)
                 }
             }
             try await flush(operation)
@@ -115,7 +115,7 @@ extension TLSConnection {
             if cnss_key_update(fd, PR_FALSE) == SECSuccess { return true }
             let code = PR_GetError()
             if code == NSSErrors.wouldBlock || code == NSSErrors.invalidArguments { return false }
-            throw TLSError.fromNSSCode(code, operation)
+            throw callbacks.handshakeError(code, operation)
         }
         if ended { try await flush(operation) }
         return ended

@@ -70,7 +70,7 @@ struct HandshakeDriver: Sendable {
                 if SSL_ForceHandshake(fd) == SECSuccess { return .complete }
                 let code = PR_GetError()
                 if code == NSSErrors.wouldBlock { return .wouldBlock }
-                return .failed(TLSError.fromNSSCode(callbacks.deferred.rejection ?? code, operation))
+                return .failed(callbacks.handshakeError(callbacks.deferred.rejection ?? code, operation))
             }
         } catch let error as TLSError {
             return .failed(error)
