@@ -61,6 +61,8 @@ final class ConnectionCallbacks: Sendable {
     private let endHandlers = Mutex<(ended: Bool, handlers: [@Sendable () -> Void])>((false, []))
     /// Set when the peer's close_notify alert arrives, to tell a clean close from truncation.
     let closeNotifyReceived = Atomic<Bool>(false)
+    /// The description of the last fatal alert this side sent, or -1.
+    let fatalAlertSent = Atomic<Int>(-1)
     /// Set when the peer answers a renegotiation with a no_renegotiation warning.
     let renegotiationRefused = Atomic<Bool>(false)
     /// How many peer certificates passed verification, to tell whether a
@@ -133,6 +135,7 @@ final class ConnectionCallbacks: Sendable {
         let argument = Unmanaged.passUnretained(self).toOpaque()
         guard SSL_HandshakeCallback(fd, handshakeCompletedCallback, argument) == SECSuccess,
               SSL_AlertReceivedCallback(fd, alertReceived, argument) == SECSuccess,
+              SSL_AlertSentCallback(fd, alertSent, argument) == SECSuccess,
               SSL_AuthCertificateHook(fd, authenticateCertificate, argument) == SECSuccess,
               SSL_BadCertHook(fd, badCertificateReceived, argument) == SECSuccess else {
             throw TLSError.fromLastNSSError("installing connection callbacks")
@@ -221,6 +224,11 @@ final class ConnectionCallbacks: Sendable {
         var error = TLSError.fromNSSCode(code, operation)
         if let (noted, note) = refusalNote.withLock({ $0 }), noted == code {
             error.message += " " + note
+        }
+        // NSS 3.87 reports a ClientHello whose ALPN list has nothing in
+        // common with the server's as malformed; its alert tells the truth.
+        if code == PRErrorCode(SSL_ERROR_RX_MALFORMED_CLIENT_HELLO.rawValue), fatalAlertSent.load(ordering: .acquiring) == 120 {
+            error.message += " The ClientHello is well formed: it offers no ALPN protocol that this server accepts (TLSConfiguration.applicationProtocols, nss-tls --alpn), so the server sent a no_application_protocol alert."
         }
         return error
     }
@@ -402,6 +410,11 @@ private let alertReceived: SSLAlertCallback = { _, argument, alert in
     default:
         break
     }
+}
+
+private let alertSent: SSLAlertCallback = { _, argument, alert in
+    guard let alert, let callbacks = ConnectionCallbacks.from(argument), alert.pointee.level == 2 else { return }
+    callbacks.fatalAlertSent.store(Int(alert.pointee.description), ordering: .releasing)
 }
 
 /// Records the SNI name and answers for the identity chosen for it.

@@ -216,6 +216,23 @@ extension Integration {
             }
         }
 
+        @Test("an Ed25519 key is refused for its type, not as a malformed PKCS#8 file",
+              .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"))
+        func ed25519KeyNamed() async throws {
+            try await withTimeout(seconds: 30) {
+                let directory = try TemporaryDirectory()
+                let made = try await ExternalTool.run("openssl", ["req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "2", "-subj", "/CN=ed25519",
+                                                                  "-keyout", directory.file("key.pem"), "-out", directory.file("cert.pem")])
+                #expect(made.status == 0, "\(made)")
+                let error = await #expect(throws: TLSError.self) {
+                    _ = try await TLSIdentity.pem(certificateChainFile: directory.file("cert.pem"), privateKeyFile: directory.file("key.pem"))
+                }
+                #expect(error?.kind == .invalidIdentity)
+                #expect(error?.message.contains("this is an Ed25519 key, which NSS cannot use for TLS") == true, "\(String(describing: error))")
+                #expect(error?.message.contains("unencrypted PKCS#8") == false, "\(String(describing: error))")
+            }
+        }
+
         // MARK: NSS database
 
         static let hasNSSTools = ExternalTool.isInstalled("certutil", "pk12util")

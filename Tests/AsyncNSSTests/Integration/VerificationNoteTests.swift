@@ -52,6 +52,27 @@ extension Integration {
             }
         }
 
+        @Test("a ClientHello with no ALPN protocol in common is not called malformed only")
+        func noALPNOverlap() async throws {
+            try await withTimeout(seconds: 30) {
+                var configuration = try await TestIdentities.serverConfiguration()
+                configuration.applicationProtocols = ["h2"]
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration, logger: logger)
+                let server = Task { await EchoServer.serveAll(listener) }
+                var client = try await TestIdentities.clientConfiguration()
+                client.applicationProtocols = ["http/1.1"]
+                let error = await #expect(throws: TLSError.self) {
+                    _ = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: client)
+                }
+                #expect(error?.nssName == "SSL_ERROR_NEXT_PROTOCOL_NO_PROTOCOL" || error?.nssName?.contains("ALERT") == true, "\(String(describing: error))")
+                let line = await log.waitForLine(containing: ["handshake failed", "SSL_ERROR_RX_MALFORMED_CLIENT_HELLO"])
+                #expect(line?.contains("it offers no ALPN protocol that this server accepts") == true, "\(log.all)")
+                await listener.close()
+                await server.value
+            }
+        }
+
         @Test("a certificate that is not valid yet is not called expired only",
               .enabled(if: ExternalTool.isInstalled("certutil"), "needs certutil: apt-get install libnss3-tools"))
         func notYetValid() async throws {
