@@ -23,7 +23,7 @@ extension TLSConnection {
             logger.debug("client certificate received", metadata: ["subject": "\(chain.first?.subject ?? "-")"])
             return chain
         } catch {
-            if !(error is CancellationError) { logger.info("client certificate request failed", metadata: ["error": "\(error)"]) }
+            if !(error is CancellationError) { logger.debug("client certificate request failed", metadata: ["error": "\(error)"]) }
             throw error
         }
     }

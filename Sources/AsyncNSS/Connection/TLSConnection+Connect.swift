@@ -96,7 +96,7 @@ extension TLSConnection {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
-                callbacks.logger.info("connecting failed", metadata: ["error": "\(error)"])
+                callbacks.logger.debug("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error
         }

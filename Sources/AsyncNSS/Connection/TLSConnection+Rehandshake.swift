@@ -34,7 +34,7 @@ extension TLSConnection {
             logger.debug("rehandshake completed", metadata: ["cipher": "\(event.info.cipherSuite)", "resumed": "\(event.info.resumed)"])
             return event
         } catch {
-            if !(error is CancellationError) { logger.info("rehandshake failed", metadata: ["error": "\(error)"]) }
+            if !(error is CancellationError) { logger.debug("rehandshake failed", metadata: ["error": "\(error)"]) }
             throw error
         }
     }

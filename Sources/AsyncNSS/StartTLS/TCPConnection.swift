@@ -156,7 +156,7 @@ public actor TCPConnection {
             await socket.close()
             callbacks.connectionEnded()
             if !(error is CancellationError) {
-                callbacks.logger.info("starting TLS failed", metadata: ["error": "\(error)"])
+                callbacks.logger.debug("starting TLS failed", metadata: ["error": "\(error)"])
             }
             throw error
         }

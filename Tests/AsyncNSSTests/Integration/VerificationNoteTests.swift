@@ -33,7 +33,11 @@ extension Integration {
                 #expect(error?.message.contains("issued by CN=AsyncNSS Test CA") == true, "\(String(describing: error))")
                 #expect(error?.message.contains("--ca FILE") == true, "\(String(describing: error))")
 
-                let system = try await Self.refusal(identity, client: .makeClientConfiguration(), host: "localhost")
+                // A certificate no database of the process knows (the test
+                // CA is trusted in the test database, which other suites open).
+                try await SelfSignedFiles.make(certificate: directory.file("alone.pem"), key: directory.file("alone.key"), subject: "/CN=localhost", altName: "DNS:localhost")
+                let alone = try await TLSIdentity.pem(certificateChainFile: directory.file("alone.pem"), privateKeyFile: directory.file("alone.key"))
+                let system = try await Self.refusal(alone, client: .makeClientConfiguration(), host: "localhost")
                 #expect(system?.message.contains("the system's root CAs (TLSTrust.systemRoots)") == true, "\(String(describing: system))")
             }
         }
