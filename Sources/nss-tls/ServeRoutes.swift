@@ -8,7 +8,9 @@ import AsyncNSS
 ///   post-handshake authentication) and answers `200` with its subject, or
 ///   `403` if none came.
 /// - `/rekey` renews the keys: a KeyUpdate that asks the client for one too
-///   (TLS 1.3), or a renegotiation (TLS 1.2). It answers with the event.
+///   (TLS 1.3), or a renegotiation (TLS 1.2). It answers with the event, or
+///   `409` saying why the client could not take part (it refused, or it has
+///   already half-closed).
 enum ServeRoutes {
     static func response(to head: HTTPRequestHead, on connection: TLSConnection) async throws -> HTTPResponse {
         switch path(of: head.target) {
@@ -35,15 +37,21 @@ enum ServeRoutes {
             let subject = chain.first?.subject ?? ""
             return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info), keepAlive: keepAlive)
         } catch let error as TLSError where [.peerCertificateMissing, .notOfferedByPeer, .renegotiationRefused].contains(error.kind) {
-            return HTTPResponse(status: 403, reason: "Forbidden", body: "a client certificate is needed: \(error.message)\n", keepAlive: keepAlive)
+            return HTTPResponse(status: 403, reason: "Forbidden", body: "a client certificate is needed: \(error.message)\n", keepAlive: keepAlive && error.kind != .renegotiationRefused)
         }
     }
 
     private static func rekeyPage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
-        let event = connection.info.protocolVersion >= .tls13
-            ? try await connection.updateKeys(requestPeerUpdate: true)
-            : try await connection.rehandshake()
-        let body = "event: \(event.kind) #\(event.sequenceNumber)\n" + ConnectionReport.serverBody(event.info)
-        return HTTPResponse(status: 200, reason: "OK", body: body, keepAlive: keepAlive)
+        do {
+            let event = connection.info.protocolVersion >= .tls13
+                ? try await connection.updateKeys(requestPeerUpdate: true)
+                : try await connection.rehandshake()
+            let body = "event: \(event.kind) #\(event.sequenceNumber)\n" + ConnectionReport.serverBody(event.info)
+            return HTTPResponse(status: 200, reason: "OK", body: body, keepAlive: keepAlive)
+        } catch let error as TLSError where error.kind == .renegotiationRefused {
+            // A client that half-closed, or one that refuses renegotiation:
+            // the connection can still carry the answer.
+            return HTTPResponse(status: 409, reason: "Conflict", body: "the keys were not renewed: \(error.message)\n", keepAlive: false)
+        }
     }
 }

@@ -141,7 +141,11 @@ struct ConnectionStateMachine: Sendable {
         case .endOfStream(let closeNotify):
             // The next read sees the end, after the buffered data.
             _ = readReturned(.endOfStream(closeNotify: closeNotify))
-            return .fail(TLSError(kind: .closed, operation: operation, message: "the peer closed the connection during the handshake"))
+            guard closeNotify else {
+                return .fail(TLSError(kind: .closed, operation: operation, message: "the peer closed the connection during the handshake"))
+            }
+            // A half-close: this side may still write.
+            return .fail(TLSError(kind: .renegotiationRefused, operation: operation, message: "the peer has closed its sending side (close_notify), so it can no longer take part in a handshake; this side may still write"))
         case .failed(let error):
             readState = .failed(error)
             return .fail(error)

@@ -173,8 +173,13 @@ public actor TLSConnection {
         }
     }
 
-    /// Sends close_notify and shuts down the sending side, keeping the
+    /// Sends close_notify and shuts down TCP's sending side, keeping the
     /// receiving side open (a TLS half-close).
+    ///
+    /// What TLS itself would still write afterwards (the answer to a TLS 1.3
+    /// KeyUpdate, the refusal of a renegotiation) is dropped, as the peer
+    /// would ignore it after close_notify: it cannot fail the reads that
+    /// bring the data the peer still sends.
     public func shutdownOutput() async throws {
         if machine.isClosed { return }
         try await acquireWriteTurn()
@@ -183,6 +188,9 @@ public actor TLSConnection {
         machine.outputWasShutDown()
         let operation = "shutting down output to \(remoteAddress)"
         try socket.withFD(operation) { fd in
+            // A side that has sent close_notify cannot take part in a
+            // renegotiation: NSS refuses the peer's HelloRequest instead.
+            try SSLSocketSetup.setRenegotiation(acceptingPeer: false, on: fd, operation)
             guard PR_Shutdown(fd, PR_SHUTDOWN_SEND) == PR_SUCCESS else {
                 let code = PR_GetError()
                 // The peer closed first: there is nothing left to shut down.

@@ -41,6 +41,9 @@ enum ReadAheadLayer {
         table.pointee.poll = readAheadPoll
         table.pointee.available = readAheadAvailable
         table.pointee.close = readAheadClose
+        table.pointee.shutdown = readAheadShutdown
+        table.pointee.send = readAheadSend
+        table.pointee.write = readAheadWrite
         return UnsafePointer(table)
     }()
 
@@ -128,6 +131,8 @@ enum ReadAheadLayer {
         var start = 0
         var end = 0
         let count = Atomic<Int>(0)
+        /// Set once the layer above shut down sending.
+        let outputShutDown = Atomic<Bool>(false)
 
         deinit { storage?.deallocate() }
 
@@ -247,6 +252,39 @@ private let readAheadAvailable: PRAvailableFN = { fd in
     let below = available(lower)
     let buffered = ReadAheadLayer.buffer(fd)?.count.load(ordering: .acquiring) ?? 0
     return below < 0 ? below : below + Int32(buffered)
+}
+
+/// Passes a shutdown down, and remembers one of the sending side (a TLS
+/// half-close, after the SSL layer's close_notify): from then on writes are
+/// dropped instead of sent (see `readAheadSend`).
+private let readAheadShutdown: PRShutdownFN = { fd, how in
+    guard let fd, let lower = fd.pointee.lower, let shutdown = lower.pointee.methods.pointee.shutdown else { return PR_FAILURE }
+    if how != PRIntn(PR_SHUTDOWN_RCV.rawValue) {
+        ReadAheadLayer.buffer(fd)?.outputShutDown.store(true, ordering: .releasing)
+    }
+    return shutdown(lower, how)
+}
+
+/// Sends, unless this side has shut down sending: then it reports the
+/// bytes as sent and drops them.
+///
+/// After its close_notify NSS may still have something to write: a TLS 1.3
+/// KeyUpdate the peer asked to be answered, or the refusal of a
+/// renegotiation. The peer ignores whatever follows close_notify (RFC 8446
+/// §6.1), and on a socket shut down for sending the write fails with EPIPE
+/// (which NSPR reports as `PR_CONNECT_RESET_ERROR`): NSS then fails the read
+/// that met the peer's message and drops the records after it, the reply a
+/// half-closed client was waiting for.
+private let readAheadSend: PRSendFN = { fd, source, amount, flags, timeout in
+    guard let fd, let lower = fd.pointee.lower, let send = lower.pointee.methods.pointee.send else { return -1 }
+    if let buffer = ReadAheadLayer.buffer(fd), buffer.outputShutDown.load(ordering: .acquiring) { return amount }
+    return send(lower, source, amount, flags, timeout)
+}
+
+private let readAheadWrite: PRWriteFN = { fd, source, amount in
+    guard let fd, let lower = fd.pointee.lower, let write = lower.pointee.methods.pointee.write else { return -1 }
+    if let buffer = ReadAheadLayer.buffer(fd), buffer.outputShutDown.load(ordering: .acquiring) { return amount }
+    return write(lower, source, amount)
 }
 
 /// Releases the buffer, then closes the rest of the stack and pops this
