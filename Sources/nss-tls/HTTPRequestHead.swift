@@ -72,11 +72,14 @@ struct HTTPRequestHead: Sendable, Hashable {
 
     /// Parses a head: the request line, the header lines and the blank line that
     /// ends them. `bytes` must end with that blank line and hold nothing after it.
+    /// Lines end in CRLF or, as RFC 9112 §2.2 allows a recipient to accept,
+    /// in a bare LF.
     init(parsing bytes: [UInt8]) throws(ParseError) {
-        guard bytes.count >= 4, bytes.suffix(4).elementsEqual([ASCII.cr, ASCII.lf, ASCII.cr, ASCII.lf]) else {
-            throw .incomplete
-        }
-        var lines = try Self.splitLines(bytes[..<(bytes.endIndex - 2)])
+        // The blank line that ends the head, then the line before it.
+        guard bytes.last == ASCII.lf else { throw .incomplete }
+        let beforeBlankLine = bytes.count >= 2 && bytes[bytes.count - 2] == ASCII.cr ? bytes.count - 2 : bytes.count - 1
+        guard beforeBlankLine > 0, bytes[beforeBlankLine - 1] == ASCII.lf else { throw .incomplete }
+        var lines = try Self.splitLines(bytes[..<beforeBlankLine])
         guard !lines.isEmpty else { throw .invalidRequestLine }
         let requestLine = lines.removeFirst()
         let (method, target, version) = try Self.parseRequestLine(requestLine)
@@ -105,13 +108,15 @@ struct HTTPRequestHead: Sendable, Hashable {
 
     // MARK: Finding and recognising heads
 
-    /// The index just past the first `CRLF CRLF` at or after `start`, if there is one.
+    /// The index just past the first blank line (`CRLF CRLF`, or with bare
+    /// LFs) whose first line end is at or after `start`, if there is one.
     static func endOfHead(in bytes: [UInt8], searchingFrom start: Int = 0) -> Int? {
         var index = max(0, start)
-        // `index < bytes.count - 3` rather than `index + 3 < count`: no overflow for any start.
-        while bytes.count >= 4, index < bytes.count - 3 {
-            if bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf, bytes[index + 2] == ASCII.cr, bytes[index + 3] == ASCII.lf {
-                return index + 4
+        while index < bytes.count {
+            if bytes[index] == ASCII.lf {
+                // `count - index` rather than `index + n < count`: no overflow for any start.
+                if bytes.count - index > 1, bytes[index + 1] == ASCII.lf { return index + 2 }
+                if bytes.count - index > 2, bytes[index + 1] == ASCII.cr, bytes[index + 2] == ASCII.lf { return index + 3 }
             }
             index += 1
         }
@@ -119,8 +124,12 @@ struct HTTPRequestHead: Sendable, Hashable {
     }
 
     /// Whether `prefix`, the first bytes a client sent, begins an HTTP/1.0 or
-    /// HTTP/1.1 request line: a method token, a space, a target, a space,
-    /// `HTTP/1.0` or `HTTP/1.1`, then CRLF.
+    /// HTTP/1.1 request line: a method, a space, a target, a space,
+    /// `HTTP/1.0` or `HTTP/1.1`, then CRLF or a bare LF.
+    ///
+    /// Methods are case-sensitive and every registered one is in capitals,
+    /// so a first byte that is not a capital letter (`hello`) decides for
+    /// echo at once instead of after a line's worth of bytes.
     static func classify(prefix: [UInt8]) -> PrefixVerdict {
         let literal = Array("HTTP/1.".utf8)
         var state = RequestLineState.method
@@ -131,7 +140,7 @@ struct HTTPRequestHead: Sendable, Hashable {
                 if byte == ASCII.space, partLength > 0 {
                     state = .target
                     partLength = 0
-                } else if ASCII.isTokenCharacter(byte) {
+                } else if Self.isMethodCharacter(byte, first: partLength == 0), partLength < Self.maximumMethodLength {
                     partLength += 1
                 } else {
                     return .notRequestLine
@@ -151,6 +160,7 @@ struct HTTPRequestHead: Sendable, Hashable {
                 guard byte == UInt8(ascii: "0") || byte == UInt8(ascii: "1") else { return .notRequestLine }
                 state = .cr
             case .cr:
+                if byte == ASCII.lf { return .requestLine }
                 guard byte == ASCII.cr else { return .notRequestLine }
                 state = .lf
             case .lf:
@@ -160,19 +170,33 @@ struct HTTPRequestHead: Sendable, Hashable {
         return .needMoreBytes
     }
 
+    /// The longest method ``classify(prefix:)`` waits for (`VERSION-CONTROL` has 15 letters).
+    static let maximumMethodLength = 24
+
+    /// A capital letter first; then any token character but a small letter
+    /// (`M-SEARCH`, `VERSION-CONTROL`).
+    private static func isMethodCharacter(_ byte: UInt8, first: Bool) -> Bool {
+        if (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) { return true }
+        return !first && ASCII.isTokenCharacter(byte) && !(UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+    }
+
     /// Where ``classify(prefix:)`` is within a request line.
     private enum RequestLineState { case method, target, versionLiteral(Int), minor, cr, lf }
 
     // MARK: Parsing pieces
 
-    /// Splits CRLF-terminated lines; a bare CR or LF anywhere is an error.
+    /// Splits lines that end in CRLF or a bare LF; a bare CR anywhere is an error.
     private static func splitLines(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> [ArraySlice<UInt8>] {
         var lines: [ArraySlice<UInt8>] = []
         var lineStart = bytes.startIndex
         var index = bytes.startIndex
         while index < bytes.endIndex {
             let byte = bytes[index]
-            if byte == ASCII.cr {
+            if byte == ASCII.lf {
+                lines.append(bytes[lineStart..<index])
+                index += 1
+                lineStart = index
+            } else if byte == ASCII.cr {
                 let next = index + 1
                 guard next < bytes.endIndex, bytes[next] == ASCII.lf else {
                     throw lines.isEmpty ? .invalidRequestLine : .invalidField
@@ -180,13 +204,11 @@ struct HTTPRequestHead: Sendable, Hashable {
                 lines.append(bytes[lineStart..<index])
                 index = next + 1
                 lineStart = index
-            } else if byte == ASCII.lf {
-                throw lines.isEmpty ? .invalidRequestLine : .invalidField
             } else {
                 index += 1
             }
         }
-        // `bytes` ends with CRLF, so nothing is left over.
+        // `bytes` ends with a line end, so nothing is left over.
         guard lineStart == bytes.endIndex else { throw .invalidField }
         return lines
     }
@@ -195,7 +217,8 @@ struct HTTPRequestHead: Sendable, Hashable {
         let parts = line.split(separator: ASCII.space, maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .invalidRequestLine }
         let method = parts[0], target = parts[1], version = parts[2]
-        guard !method.isEmpty, method.allSatisfy(ASCII.isTokenCharacter) else { throw .invalidRequestLine }
+        guard !method.isEmpty, method.count <= maximumMethodLength,
+              method.indices.allSatisfy({ isMethodCharacter(method[$0], first: $0 == method.startIndex) }) else { throw .invalidRequestLine }
         guard !target.isEmpty, target.allSatisfy(ASCII.isVisible) else { throw .invalidRequestLine }
         return (String(decoding: method, as: UTF8.self), String(decoding: target, as: UTF8.self), try parseVersion(version))
     }

@@ -35,8 +35,14 @@ struct InboundBuffer {
     @discardableResult
     mutating func dropLeadingEmptyLines() -> Bool {
         var count = 0
-        while count + 1 < bytes.count, bytes[count] == ASCII.cr, bytes[count + 1] == ASCII.lf {
-            count += 2
+        while count < bytes.count {
+            if bytes[count] == ASCII.lf {
+                count += 1
+            } else if count + 1 < bytes.count, bytes[count] == ASCII.cr, bytes[count + 1] == ASCII.lf {
+                count += 2
+            } else {
+                break
+            }
         }
         bytes.removeFirst(count)
         return count > 0

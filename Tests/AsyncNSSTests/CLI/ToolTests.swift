@@ -95,6 +95,25 @@ extension Integration {
             }
         }
 
+        @Test("serve echoes a first message with no line end at once, and answers a request with bare LF line ends")
+        func serveDecidesFromFirstBytes() async throws {
+            try await withTimeout(seconds: 60) {
+                let server = try await ServeProcess.start()
+                for (message, expectedStart) in [("hello", "hello"), ("{\"ping\": 1}", "{\"ping\": 1}"), ("GET / HTTP/1.1\nHost: x\n\n", "HTTP/1.1 200 OK")] {
+                    var client = TLSConfiguration.makeClientConfiguration(trust: .insecureNoVerification)
+                    client.serverName = "localhost"
+                    let connection = try await TLSConnection.connect(host: "127.0.0.1", port: server.port, configuration: client)
+                    try await connection.write(Array(message.utf8))
+                    // Before, echo waited for a line end or 8 KiB: this read hung.
+                    var received: [UInt8] = []
+                    while received.count < expectedStart.utf8.count, let chunk = try await connection.receive() { received += chunk }
+                    #expect(String(decoding: received, as: UTF8.self).hasPrefix(expectedStart), "\(message): \(String(decoding: received, as: UTF8.self))")
+                    await connection.close()
+                }
+                #expect(await server.process.stop() == 0, "\(server.process.transcript)")
+            }
+        }
+
         @Test("serve answers pipelined requests, HEAD without a body, 100-continue, and rejects bad heads")
         func serveHTTPBehaviour() async throws {
             try await withTimeout(seconds: 60) {
