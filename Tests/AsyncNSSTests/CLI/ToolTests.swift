@@ -258,6 +258,37 @@ extension Integration {
             }
         }
 
+        /// The one command the README gives for a local PKI, used as the
+        /// README then says: serve with it and ask for /private.
+        @Test("scripts/make-test-pki.sh makes a PKI that serve, connect and curl use as they are",
+              .enabled(if: ExternalTool.isInstalled("openssl", "curl")), arguments: [false, true])
+        func testPKIScript(rsa: Bool) async throws {
+            try await withTimeout(seconds: 60) {
+                let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../scripts/make-test-pki.sh").standardized.path
+                let directory = try TemporaryDirectory()
+                let made = try await ExternalTool.run("bash", [script] + (rsa ? ["--rsa"] : []) + [directory.path])
+                #expect(made.status == 0, "\(made)")
+                #expect(made.stdout.contains("nss-tls serve --cert \(directory.path)/server.pem"), "\(made)")
+                let identity = ["--cert", directory.file("server.pem"), "--key", directory.file("server.key"), "--client-ca", directory.file("ca.pem")]
+                let client = ["--cacert", directory.file("ca.pem"), "--cert", directory.file("client.pem"), "--key", directory.file("client.key")]
+                // /private asks curl for its certificate in the middle of the connection.
+                let server = try await ServeProcess.start(identity)
+                let curl = try await ExternalTool.run("curl", ["-sS", "--max-time", "20"] + client + ["https://localhost:\(server.port)/private"])
+                #expect(curl.status == 0, "\(curl)")
+                #expect(curl.stdout.contains("CN=local test client"), "\(curl)")
+                #expect(await server.process.stop() == 0, "\(server.process.transcript)")
+                // connect, which half-closes when its input ends, presents it at the handshake.
+                let asking = try await ServeProcess.start(identity + ["--request-client-cert"])
+                let request = "GET /private HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                let connect = try await ToolRun.run(["connect", "localhost:\(asking.port)", "--ca", directory.file("ca.pem"),
+                                                     "--cert", directory.file("client.pem"), "--key", directory.file("client.key")], input: request)
+                #expect(connect.status == 0, "\(connect)")
+                #expect(connect.stdout.hasPrefix("HTTP/1.1 200 OK"), "\(connect)")
+                #expect(connect.stdout.contains("CN=local test client"), "\(connect)")
+                #expect(await asking.process.stop() == 0, "\(asking.process.transcript)")
+            }
+        }
+
         @Test("serve --client-auth require: curl's and connect's client certificates are reported",
               .enabled(if: ExternalTool.isInstalled("curl", "openssl")))
         func serveWithClientAuth() async throws {
