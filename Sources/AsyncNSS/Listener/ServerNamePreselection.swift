@@ -34,6 +34,9 @@ enum ServerNamePreselection {
     /// - Throws: ``TLSError/Kind/handshakeTimedOut`` at `deadline`,
     ///   `CancellationError`, or ``TLSError/Kind/closed``.
     static func choose(on socket: SocketHandle, settings: ConnectionSettings, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> Choice? {
+        // Waits below are for more of the ClientHello, not for the part held.
+        try socket.withFD(operation()) { ReadAheadLayer.setCollecting($0, true) }
+        defer { _ = try? socket.withFD(operation()) { ReadAheadLayer.setCollecting($0, false) } }
         while true {
             let step = try socket.withFD(operation()) { fd -> (ClientHelloServerName.Parse, readMore: Int32, error: PRErrorCode) in
                 let parsed = ClientHelloServerName.parse(ReadAheadLayer.buffered(fd))

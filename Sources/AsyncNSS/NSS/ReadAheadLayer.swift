@@ -106,6 +106,16 @@ enum ReadAheadLayer {
         return buffer.append { storage, capacity in recv(lower, storage, capacity, 0, PRIntervalTime(PR_INTERVAL_NO_WAIT)) }
     }
 
+    /// Makes the layer's `poll` report a read as ready only when the kernel
+    /// has bytes, not while it holds some (`true`), or again as usual
+    /// (`false`). While bytes are collected with ``readMore(_:)`` for a look
+    /// before NSS reads them, those bytes are not what the waiter waits for:
+    /// the usual answer would wake it at once, again and again.
+    static func setCollecting(_ fd: UnsafeMutablePointer<PRFileDesc>, _ collecting: Bool) {
+        guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return }
+        buffer.collecting.store(collecting, ordering: .releasing)
+    }
+
     /// A copy of the bytes this layer of `fd`'s stack holds.
     static func buffered(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [UInt8] {
         guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return [] }
@@ -133,6 +143,8 @@ enum ReadAheadLayer {
         let count = Atomic<Int>(0)
         /// Set once the layer above shut down sending.
         let outputShutDown = Atomic<Bool>(false)
+        /// See ``ReadAheadLayer/setCollecting(_:_:)``.
+        let collecting = Atomic<Bool>(false)
 
         deinit { storage?.deallocate() }
 
@@ -240,7 +252,7 @@ private let readAheadRead: PRReadFN = { fd, destination, amount in
 private let readAheadPoll: PRPollFN = { fd, flags, outFlags in
     guard let fd, let lower = fd.pointee.lower, let poll = lower.pointee.methods.pointee.poll else { return flags }
     if flags & Int16(PR_POLL_READ) != 0, let buffer = ReadAheadLayer.buffer(fd),
-       buffer.count.load(ordering: .acquiring) > 0 {
+       buffer.count.load(ordering: .acquiring) > 0, !buffer.collecting.load(ordering: .acquiring) {
         outFlags?.pointee = Int16(PR_POLL_READ)
         return flags
     }

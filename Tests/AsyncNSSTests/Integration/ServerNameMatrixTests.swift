@@ -65,6 +65,39 @@ extension Integration {
             }
         }
 
+        /// A ClientHello in two TCP segments, as over a real network with
+        /// post-quantum key shares: the poll thread sleeps between them (the
+        /// bytes held for the look at the name must not count as readable),
+        /// and the handshake goes on with the rest.
+        @Test("a ClientHello that arrives in pieces is waited for without spinning")
+        func fragmentedClientHello() async throws {
+            try await withTimeout(seconds: 60) {
+                var configuration = try await TestIdentities.serverConfiguration(min: .tls12, max: .tls12)
+                configuration.serverNameIdentities = ["alt.example": try await TLSIdentity.selfSigned(names: ["alt.example"])]
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration)
+                let server = Task { await EchoServer.serveAll(listener) }
+                let hello = RawClientHello(cipherSuites: [0xC02B, 0xC02F], serverName: "alt.example").bytes
+                let threads = ["nss-poll-hot", "nss-poll-cold"]
+                let (answer, pollCPU) = try await onOwnThread { () -> ([UInt8], Double) in
+                    let peer = try RawTCP(port: listener.port)
+                    peer.send(Array(hello.prefix(40)))
+                    usleep(200_000)
+                    let before = threads.map { ThreadCPU.named($0) ?? 0 }
+                    usleep(1_000_000)
+                    let used = zip(threads, before).reduce(0.0) { $0 + (ThreadCPU.named($1.0) ?? 0) - $1.1 }
+                    peer.send(Array(hello.dropFirst(40)))
+                    let answer = peer.readAll(limit: 5 + 16)
+                    peer.close()
+                    return (answer, used)
+                }
+                #expect(FirstRecord(answer) == .serverHello, "\(FirstRecord(answer))")
+                // A spin would use the whole second.
+                #expect(pollCPU < 0.1, "the poll threads used \(pollCPU) s of CPU while the ClientHello was incomplete")
+                await listener.close()
+                await server.value
+            }
+        }
+
         @Test("a STARTTLS server presents the named identity too", arguments: [TLSVersion.tls12, .tls13])
         func startTLSServer(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
