@@ -32,10 +32,12 @@ struct HandshakeDriver: Sendable {
     /// Runs the handshake and records it in the connection's metrics. On
     /// failure the socket is left open for the caller to close.
     ///
+    /// The deadline is `started + timeout`: a listener that read the
+    /// ClientHello first (``ServerNamePreselection``) passes the accept time.
+    ///
     /// - Throws: the NSS error of the handshake, ``TLSError/Kind/handshakeTimedOut``,
     ///   or `CancellationError`.
-    func run(timeout: Duration) async throws -> HandshakeEvent {
-        let started = ContinuousClock.now
+    func run(timeout: Duration, startedAt started: ContinuousClock.Instant = .now) async throws -> HandshakeEvent {
         do {
             let event = try await drive(until: started + timeout, timeout: timeout)
             callbacks.metrics?.handshakeSucceeded(after: .now - started)

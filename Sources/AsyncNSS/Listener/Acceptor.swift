@@ -131,7 +131,10 @@ struct Acceptor: Sendable {
             return
         }
         do {
-            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText).run(timeout: setup.configuration.handshakeTimeout)
+            // The handshake timeout counts from the accept: reading the
+            // ClientHello for its SNI name (if any) took part of it.
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText)
+                .run(timeout: setup.configuration.handshakeTimeout, startedAt: deadline - setup.configuration.handshakeTimeout)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
