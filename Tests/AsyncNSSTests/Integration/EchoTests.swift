@@ -123,13 +123,24 @@ enum EchoServer {
         }
     }
 
-    /// Echoes every connection, each in its own task, until the listener closes.
-    static func serveAll(_ listener: TLSListener) async {
+    /// Echoes every connection, each in its own task, until the listener
+    /// closes. An error of a connection or of the listener's sequence is
+    /// recorded as an issue of the running test unless `expected` accepts it:
+    /// a test server that fails must fail its test.
+    static func serveAll(_ listener: TLSListener, expected: @escaping @Sendable (any Error) -> Bool = { _ in false }, sourceLocation: SourceLocation = #_sourceLocation) async {
         await withDiscardingTaskGroup { group in
             do {
                 for try await connection in listener {
-                    group.addTask { try? await echo(connection) }
+                    group.addTask {
+                        do {
+                            try await echo(connection)
+                        } catch where !(error is CancellationError) && !expected(error) {
+                            Issue.record(error, "the echo server's connection with \(connection.remoteAddress) failed", sourceLocation: sourceLocation)
+                        } catch {}
+                    }
                 }
+            } catch where !(error is CancellationError) {
+                Issue.record(error, "the echo server's listener failed", sourceLocation: sourceLocation)
             } catch {}
         }
     }

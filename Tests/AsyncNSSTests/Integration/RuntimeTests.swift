@@ -8,7 +8,8 @@ extension Integration {
         func shutdownAndRestart() async throws {
             try await withTimeout(seconds: 60) {
                 let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
-                let server = Task { await EchoServer.serveAll(listener) }
+                // The shutdown ends the server's pending read with `closed`.
+                let server = Task { await EchoServer.serveAll(listener, expected: { ($0 as? TLSError)?.kind == .closed }) }
                 let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
                 try await client.write([1])
                 var iterator = client.inbound.makeAsyncIterator()

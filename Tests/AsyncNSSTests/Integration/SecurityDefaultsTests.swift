@@ -95,13 +95,15 @@ struct SecurityServer {
 
     /// Serves `identity` (the self-signed localhost one by default) with
     /// `makeServerConfiguration` and nothing changed but `configure`.
-    static func start(identity: TLSIdentity? = nil, configure: (inout TLSConfiguration) -> Void = { _ in }) async throws -> SecurityServer {
+    /// `expected` says which errors of its connections the test provokes;
+    /// any other fails the test.
+    static func start(identity: TLSIdentity? = nil, expected: ExpectedErrors = .none, configure: (inout TLSConfiguration) -> Void = { _ in }) async throws -> SecurityServer {
         let identity = if let identity { identity } else { try await TestIdentities.localhost() }
         var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
         configure(&configuration)
         let (logger, store) = CapturingLogHandler.logger()
         let listener = try await TLSListener.bind(port: 0, configuration: configuration, logger: logger)
-        return SecurityServer(listener: listener, log: store, serving: Task { await EchoServer.serveAll(listener) })
+        return SecurityServer(listener: listener, log: store, serving: Task { await EchoServer.serveAll(listener, expected: expected.accepts) })
     }
 
     /// The first "handshake failed" line that names `nssName`.
@@ -127,4 +129,11 @@ struct SecurityServer {
         await listener.close()
         await serving.value
     }
+}
+
+/// The errors a test provokes on purpose in its servers' connections.
+struct ExpectedErrors: Sendable {
+    let accepts: @Sendable (any Error) -> Bool
+
+    static let none = ExpectedErrors { _ in false }
 }
