@@ -1,13 +1,18 @@
 import AsyncNSS
+import Testing
 
 /// Line and HTTP responders for interop tests: read one request, answer, close
 /// with close_notify.
 enum TestServers {
     /// Serves connections until the listener closes: reads up to `terminator`,
-    /// then writes `reply(request, connection)` and closes.
+    /// then writes `reply(request, connection)` and closes. An error of a
+    /// connection or of the listener is recorded as an issue of the running
+    /// test unless `expected` accepts it.
     static func respond(
         _ listener: TLSListener,
         until terminator: String,
+        expected: @escaping @Sendable (any Error) -> Bool = { _ in false },
+        sourceLocation: SourceLocation = #_sourceLocation,
         reply: @escaping @Sendable (String, TLSConnectionInfo) -> String
     ) async {
         await withDiscardingTaskGroup { group in
@@ -21,10 +26,14 @@ enum TestServers {
                                 if String(decoding: request, as: UTF8.self).contains(terminator) { break }
                             }
                             try await connection.write(Array(reply(String(decoding: request, as: UTF8.self), connection.info).utf8))
+                        } catch where !(error is CancellationError) && !expected(error) {
+                            Issue.record(error, "the test server's connection with \(connection.remoteAddress) failed", sourceLocation: sourceLocation)
                         } catch {}
                         await connection.close()
                     }
                 }
+            } catch where !(error is CancellationError) {
+                Issue.record(error, "the test server's listener failed", sourceLocation: sourceLocation)
             } catch {}
         }
     }
