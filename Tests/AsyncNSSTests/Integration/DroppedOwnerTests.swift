@@ -191,6 +191,27 @@ extension Integration {
             }
         }
 
+        @Test("STARTTLS upgrades that failed leave nothing behind")
+        func failedStartTLS() async throws {
+            try await withTimeout(seconds: 30) {
+                let serverConfiguration = try await TestIdentities.serverConfiguration()
+                // The system roots do not know the test's self-signed certificate.
+                let untrusting = TLSConfiguration.makeClientConfiguration()
+                let listener = try await TCPListener.bind(port: 0)
+                let baseline = await LeakBaseline.take()
+                for _ in 0..<10 {
+                    async let acceptedPlain = listener.accept()
+                    let client = try await TCPConnection.connect(host: "localhost", port: listener.port)
+                    let server = try await acceptedPlain
+                    let serverTLS = Task { try await server.startTLS(serverConfiguration, role: .server) }
+                    await #expect(throws: TLSError.self) { _ = try await client.startTLS(untrusting, role: .client) }
+                    await #expect(throws: TLSError.self) { _ = try await serverTLS.value }
+                }
+                try await baseline.expectReached(within: .seconds(3))
+                await listener.close()
+            }
+        }
+
         private static func roundTrip(port: Int, _ configuration: TLSConfiguration) async throws {
             let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
             try await client.write([42])
