@@ -241,7 +241,7 @@ public actor TLSConnection {
             case .failed(let code) where code == NSSErrors.renegotiationNotAllowed:
                 return .recoverable
             case .failed(let code):
-                return .failed(TLSError.fromNSSCode(code, readOperation))
+                return .failed(callbacks.handshakeError(code, readOperation))
             }
         } catch let error as TLSError {
             return .failed(error)

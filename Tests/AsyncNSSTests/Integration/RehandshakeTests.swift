@@ -47,8 +47,7 @@ extension Integration {
 
                 try await pair.server.write(Array("after\n".utf8))
                 #expect(try await Self.read(pair.server, count: 6) == Array("after\n".utf8))
-                await pair.close()
-                _ = await echo.result
+                await pair.finish(echo: echo, echoing: pair.client)
             }
         }
 
@@ -67,8 +66,7 @@ extension Integration {
                 try await pair.client.write(Array("ping".utf8))
                 #expect(try await Self.read(pair.client, count: 4) == Array("ping".utf8))
                 #expect(pair.server.info.protocolVersion == .tls12)
-                await pair.close()
-                _ = await echo.result
+                await pair.finish(echo: echo, echoing: pair.server)
             }
         }
 
@@ -81,8 +79,7 @@ extension Integration {
                 #expect(error?.kind == .renegotiationRefused, "\(String(describing: error))")
                 try await pair.client.write(Array("still here".utf8))
                 #expect(try await Self.read(pair.client, count: 10) == Array("still here".utf8))
-                await pair.close()
-                _ = await echo.result
+                await pair.finish(echo: echo, echoing: pair.server)
             }
         }
 
@@ -95,8 +92,7 @@ extension Integration {
                 #expect(error?.kind == .renegotiationRefused, "\(String(describing: error))")
                 let local = await #expect(throws: TLSError.self) { try await pair.client.rehandshake() }
                 #expect(local?.kind == .invalidConfiguration)
-                await pair.close()
-                _ = await echo.result
+                await pair.finish(echo: echo, echoing: pair.client)
             }
         }
 
@@ -177,8 +173,7 @@ extension Integration {
                 async let second = pair.server.rehandshake()
                 let numbers = try await [first.sequenceNumber, second.sequenceNumber].sorted()
                 #expect(numbers == [2, 3])
-                await pair.close()
-                _ = await echo.result
+                await pair.finish(echo: echo, echoing: pair.client)
             }
         }
     }

@@ -23,4 +23,17 @@ struct ConnectedPair {
         await server.close()
         await listener.close()
     }
+
+    /// Ends a pair whose `echoing` side runs `echo` (``EchoServer/echo(_:)``):
+    /// closes the other side, whose close_notify ends the echo, and records
+    /// an issue unless the echo then ended cleanly.
+    func finish(echo: Task<Void, any Error>, echoing: TLSConnection, sourceLocation: SourceLocation = #_sourceLocation) async {
+        await (echoing === server ? client : server).close()
+        do {
+            try await echo.value
+        } catch {
+            Issue.record(error, "the echo on the other side ended with an error", sourceLocation: sourceLocation)
+        }
+        await close()
+    }
 }
