@@ -27,20 +27,30 @@ enum ExternalTool {
         var status: Int32
         var stdout: String
         var stderr: String
-        var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+        /// Whether the tool was killed at its timeout rather than exiting by itself.
+        var killed = false
+        /// How long the tool ran.
+        var elapsed: Duration = .zero
+        var description: String { "exit \(status)\(killed ? " (killed at the timeout)" : "") after \(elapsed)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+
+        /// Whether the tool exited by itself with status 0.
+        var exitedCleanly: Bool { status == 0 && !killed }
     }
 
     /// Runs a tool to completion with `input` on stdin, killing it after `timeout` seconds.
     static func run(_ name: String, _ arguments: [String], input: String = "", timeout: Double = 30) async throws -> Output {
+        let started = ContinuousClock.now
         let child = try ChildProcess(name, arguments, input: input)
-        let killer = Task {
+        let killer = Task { () -> Bool in
             try await Task.sleep(for: .seconds(timeout))
             child.signal(SIGKILL)
+            return true
         }
         let status = try await onOwnThread { child.waitForExit() }
         killer.cancel()
+        let killed = (try? await killer.value) == true
         let (stdout, stderr) = child.output()
-        return Output(status: status, stdout: stdout, stderr: stderr)
+        return Output(status: status, stdout: stdout, stderr: stderr, killed: killed, elapsed: .now - started)
     }
 
     struct ToolMissing: Error, CustomStringConvertible {
