@@ -49,5 +49,52 @@ extension Integration {
                 await serverAgain.value
             }
         }
+
+        /// What a dropped owner leaves behind must not keep NSS busy: sockets
+        /// still closing in the background (``DroppedSocket``) are waited
+        /// for, and certificates and keys are gone with their identities.
+        @Test("owners of every kind dropped without close(), then an immediate shutdown succeeds",
+              .enabled(if: ExternalTool.isInstalled("certutil", "pk12util"), "needs the NSS database of TestPKI"))
+        func shutdownRightAfterDroppedOwners() async throws {
+            try await withTimeout(seconds: 60) {
+                let pki = try await TestPKI.shared()
+                try await Self.useAndDropOwners(pki)
+                // No close() anywhere above: shut down at once.
+                try await NSSRuntime.shutdown()
+                await TestIdentities.reset()
+                #expect(!NSSRuntime.isInitialized)
+                // And the runtime comes back.
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                #expect(NSSRuntime.isInitialized)
+                await listener.close()
+            }
+        }
+
+        /// Opens a listener, a client and its accepted connection for each
+        /// identity kind (PEM, NSS database, self-signed), and a TCP listener
+        /// and connection, and lets all of them go without close().
+        private static func useAndDropOwners(_ pki: TestPKI) async throws {
+            let identities = [
+                try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey),
+                try await TLSIdentity.database(pki.database, nickname: "server", password: TestPKI.databasePassword),
+                try await TLSIdentity.selfSigned(),
+            ]
+            for identity in identities {
+                let listener = try await TLSListener.bind(port: 0, configuration: .makeServerConfiguration(identity: identity))
+                let accepted = Task { () -> TLSConnection? in
+                    for try await connection in listener { return connection }
+                    return nil
+                }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: .makeClientConfiguration(trust: .insecureNoVerification))
+                try await client.write([1])
+                let server = try #require(try await accepted.value)
+                #expect(try await server.receive() == [1])
+            }
+            let plainListener = try await TCPListener.bind(port: 0)
+            async let plainAccepted = plainListener.accept()
+            let plainClient = try await TCPConnection.connect(host: "127.0.0.1", port: plainListener.port)
+            try await plainClient.write([2])
+            #expect(try await plainAccepted.receive() == [2])
+        }
     }
 }
