@@ -394,7 +394,10 @@ enum IdentityTrustHarness {
     }
 
     static func roundTrip(server: TLSConfiguration, client: TLSConfiguration, host: String = "127.0.0.1") async throws -> TLSConnectionInfo {
-        let listener = try await TLSListener.bind(port: 0, configuration: server, logger: quietLogger())
+        let (logger, log) = CapturingLogHandler.logger()
+        // A round trip that worked logs nothing above debug on the server.
+        defer { #expect(log.all.filter { !$0.hasPrefix("trace ") && !$0.hasPrefix("debug ") }.isEmpty, "\(log.all)") }
+        let listener = try await TLSListener.bind(port: 0, configuration: server, logger: logger)
         let serving = Task { try await EchoServer.serveOne(listener) }
         do {
             let connection = try await TLSConnection.connect(host: host, port: listener.port, configuration: client)
@@ -423,7 +426,8 @@ enum IdentityTrustHarness {
     }
 
     static func failedConnect(server: TLSConfiguration, client: TLSConfiguration, host: String = "127.0.0.1") async throws -> TLSError {
-        let listener = try await TLSListener.bind(port: 0, configuration: server, logger: quietLogger())
+        let (logger, log) = CapturingLogHandler.logger()
+        let listener = try await TLSListener.bind(port: 0, configuration: server, logger: logger)
         let serving = Task { await EchoServer.serveAll(listener) }
         defer { serving.cancel() }
         do {
@@ -434,6 +438,8 @@ enum IdentityTrustHarness {
             Issue.record("the connection to \(host) succeeded with \(connection.info.peerSubject ?? "no certificate")")
             throw Unexpected.connected
         } catch let error as TLSError {
+            // The server saw the handshake fail too, and said so.
+            #expect(await log.waitForLine(containing: ["handshake failed"]) != nil, "\(log.all)")
             await listener.close()
             await serving.value
             return error
