@@ -35,13 +35,16 @@ final class TestToken: Sendable {
 
     private static let cache = MadeOnce { try await TestToken.make() }
 
-    /// Where Debian, Ubuntu and Fedora put the module.
-    static let modulePaths = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib64/pkcs11/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ]
+    /// Where Debian, Ubuntu and Fedora put the module: the fixed paths, and
+    /// Debian's multiarch folder of whatever architecture this is
+    /// (`/usr/lib/aarch64-linux-gnu/softhsm/`, `/usr/lib/x86_64-linux-gnu/softhsm/`, ...).
+    static let modulePaths: [String] = {
+        let multiarch = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
+            .filter { $0.hasSuffix("-linux-gnu") || $0.hasSuffix("-linux-gnueabihf") || $0.hasSuffix("-linux-musl") }
+            .sorted()
+            .map { "/usr/lib/\($0)/softhsm/libsofthsm2.so" }
+        return ["/usr/lib/softhsm/libsofthsm2.so"] + multiarch + ["/usr/lib64/pkcs11/libsofthsm2.so", "/usr/local/lib/softhsm/libsofthsm2.so"]
+    }()
 
     /// Whether SoftHSM2 and p11tool (gnutls-bin) are installed.
     static var isAvailable: Bool {
