@@ -253,6 +253,19 @@ extension Integration {
             }
         }
 
+        @Test("an RSA identity from the NSS database serves our client", .enabled(if: hasNSSTools), arguments: [TLSVersion.tls12, .tls13])
+        func databaseRSAIdentity(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 30) {
+                let pki = try await TestPKI.shared()
+                let identity = try await TLSIdentity.database(pki.database, nickname: "rsa-server", password: TestPKI.databasePassword)
+                let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: pki.caCertificate))
+                let info = try await Harness.roundTrip(identity: identity, client: client, host: "localhost", version: version)
+                #expect(info.protocolVersion == version)
+                #expect(info.peerCertificates.first?.derBytes == identity.certificateChain.first?.derBytes)
+                if version == .tls12 { #expect(info.cipherSuite.hasPrefix("TLS_ECDHE_RSA_"), "\(info.cipherSuite)") }
+            }
+        }
+
         @Test("database errors: wrong password, no password, unknown nickname", .enabled(if: hasNSSTools))
         func databaseErrors() async throws {
             try await withTimeout(seconds: 30) {

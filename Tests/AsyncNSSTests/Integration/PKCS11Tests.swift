@@ -32,6 +32,28 @@ extension Integration {
             }
         }
 
+        /// Found by this test: NSS refuses to configure the RSA key of a
+        /// SoftHSM2 token as a server key (`SSL_ConfigServerCert` fails with
+        /// SEC_ERROR_NO_MEMORY), while the EC key of the same token works.
+        /// Marked as a known issue (issue 15 reports it) until it is fixed;
+        /// the test then fails as "known issue not recorded".
+        @Test("an RSA key on the token serves TLS 1.2 and 1.3 (RSA-PSS signatures made by the token)", arguments: [TLSVersion.tls12, .tls13])
+        func rsaKeyOnToken(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let (pki, token) = (try await TestPKI.shared(), try await TestToken.shared())
+                let identity = try await TLSIdentity.pkcs11(
+                    keyURI: "pkcs11:token=AsyncNSS%20Test;object=rsa-server-key", modulePath: token.modulePath,
+                    certificateChainFile: pki.rsaServerCertificate, pin: TestToken.pin
+                )
+                let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: pki.caCertificate))
+                await withKnownIssue("SSL_ConfigServerCert fails with SEC_ERROR_NO_MEMORY for an RSA key on SoftHSM2 (reported on issue 15)") {
+                    let info = try await Harness.roundTrip(identity: identity, client: client, host: "localhost", version: version)
+                    #expect(info.protocolVersion == version)
+                    #expect(info.peerCertificates.first?.derBytes == identity.certificateChain.first?.derBytes)
+                }
+            }
+        }
+
         @Test("the certificate from the token, the module and PIN from the URI (id, module-path, pin-source)")
         func everythingFromTheURI() async throws {
             try await withTimeout(seconds: 60) {

@@ -15,7 +15,8 @@ final class TestPKI: Sendable {
     var clientKey: String { directory.file("client.key") }
     var sec1Key: String { directory.file("server-sec1.key") }
     var pkcs1Key: String { directory.file("rsa-pkcs1.key") }
-    /// `sql:` database holding the server identity as `server`, the CA as trusted `ca`.
+    /// `sql:` database holding the server identities as `server` (EC) and
+    /// `rsa-server`, the CA as trusted `ca`.
     var database: String { "sql:" + directory.file("nssdb") }
     static let databasePassword = "db-password"
     var databasePasswordFile: String { directory.file("db-password.txt") }
@@ -50,6 +51,13 @@ final class TestPKI: Sendable {
                                "-name", "server", "-out", dir.file("server.p12"), "-passout", "pass:p12-password"])
             try await tool("certutil", ["-N", "-d", pki.database, "-f", pki.databasePasswordFile])
             try await tool("pk12util", ["-i", dir.file("server.p12"), "-d", pki.database, "-w", dir.file("p12-password.txt"), "-k", pki.databasePasswordFile])
+            // An RSA server identity too, as `rsa-server`. Its subject differs
+            // from the EC one's: NSS gives a certificate whose subject is
+            // already in the database that certificate's nickname.
+            try await issue(pki, name: "rsa-db-server", subject: "/CN=localhost/OU=RSA", keyArguments: ["-newkey", "rsa:2048", "-nodes"], extensions: "server.ext")
+            try await openssl(["pkcs12", "-export", "-inkey", dir.file("rsa-db-server.key"), "-in", dir.file("rsa-db-server.pem"), "-certfile", pki.caCertificate,
+                               "-name", "rsa-server", "-out", dir.file("rsa-server.p12"), "-passout", "pass:p12-password"])
+            try await tool("pk12util", ["-i", dir.file("rsa-server.p12"), "-d", pki.database, "-w", dir.file("p12-password.txt"), "-k", pki.databasePasswordFile])
             try await tool("certutil", ["-M", "-n", "AsyncNSS Test CA", "-t", "CT,C,C", "-d", pki.database, "-f", pki.databasePasswordFile])
         }
         return pki

@@ -73,6 +73,7 @@ final class TestToken: Sendable {
         try await tool("softhsm2-util", ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "123456"])
         try await tool("softhsm2-util", ["--init-token", "--free", "--label", spareLabel, "--pin", sparePIN, "--so-pin", "123456"])
         try await tool("softhsm2-util", ["--import", pki.serverKey, "--token", label, "--label", "server-key", "--id", "01", "--pin", pin])
+        try await tool("softhsm2-util", ["--import", pki.rsaServerKey, "--token", label, "--label", "rsa-server-key", "--id", "02", "--pin", pin])
         try await tool("p11tool", ["--provider=\(module)", "--login", "--set-pin=\(pin)", "--write", "--load-certificate=\(pki.serverCertificate)",
                                    "--label=server-cert", "--id=01", "pkcs11:token=AsyncNSS%20Test"])
         return token
