@@ -34,22 +34,29 @@ extension Integration {
 
         /// Found by this test: NSS refuses to configure the RSA key of a
         /// SoftHSM2 token as a server key (`SSL_ConfigServerCert` fails with
-        /// SEC_ERROR_NO_MEMORY), while the EC key of the same token works.
-        /// Marked as a known issue (issue 15 reports it) until it is fixed;
-        /// the test then fails as "known issue not recorded".
-        @Test("an RSA key on the token serves TLS 1.2 and 1.3 (RSA-PSS signatures made by the token)", arguments: [TLSVersion.tls12, .tls13])
-        func rsaKeyOnToken(version: TLSVersion) async throws {
-            try await withTimeout(seconds: 60) {
+        /// SEC_ERROR_NO_MEMORY), while the EC key of the same token works,
+        /// and the failure leaves NSS objects behind that make a later
+        /// `NSSRuntime.shutdown()` fail with SEC_ERROR_BUSY. So it runs in a
+        /// process of its own, and is marked as a known issue (reported on
+        /// issue 15) until it is fixed; the test then fails as "known issue
+        /// not recorded".
+        @Test("an RSA key on the token serves TLS 1.2 and 1.3 (RSA-PSS signatures made by the token)")
+        func rsaKeyOnToken() async throws {
+            try await withTimeout(seconds: 120) {
                 let (pki, token) = (try await TestPKI.shared(), try await TestToken.shared())
-                let identity = try await TLSIdentity.pkcs11(
-                    keyURI: "pkcs11:token=AsyncNSS%20Test;object=rsa-server-key", modulePath: token.modulePath,
-                    certificateChainFile: pki.rsaServerCertificate, pin: TestToken.pin
-                )
-                let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: pki.caCertificate))
+                let module = token.modulePath, certificate = pki.rsaServerCertificate, ca = pki.caCertificate
                 await withKnownIssue("SSL_ConfigServerCert fails with SEC_ERROR_NO_MEMORY for an RSA key on SoftHSM2 (reported on issue 15)") {
-                    let info = try await Harness.roundTrip(identity: identity, client: client, host: "localhost", version: version)
-                    #expect(info.protocolVersion == version)
-                    #expect(info.peerCertificates.first?.derBytes == identity.certificateChain.first?.derBytes)
+                    await #expect(processExitsWith: .success) { [module = module as String, certificate = certificate as String, ca = ca as String] in
+                        let identity = try await TLSIdentity.pkcs11(
+                            keyURI: "pkcs11:token=AsyncNSS%20Test;object=rsa-server-key", modulePath: module,
+                            certificateChainFile: certificate, pin: TestToken.pin
+                        )
+                        let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: ca))
+                        for version in [TLSVersion.tls12, .tls13] {
+                            let info = try await Harness.roundTrip(identity: identity, client: client, host: "localhost", version: version)
+                            guard info.protocolVersion == version, info.peerCertificates.first?.derBytes == identity.certificateChain.first?.derBytes else { exit(1) }
+                        }
+                    }
                 }
             }
         }
