@@ -174,21 +174,20 @@ struct Acceptor: Sendable {
         try socket.withFD(operation()) { fd in try TCPSocketOptions.setNonblocking(fd) }
         let choice = try await ServerNamePreselection.choose(on: socket, settings: setup.settings, deadline: deadline, operation: operation())
         try socket.withFD(operation()) { fd in
-            let imported: UnsafeMutablePointer<PRFileDesc>?
-            if let choice {
-                var configuration = setup.configuration
-                configuration.identity = choice.identity
-                imported = SSL_ImportFD(nil, fd)
-                if imported != nil {
-                    try SSLSocketSetup.apply(configuration, to: fd, as: .server, serverName: nil, operation: operation())
-                }
-            } else {
-                imported = try setup.model.withFD(operation()) { model in SSL_ImportFD(model, fd) }
-            }
+            // With a chosen identity the socket is set up from the
+            // configuration, as a model socket is; else it copies the model.
+            let imported = choice == nil
+                ? try setup.model.withFD(operation()) { model in SSL_ImportFD(model, fd) }
+                : SSL_ImportFD(nil, fd)
             guard let imported else { throw TLSError.fromLastNSSError(operation()) }
             // NSPR pushes the SSL layer in place: the handle's pointer stays the top of the stack.
             guard imported == fd else {
                 throw TLSError(kind: .runtime, operation: operation(), message: "NSS returned a different descriptor for the TLS layer")
+            }
+            if let choice {
+                var configuration = setup.configuration
+                configuration.identity = choice.identity
+                try SSLSocketSetup.apply(configuration, to: fd, as: .server, serverName: nil, operation: operation())
             }
         }
         callbacks.preselectedServerName.withLock { $0 = choice?.name }

@@ -33,10 +33,11 @@ final class ResourceRegistry: Sendable {
             defer { entries.removeAll() }
             return entries.values.compactMap(\.resource)
         }
-        for resource in resources where resource is SocketHandle {
+        let isSocket = { (resource: any RuntimeResource) in resource is SocketHandle || resource is DroppedSocket }
+        for resource in resources where isSocket(resource) {
             await resource.releaseForShutdown()
         }
-        for resource in resources where !(resource is SocketHandle) {
+        for resource in resources where !isSocket(resource) {
             await resource.releaseForShutdown()
         }
     }

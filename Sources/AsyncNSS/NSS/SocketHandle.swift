@@ -32,12 +32,15 @@ final class SocketHandle: RuntimeResource {
     }
 
     deinit {
-        services.resources.remove(ObjectIdentifier(self))
         // Dropped without close(). No task can be waiting (waits hold a
         // reference), but the poll thread may still have the descriptor in a
-        // `PR_Poll` array: it closes after a quiesce, in the background.
-        guard case .open(let socket) = state.withLock({ $0 }) else { return }
-        DroppedSocket.close(socket, pollLoop: pollLoop, callbackContexts: callbackContexts.withLock { $0 }, services: services)
+        // `PR_Poll` array: it closes after a quiesce, in the background. The
+        // DroppedSocket is registered before this handle leaves the
+        // registry, so a shutdown always finds one of them.
+        if case .open(let socket) = state.withLock({ $0 }) {
+            DroppedSocket.close(socket, pollLoop: pollLoop, callbackContexts: callbackContexts.withLock { $0 }, services: services)
+        }
+        services.resources.remove(ObjectIdentifier(self))
     }
 
     /// Keeps `context` alive for as long as the descriptor is open.
