@@ -31,8 +31,8 @@ extension Integration {
             }
         }
 
-        @Test("our exporter matches OpenSSL's", .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"))
-        func matchesOpenSSL() async throws {
+        @Test("our exporter matches OpenSSL's", .enabled(if: ExternalTool.isInstalled("openssl"), "needs openssl: apt-get install openssl"), arguments: [TLSVersion.tls12, .tls13])
+        func matchesOpenSSL(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
                 let pki = try await TestPKI.shared()
                 let identity = try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey)
@@ -48,6 +48,7 @@ extension Integration {
                 }
                 let output = try await ExternalTool.run("openssl", [
                     "s_client", "-connect", "127.0.0.1:\(listener.port)", "-CAfile", pki.caCertificate, "-servername", "localhost",
+                    version == .tls12 ? "-tls1_2" : "-tls1_3", "-verify_return_error",
                     "-keymatexport", "EXPERIMENTAL-asyncnss", "-keymatexportlen", "20", "-ign_eof",
                 ], timeout: 20)
                 // The server closes with close_notify: s_client (-ign_eof) exits on it.
