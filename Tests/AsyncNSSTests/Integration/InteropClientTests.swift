@@ -68,6 +68,23 @@ extension Integration {
             }
         }
 
+        @Test("our client sends its request, half-closes, and still reads openssl s_server's whole answer", arguments: [TLSVersion.tls12, .tls13])
+        func clientHalfClose(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let (server, port, pki) = try await Self.opensslServer([version == .tls12 ? "-tls1_2" : "-tls1_3"])
+                defer { server.stop() }
+                let client = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: pki.caCertificate))
+                let connection = try await TLSConnection.connect(host: "localhost", port: port, configuration: client)
+                try await connection.write(Array("GET / HTTP/1.0\r\n\r\n".utf8))
+                try await connection.shutdownOutput()
+                await #expect(throws: TLSError.self, "no write after the half-close") { try await connection.write([1]) }
+                let page = try await TestServers.read(connection, through: "</HTML>")
+                #expect(page.hasPrefix("HTTP/1.0 200 ok"), "\(page.prefix(200))")
+                #expect(page.contains("</HTML>"))
+                await connection.close()
+            }
+        }
+
         @Test("openssl s_client talks to our server over IPv6", arguments: ["-tls1_2", "-tls1_3"])
         func ipv6(versionFlag: String) async throws {
             try await withTimeout(seconds: 60) {
