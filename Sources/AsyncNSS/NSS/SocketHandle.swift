@@ -11,7 +11,8 @@ import Synchronization
 final class SocketHandle: RuntimeResource {
     private enum State {
         case open(PollSocket)
-        case closing
+        /// A ``close()`` is under way; later callers wait here for its end.
+        case closing(waiters: [UnsafeContinuation<Void, Never>])
         case closed
     }
 
@@ -110,21 +111,44 @@ final class SocketHandle: RuntimeResource {
     /// Drops an ID from ``makeWaitID()`` whose wait will not be made.
     func forgetWait(_ id: PollWaitID) { pollLoop.forget(id) }
 
-    /// Closes the descriptor once no poll uses it. Idempotent.
+    /// Closes the descriptor once no poll uses it. Idempotent: a call made
+    /// while another one is under way returns when that one has closed the
+    /// descriptor, so that after any call returns it is closed (shutdown
+    /// relies on that before it shuts NSS down).
     func close() async {
         let socket = state.withLock { state -> PollSocket? in
             guard case .open(let socket) = state else { return nil }
-            state = .closing
+            state = .closing(waiters: [])
             closing.store(true, ordering: .releasing)
             return socket
         }
-        guard let socket else { return }
+        guard let socket else {
+            await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
+                let closed = state.withLock { state -> Bool in
+                    guard case .closing(let waiters) = state else { return true }
+                    state = .closing(waiters: waiters + [waiter])
+                    return false
+                }
+                if closed { waiter.resume() }
+            }
+            return
+        }
         await pollLoop.quiesce(socket)
         Self.discardUnreadInput(socket.fd)
         PR_Close(socket.fd)
-        state.withLock { $0 = .closed }
+        let waiters = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
+            defer { state = .closed }
+            guard case .closing(let waiters) = state else { return [] }
+            return waiters
+        }
         callbackContexts.withLock { $0.removeAll() }
         services.resources.remove(ObjectIdentifier(self))
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Whether ``close()`` has finished; for tests.
+    var isClosed: Bool {
+        state.withLock { if case .closed = $0 { true } else { false } }
     }
 
     /// Reads and drops what the kernel holds for the TCP socket under the

@@ -212,6 +212,34 @@ extension Integration {
             }
         }
 
+        /// `NSSRuntime.shutdown()` closes every socket and then shuts NSS
+        /// down: a close() that returned while another was still under way
+        /// let NSS shut down under an open descriptor.
+        @Test("a close() made while another is under way returns only once the descriptor is closed")
+        func concurrentCloses() async throws {
+            try await withTimeout(seconds: 30) {
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                let server = Task { await EchoServer.serveAll(listener) }
+                let configuration = try await TestIdentities.clientConfiguration()
+                for _ in 0..<20 {
+                    let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
+                    let socket = await client.socket
+                    await withTaskGroup(of: Bool.self) { group in
+                        for _ in 0..<3 {
+                            group.addTask {
+                                await socket.close()
+                                return socket.isClosed
+                            }
+                        }
+                        for await closed in group { #expect(closed, "a close() returned before the descriptor was closed") }
+                    }
+                    await client.close()
+                }
+                await listener.close()
+                await server.value
+            }
+        }
+
         private static func roundTrip(port: Int, _ configuration: TLSConfiguration) async throws {
             let client = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
             try await client.write([42])
