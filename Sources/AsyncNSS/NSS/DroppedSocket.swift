@@ -1,4 +1,3 @@
-internal import CNSS
 import Synchronization
 
 /// A descriptor whose ``SocketHandle`` was released while still open.
@@ -20,9 +19,7 @@ final class DroppedSocket: RuntimeResource {
         let contexts = UncheckedBox(callbackContexts)
         // The task holds `dropped` until the close is done; nothing else does.
         let task = Task {
-            await pollLoop.quiesce(socket)
-            SocketHandle.discardUnreadInput(socket.fd)
-            PR_Close(socket.fd)
+            await SocketHandle.quiesceAndClose(socket, on: pollLoop)
             withExtendedLifetime(contexts) {}
             services.resources.remove(ObjectIdentifier(dropped))
         }

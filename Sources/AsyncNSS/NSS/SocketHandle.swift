@@ -133,9 +133,7 @@ final class SocketHandle: RuntimeResource {
             }
             return
         }
-        await pollLoop.quiesce(socket)
-        Self.discardUnreadInput(socket.fd)
-        PR_Close(socket.fd)
+        await Self.quiesceAndClose(socket, on: pollLoop)
         let waiters = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
             defer { state = .closed }
             guard case .closing(let waiters) = state else { return [] }
@@ -151,11 +149,19 @@ final class SocketHandle: RuntimeResource {
         state.withLock { if case .closed = $0 { true } else { false } }
     }
 
+    /// Waits until no `PR_Poll` uses `socket`, then closes it: the end of
+    /// ``close()``, and of a ``DroppedSocket``.
+    static func quiesceAndClose(_ socket: PollSocket, on pollLoop: PollLoop) async {
+        await pollLoop.quiesce(socket)
+        discardUnreadInput(socket.fd)
+        PR_Close(socket.fd)
+    }
+
     /// Reads and drops what the kernel holds for the TCP socket under the
     /// TLS layer. Closing a socket with unread input sends a reset instead of
     /// a FIN, and a reset makes the peer discard what it has not read yet:
     /// the alert that explains a failed handshake, or the close_notify.
-    static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+    private static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
         guard let tcp = PR_GetIdentitiesLayer(fd, PR_NSPR_IO_LAYER) else { return }
         var buffer = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<64 {
