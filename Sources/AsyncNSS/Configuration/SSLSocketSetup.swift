@@ -105,7 +105,7 @@ enum SSLSocketSetup {
     /// Enables the TLS 1.2 suites `suites` selects and TLS 1.3's, and turns
     /// off every other one, whatever NSS's defaults are.
     private static func applyCipherSuites(_ suites: TLSCipherSuites, to fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
-        for suite in CipherSuiteTable.implemented() {
+        for suite in CipherSuiteTable.implemented {
             var nssDefault: PRBool = PR_FALSE
             _ = SSL_CipherPrefGetDefault(Int32(suite.number), &nssDefault)
             let enabled = suites.enables(suite, nssDefault: nssDefault != PR_FALSE)

@@ -44,7 +44,7 @@ public struct TLSCipherSuites: Sendable, Hashable, CustomStringConvertible {
         guard !names.isEmpty else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the list of cipher suites is empty")
         }
-        let implemented = CipherSuiteTable.implemented()
+        let implemented = CipherSuiteTable.implemented
         let suites = try names.map { name -> UInt16 in
             let wanted = String(name.filter { !$0.isWhitespace }).uppercased()
             guard let suite = implemented.first(where: { $0.name == wanted }) else {
@@ -101,13 +101,15 @@ enum CipherSuiteTable {
         let isTLS13: Bool
     }
 
-    static func implemented() -> [Suite] {
+    /// NSS's table is fixed for the life of the process, so it is described
+    /// once, not on every socket that ``SSLSocketSetup`` configures.
+    static let implemented: [Suite] = {
         guard let suites = SSL_GetImplementedCiphers() else { return [] }
         return (0..<Int(SSL_GetNumImplementedCiphers())).compactMap { describe(suites[$0]) }
-    }
+    }()
 
     static func name(of number: UInt16) -> String? {
-        describe(number)?.name
+        implemented.first { $0.number == number }?.name
     }
 
     private static let weakCiphers: Set<UInt32> = [ssl_calg_null.rawValue, ssl_calg_rc4.rawValue, ssl_calg_rc2.rawValue, ssl_calg_des.rawValue, ssl_calg_3des.rawValue, ssl_calg_idea.rawValue]
