@@ -38,6 +38,23 @@ enum SSLSocketSetup {
         try setApplicationProtocols(configuration.applicationProtocols, on: fd, operation)
     }
 
+    /// Imports the TCP socket `fd`, its read-ahead layer pushed, into NSS, as
+    /// a copy of `model`'s configuration or with none. NSPR pushes the SSL
+    /// layer in place, so that `fd`, which the socket's ``SocketHandle``
+    /// holds, stays the top of the stack; anything else is an error.
+    static func importInPlace(_ fd: UnsafeMutablePointer<PRFileDesc>, model: SocketHandle?, operation: @autoclosure () -> String) throws {
+        let imported: UnsafeMutablePointer<PRFileDesc>?
+        if let model {
+            imported = try model.withFD(operation()) { model in SSL_ImportFD(model, fd) }
+        } else {
+            imported = SSL_ImportFD(nil, fd)
+        }
+        guard let imported else { throw TLSError.fromLastNSSError(operation()) }
+        guard imported == fd else {
+            throw TLSError(kind: .runtime, operation: operation(), message: "NSS returned a different descriptor for the TLS layer")
+        }
+    }
+
     /// The server identity, session tickets and the client-certificate policy.
     private static func applyServer(_ configuration: TLSConfiguration, to fd: UnsafeMutablePointer<PRFileDesc>, operation: String) throws {
         guard let identity = configuration.identity else {

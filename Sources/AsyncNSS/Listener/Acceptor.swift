@@ -1,6 +1,5 @@
 internal import CNSS
 import Logging
-import Synchronization
 
 /// The accept loop of a ``TLSListener``: accepts, imports each socket into
 /// NSS and runs its handshake in a child task, and hands connections that
@@ -114,7 +113,10 @@ struct Acceptor: Sendable {
             metrics.connectionEnded()
             release()
         }
-        let deadline = ContinuousClock.now + setup.configuration.handshakeTimeout
+        // The handshake timeout counts from the accept: reading the
+        // ClientHello for its SNI name (if any) is part of it.
+        let started = ContinuousClock.now
+        let deadline = started + setup.configuration.handshakeTimeout
         let imported: Result<SocketHandle, any Error>
         do {
             imported = .success(try await importAccepted(tcp, setup: setup, callbacks: callbacks, deadline: deadline, operation: "handshake with \(peerText)"))
@@ -131,10 +133,8 @@ struct Acceptor: Sendable {
             return
         }
         do {
-            // The handshake timeout counts from the accept: reading the
-            // ClientHello for its SNI name (if any) took part of it.
             let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText)
-                .run(timeout: setup.configuration.handshakeTimeout, startedAt: deadline - setup.configuration.handshakeTimeout)
+                .run(timeout: setup.configuration.handshakeTimeout, startedAt: started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
@@ -172,25 +172,15 @@ struct Acceptor: Sendable {
         // From here the handle owns the descriptor and closes it on any failure.
         let socket = SocketHandle(tcp, services: services)
         try socket.withFD(operation()) { fd in try TCPSocketOptions.setNonblocking(fd) }
-        let choice = try await ServerNamePreselection.choose(on: socket, settings: setup.settings, deadline: deadline, operation: operation())
+        let chosen = try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
         try socket.withFD(operation()) { fd in
             // With a chosen identity the socket is set up from the
             // configuration, as a model socket is; else it copies the model.
-            let imported = choice == nil
-                ? try setup.model.withFD(operation()) { model in SSL_ImportFD(model, fd) }
-                : SSL_ImportFD(nil, fd)
-            guard let imported else { throw TLSError.fromLastNSSError(operation()) }
-            // NSPR pushes the SSL layer in place: the handle's pointer stays the top of the stack.
-            guard imported == fd else {
-                throw TLSError(kind: .runtime, operation: operation(), message: "NSS returned a different descriptor for the TLS layer")
-            }
-            if let choice {
-                var configuration = setup.configuration
-                configuration.identity = choice.identity
-                try SSLSocketSetup.apply(configuration, to: fd, as: .server, serverName: nil, operation: operation())
+            try SSLSocketSetup.importInPlace(fd, model: chosen == nil ? setup.model : nil, operation: operation())
+            if let chosen {
+                try SSLSocketSetup.apply(chosen, to: fd, as: .server, serverName: nil, operation: operation())
             }
         }
-        callbacks.preselectedServerName.withLock { $0 = choice?.name }
         return try prepareImported(socket, callbacks: callbacks, operation: operation())
     }
 

@@ -1,4 +1,5 @@
 internal import CNSS
+import Synchronization
 
 /// Chooses a server's identity from the ClientHello's SNI name before NSS
 /// reads the ClientHello, so that the socket is set up with that identity
@@ -22,6 +23,19 @@ enum ServerNamePreselection {
     /// Whether a server with `settings` presents other identities than its default.
     static func isNeeded(_ settings: ConnectionSettings) -> Bool {
         !settings.serverNameIdentities.isEmpty || settings.serverNameSelector != nil
+    }
+
+    /// `configuration` with the identity chosen for the ClientHello's name
+    /// (see ``choose(on:settings:deadline:operation:)``), which it records in
+    /// `callbacks` for NSS's SNI hook; nil when `configuration`'s own identity
+    /// serves, or when the settings have no per-name identities.
+    static func configuration(_ configuration: TLSConfiguration, for socket: SocketHandle, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> TLSConfiguration? {
+        guard isNeeded(callbacks.settings),
+              let choice = try await choose(on: socket, settings: callbacks.settings, deadline: deadline, operation: operation()) else { return nil }
+        callbacks.preselectedServerName.withLock { $0 = choice.name }
+        var chosen = configuration
+        chosen.identity = choice.identity
+        return chosen
     }
 
     /// Reads the ClientHello into the read-ahead layer of `socket` (plain

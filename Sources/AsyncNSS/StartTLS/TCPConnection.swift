@@ -1,6 +1,5 @@
 internal import CNSS
 import Logging
-import Synchronization
 
 /// Which side of the TLS handshake a ``TCPConnection`` takes in ``TCPConnection/startTLS(_:role:)``.
 public enum TLSRole: Sendable, Hashable {
@@ -128,20 +127,13 @@ public actor TCPConnection {
             // Plain reads went straight to the socket, so the layer starts
             // empty: no plain byte is handed to TLS.
             try socket.withFD(operation) { fd in try ReadAheadLayer.push(onto: fd, operation: operation) }
-            var configuration = configuration
-            if isServer, ServerNamePreselection.isNeeded(callbacks.settings) {
-                let deadline = ContinuousClock.now + configuration.handshakeTimeout
-                if let choice = try await ServerNamePreselection.choose(on: socket, settings: callbacks.settings, deadline: deadline, operation: operation) {
-                    configuration.identity = choice.identity
-                    callbacks.preselectedServerName.withLock { $0 = choice.name }
-                }
-            }
+            let deadline = ContinuousClock.now + configuration.handshakeTimeout
+            let chosen = isServer
+                ? try await ServerNamePreselection.configuration(configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation)
+                : nil
             try socket.withFD(operation) { fd in
-                guard let imported = SSL_ImportFD(nil, fd) else { throw TLSError.fromLastNSSError(operation) }
-                guard imported == fd else {
-                    throw TLSError(kind: .runtime, operation: operation, message: "NSS returned a different descriptor for the TLS layer")
-                }
-                try SSLSocketSetup.apply(configuration, to: fd, as: role, serverName: serverName, operation: operation)
+                try SSLSocketSetup.importInPlace(fd, model: nil, operation: operation)
+                try SSLSocketSetup.apply(chosen ?? configuration, to: fd, as: role, serverName: serverName, operation: operation)
                 try callbacks.install(on: fd)
                 // The TCP connection exists already: tell NSS which side to play.
                 guard SSL_ResetHandshake(fd, isServer ? PR_TRUE : PR_FALSE) == SECSuccess else {
