@@ -127,7 +127,10 @@ public actor TCPConnection {
             // Plain reads went straight to the socket, so the layer starts
             // empty: no plain byte is handed to TLS.
             try socket.withFD(operation) { fd in try ReadAheadLayer.push(onto: fd, operation: operation) }
-            let deadline = ContinuousClock.now + configuration.handshakeTimeout
+            // One deadline covers reading the ClientHello for its server name
+            // and the handshake that follows.
+            let started = ContinuousClock.now
+            let deadline = started + configuration.handshakeTimeout
             let chosen = isServer
                 ? try await ServerNamePreselection.configuration(configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation)
                 : nil
@@ -140,7 +143,7 @@ public actor TCPConnection {
                     throw TLSError.fromLastNSSError(operation)
                 }
             }
-            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: configuration.handshakeTimeout)
+            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: configuration.handshakeTimeout, startedAt: started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed", metadata: ["starttls": "true"]) }
             return connection

@@ -5,7 +5,7 @@ extension Integration {
     @Suite("STARTTLS: a line protocol that upgrades mid-conversation")
     struct StartTLSTests {
         /// Reads plain bytes until a full line has arrived.
-        private static func line(_ connection: TCPConnection) async throws -> String {
+        static func line(_ connection: TCPConnection) async throws -> String {
             var received: [UInt8] = []
             while !received.contains(UInt8(ascii: "\n")), let chunk = try await connection.receive() { received += chunk }
             return String(decoding: received, as: UTF8.self)
