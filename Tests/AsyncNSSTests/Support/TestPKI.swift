@@ -1,8 +1,8 @@
 import Foundation
 
 /// A small PKI made with the openssl command line for each test run: a CA, a
-/// server certificate (EC and RSA) and a client certificate signed by it, the
-/// same material in an NSS database with a password, and keys in the formats
+/// server certificate (EC and RSA) and client certificates (EC and RSA) signed
+/// by it, an intermediate CA with a leaf of its own, the same material in an NSS database with a password, and keys in the formats
 /// AsyncNSS refuses (SEC1, PKCS#1). Nothing here is committed.
 final class TestPKI: Sendable {
     let directory: TemporaryDirectory
@@ -13,6 +13,15 @@ final class TestPKI: Sendable {
     var rsaServerKey: String { directory.file("rsa-server.key") }
     var clientCertificate: String { directory.file("client.pem") }
     var clientKey: String { directory.file("client.key") }
+    var rsaClientCertificate: String { directory.file("rsa-client.pem") }
+    var rsaClientKey: String { directory.file("rsa-client.key") }
+    /// The intermediate CA, signed by the CA.
+    var intermediateCertificate: String { directory.file("intermediate.pem") }
+    /// A server leaf (EC, for localhost) signed by the intermediate, alone.
+    var chainedLeafCertificate: String { directory.file("chained-leaf.pem") }
+    var chainedLeafKey: String { directory.file("chained-leaf.key") }
+    /// The leaf, then the intermediate: what a server presents.
+    var chainedLeafChain: String { directory.file("chained-leaf-chain.pem") }
     var sec1Key: String { directory.file("server-sec1.key") }
     var pkcs1Key: String { directory.file("rsa-pkcs1.key") }
     /// `sql:` database holding the server identities as `server` (EC) and
@@ -32,6 +41,7 @@ final class TestPKI: Sendable {
         let pki = TestPKI(directory: try TemporaryDirectory())
         let dir = pki.directory
         _ = try dir.write("server.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+        _ = try dir.write("ca.ext", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
         _ = try dir.write("client.ext", "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
         _ = try dir.write("db-password.txt", databasePassword + "\n")
         _ = try dir.write("p12-password.txt", "p12-password\n")
@@ -41,6 +51,11 @@ final class TestPKI: Sendable {
         try await issue(pki, name: "server", subject: "/CN=localhost", keyArguments: ec, extensions: "server.ext")
         try await issue(pki, name: "rsa-server", subject: "/CN=localhost", keyArguments: ["-newkey", "rsa:2048", "-nodes"], extensions: "server.ext")
         try await issue(pki, name: "client", subject: "/CN=AsyncNSS Test Client/O=AsyncNSS", keyArguments: ec, extensions: "client.ext")
+        try await issue(pki, name: "rsa-client", subject: "/CN=AsyncNSS Test RSA Client/O=AsyncNSS", keyArguments: ["-newkey", "rsa:2048", "-nodes"], extensions: "client.ext")
+        try await issue(pki, name: "intermediate", subject: "/CN=AsyncNSS Test Intermediate", keyArguments: ec, extensions: "ca.ext")
+        try await issue(pki, name: "chained-leaf", subject: "/CN=localhost/OU=Chained", keyArguments: ec, extensions: "server.ext", issuer: "intermediate")
+        let leafAndIntermediate = try String(contentsOfFile: pki.chainedLeafCertificate, encoding: .utf8) + String(contentsOfFile: pki.intermediateCertificate, encoding: .utf8)
+        _ = try dir.write("chained-leaf-chain.pem", leafAndIntermediate)
         try await openssl(["pkey", "-in", pki.serverKey, "-traditional", "-out", pki.sec1Key])
         try await openssl(["genrsa", "-traditional", "-out", pki.pkcs1Key, "2048"])
 
@@ -63,10 +78,10 @@ final class TestPKI: Sendable {
         return pki
     }
 
-    private static func issue(_ pki: TestPKI, name: String, subject: String, keyArguments: [String], extensions: String) async throws {
+    private static func issue(_ pki: TestPKI, name: String, subject: String, keyArguments: [String], extensions: String, issuer: String = "ca") async throws {
         let dir = pki.directory
         try await openssl(["req"] + keyArguments + ["-keyout", dir.file("\(name).key"), "-out", dir.file("\(name).csr"), "-subj", subject])
-        try await openssl(["x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("ca.pem"), "-CAkey", dir.file("ca.key"), "-CAcreateserial",
+        try await openssl(["x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("\(issuer).pem"), "-CAkey", dir.file("\(issuer).key"), "-CAcreateserial",
                            "-out", dir.file("\(name).pem"), "-days", "30", "-extfile", dir.file(extensions)])
     }
 
