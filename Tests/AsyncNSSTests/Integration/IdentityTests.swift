@@ -461,11 +461,6 @@ enum IdentityTrustHarness {
 
     enum Unexpected: Error { case connected }
 
-    /// Logs what a listener reports into a store instead of the console.
-    static func quietLogger() -> Logger {
-        CapturingLogHandler.logger().0
-    }
-
     /// A copy of the test PKI's NSS database in a new directory; keep the
     /// returned directory alive while the database is in use.
     static func copyOfDatabase(_ pki: TestPKI) async throws -> (TemporaryDirectory, String) {

@@ -35,7 +35,8 @@ extension Integration {
         func clientLogger() async throws {
             try await withTimeout(seconds: 30) {
                 let (logger, log) = CapturingLogHandler.logger()
-                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(), logger: IdentityTrustHarness.quietLogger())
+                let (serverLogger, serverLog) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(), logger: serverLogger)
                 let serving = Task { await EchoServer.serveAll(listener) }
                 var client = try await TestIdentities.clientConfiguration()
                 client.serverName = "localhost"
@@ -49,6 +50,7 @@ extension Integration {
                 await connection.close()
                 await listener.close()
                 await serving.value
+                #expect(serverLog.problems().isEmpty, "\(serverLog.all)")
             }
         }
 

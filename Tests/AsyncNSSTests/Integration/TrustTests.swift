@@ -28,7 +28,7 @@ extension Integration {
                 let error = try await Harness.failedConnect(identity: identity, client: client)
                 #expect(error.kind == .nss, "\(error)")
                 // NSS finds the certificate to be its own issuer, and not a CA.
-                #expect(["SEC_ERROR_CA_CERT_INVALID", "SEC_ERROR_UNKNOWN_ISSUER"].contains(error.nssName), "\(error)")
+                #expect(error.nssName == "SEC_ERROR_CA_CERT_INVALID", "\(error)")
                 #expect(error.description.hasPrefix("handshake with 127.0.0.1:"), "\(error)")
             }
         }
@@ -210,8 +210,9 @@ extension Integration {
         }
 
         /// Accepts connections, answers each with one line naming the client's
-        /// certificate, and reports each connection's info.
-        private func serveInfo(_ listener: TLSListener) -> (Task<Void, Never>, AsyncStream<TLSConnectionInfo>) {
+        /// certificate, and reports each connection's info. A failed write or
+        /// a listener error fails the test.
+        private func serveInfo(_ listener: TLSListener, sourceLocation: SourceLocation = #_sourceLocation) -> (Task<Void, Never>, AsyncStream<TLSConnectionInfo>) {
             let (stream, continuation) = AsyncStream.makeStream(of: TLSConnectionInfo.self)
             let task = Task {
                 await withDiscardingTaskGroup { group in
@@ -219,11 +220,17 @@ extension Integration {
                         for try await connection in listener {
                             continuation.yield(connection.info)
                             group.addTask {
-                                try? await connection.write(Array("client: \(connection.info.peerSubject ?? "none")\n".utf8))
+                                do {
+                                    try await connection.write(Array("client: \(connection.info.peerSubject ?? "none")\n".utf8))
+                                } catch {
+                                    Issue.record(error, "answering \(connection.remoteAddress)", sourceLocation: sourceLocation)
+                                }
                                 await connection.close()
                             }
                         }
-                    } catch {}
+                    } catch {
+                        Issue.record(error, "the listener failed", sourceLocation: sourceLocation)
+                    }
                 }
                 continuation.finish()
             }
@@ -311,7 +318,8 @@ extension Integration {
                 // One listener per client, so that the second cannot resume the
                 // first one's session (see the resumption tests below).
                 for withCertificate in [false, true] {
-                    let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .request, version: version), logger: Harness.quietLogger())
+                    let (logger, log) = CapturingLogHandler.logger()
+                    let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .request, version: version), logger: logger)
                     let (server, accepted) = serveInfo(listener)
                     var infos = accepted.makeAsyncIterator()
                     let reply = try await exchange(port: listener.port, client: try await client(pki, withCertificate: withCertificate))
@@ -328,6 +336,7 @@ extension Integration {
                     }
                     await listener.close()
                     await server.value
+                    #expect(log.problems().isEmpty, "\(log.all)")
                 }
             }
         }
@@ -339,13 +348,15 @@ extension Integration {
                 var server = TLSConfiguration.makeServerConfiguration(identity: try await caSignedIdentity(pki))
                 #expect(server.clientCertificatePolicy == .none)
                 server.trust = try await .pem(file: pki.caCertificate)
-                let listener = try await TLSListener.bind(port: 0, configuration: server, logger: Harness.quietLogger())
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: server, logger: logger)
                 let (task, accepted) = serveInfo(listener)
                 var infos = accepted.makeAsyncIterator()
                 #expect(try await exchange(port: listener.port, client: try await client(pki, withCertificate: true)) == "client: none\n")
                 #expect(await infos.next()?.peerCertificates.isEmpty == true)
                 await listener.close()
                 await task.value
+                #expect(log.problems().isEmpty, "\(log.all)")
             }
         }
 
@@ -364,7 +375,8 @@ extension Integration {
                 var server = TLSConfiguration.makeServerConfiguration(identity: try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"]))
                 server.minimumVersion = version
                 server.maximumVersion = version
-                let listener = try await TLSListener.bind(port: 0, configuration: server, logger: Harness.quietLogger())
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: server, logger: logger)
                 let (task, _) = serveInfo(listener)
 
                 let insecure = TLSConfiguration.makeClientConfiguration(trust: .insecureNoVerification)
@@ -382,8 +394,11 @@ extension Integration {
                         #expect(error.nssName == "SEC_ERROR_UNKNOWN_ISSUER", "\(error)")
                     }
                 }
+                // The server hears the client's refusal as an alert, and that is all it logs.
+                #expect(await log.waitForLine(containing: ["handshake failed", "SSL_ERROR_UNKNOWN_CA_ALERT"]) != nil, "\(log.all)")
                 await listener.close()
                 await task.value
+                #expect(log.problems(allowing: ["SSL_ERROR_UNKNOWN_CA_ALERT"]).isEmpty, "\(log.all)")
             }
         }
 
@@ -392,7 +407,8 @@ extension Integration {
         func resumptionDoesNotLendClientCertificate(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
                 let pki = try await TestPKI.shared()
-                let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .require, version: version), logger: Harness.quietLogger())
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .require, version: version), logger: logger)
                 let (task, accepted) = serveInfo(listener)
                 var infos = accepted.makeAsyncIterator()
 
@@ -401,12 +417,15 @@ extension Integration {
                 #expect(await infos.next()?.peerSubject?.contains("AsyncNSS Test Client") == true)
 
                 let bare = try await client(pki, withCertificate: false)
-                do {
-                    let reply = try? await exchange(port: listener.port, client: bare)
-                    #expect(reply == nil, "a client without a certificate was served as: \(reply ?? "")")
+                let refused = await #expect(throws: TLSError.self, "a client without a certificate was served") {
+                    _ = try await exchange(port: listener.port, client: bare)
                 }
+                #expect(refused?.kind == .nss, "\(String(describing: refused))")
+                // The server refuses the client for having no certificate, and logs only that.
+                #expect(await log.waitForLine(containing: ["handshake failed", "SSL_ERROR_NO_CERTIFICATE"]) != nil, "\(log.all)")
                 await listener.close()
                 await task.value
+                #expect(log.problems(allowing: ["SSL_ERROR_NO_CERTIFICATE"]).isEmpty, "\(log.all)")
             }
         }
 
@@ -415,7 +434,8 @@ extension Integration {
         func resumptionDoesNotDropClientCertificate(version: TLSVersion) async throws {
             try await withTimeout(seconds: 30) {
                 let pki = try await TestPKI.shared()
-                let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .request, version: version), logger: Harness.quietLogger())
+                let (logger, log) = CapturingLogHandler.logger()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await clientCertificateServer(pki, policy: .request, version: version), logger: logger)
                 let (task, accepted) = serveInfo(listener)
                 var infos = accepted.makeAsyncIterator()
 
@@ -430,6 +450,7 @@ extension Integration {
                 }
                 await listener.close()
                 await task.value
+                #expect(log.problems().isEmpty, "\(log.all)")
             }
         }
     }

@@ -9,6 +9,16 @@ struct CapturingLogHandler: LogHandler {
         func append(_ line: String) { lines.withLock { $0.append(line) } }
         var all: [String] { lines.withLock { $0 } }
 
+        /// Lines that report trouble: at warning level or above, or saying
+        /// that something failed; except those containing one of `allowed`.
+        func problems(allowing allowed: [String] = []) -> [String] {
+            all.filter { line in
+                let level = line.prefix { $0 != " " }
+                let troubled = ["warning", "error", "critical"].contains(level) || line.contains("failed")
+                return troubled && !allowed.contains { line.contains($0) }
+            }
+        }
+
         /// Waits up to `seconds` for a line containing every one of `fragments`.
         func waitForLine(containing fragments: [String], seconds: Double = 5) async -> String? {
             let deadline = ContinuousClock.now + .seconds(seconds)
