@@ -71,14 +71,22 @@ extension Integration {
         }
 
         /// Opens a listener, a client and its accepted connection for each
-        /// identity kind (PEM, NSS database, self-signed), and a TCP listener
-        /// and connection, and lets all of them go without close().
+        /// identity kind (PEM, NSS database, self-signed, and a key on a
+        /// PKCS#11 token when SoftHSM2 is installed), and a TCP listener and
+        /// connection, and lets all of them go without close().
         private static func useAndDropOwners(_ pki: TestPKI) async throws {
-            let identities = [
+            var identities = [
                 try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey),
                 try await TLSIdentity.database(pki.database, nickname: "server", password: TestPKI.databasePassword),
                 try await TLSIdentity.selfSigned(),
             ]
+            if TestToken.isAvailable {
+                let token = try await TestToken.shared()
+                identities.append(try await TLSIdentity.pkcs11(
+                    keyURI: TestToken.keyURI, modulePath: token.modulePath,
+                    certificateChainFile: pki.serverCertificate, pin: TestToken.pin
+                ))
+            }
             for identity in identities {
                 let listener = try await TLSListener.bind(port: 0, configuration: .makeServerConfiguration(identity: identity))
                 let accepted = Task { () -> TLSConnection? in
