@@ -34,6 +34,7 @@ struct DatabaseIdentityLoader {
             privateKey: keyObject,
             intermediates: [],
             chain: [CertificateImport.describe(certificate)],
+            sendsChainAsGiven: false,
             source: "\(nickname) in \(location)"
         )
     }

@@ -61,21 +61,24 @@ struct PKCS11IdentityLoader {
 
         let certificates: [CertificateObject]
         let chainSource: String
+        let chainIsComplete: Bool
         switch chain {
         case .pem(let text, let source):
             certificates = try PEMIdentityLoader(services: services).certificates(text, source: source)
             chainSource = source
+            chainIsComplete = true
         case .token:
             guard let certificate = PK11_GetCertFromPrivateKey(key) else {
                 throw TLSError(kind: .invalidIdentity, operation: operation, message: "the token has the key but no certificate with its id; give the certificate chain as a PEM file")
             }
             certificates = [CertificateObject(certificate: certificate, services: services)]
             chainSource = "the token"
+            chainIsComplete = false
         }
         guard !certificates.isEmpty else {
             throw TLSError(kind: .invalidIdentity, operation: operation, message: "no certificate found in \(chainSource)")
         }
-        let material = try IdentityMaterial.matching(key: keyObject, certificates: certificates, source: "\(uri.redactedDescription) and \(chainSource)", operation: operation)
+        let material = try IdentityMaterial.matching(key: keyObject, certificates: certificates, chainIsComplete: chainIsComplete, source: "\(uri.redactedDescription) and \(chainSource)", operation: operation)
         guard let material else {
             throw TLSError(kind: .invalidIdentity, operation: operation, message: "the key on the token does not match the certificate in \(chainSource)")
         }

@@ -71,7 +71,8 @@ enum SSLSocketSetup {
         let material = identity.material
         let status = try material.certificate.withPointer(operation) { certificate in
             try material.privateKey.withPointer(operation) { key in
-                SSL_ConfigServerCert(fd, certificate, key, nil, 0)
+                guard material.sendsChainAsGiven else { return SSL_ConfigServerCert(fd, certificate, key, nil, 0) }
+                return PresentedChain.withServerCertData(material.chain) { data, size in SSL_ConfigServerCert(fd, certificate, key, data, size) }
             }
         }
         guard status == SECSuccess else {

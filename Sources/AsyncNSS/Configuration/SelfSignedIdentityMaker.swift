@@ -42,6 +42,7 @@ struct SelfSignedIdentityMaker {
             privateKey: keyObject,
             intermediates: [],
             chain: [CertificateImport.describe(certificate)],
+            sendsChainAsGiven: true,
             source: "a self-signed identity for \(names.joined(separator: ", "))"
         )
     }

@@ -13,7 +13,8 @@ public struct TLSIdentity: Sendable {
     public var certificateChain: [TLSCertificate] { material.chain }
 
     /// Loads a PEM certificate chain (leaf first) and a PKCS#8 PEM private key
-    /// (`-----BEGIN PRIVATE KEY-----`). No NSS database is involved.
+    /// (`-----BEGIN PRIVATE KEY-----`). No NSS database is involved. A server
+    /// sends the chain exactly as the file gives it: leave the root out.
     ///
     /// - Throws: ``TLSError/Kind/invalidIdentity`` with the file name and what to
     ///   do when a file cannot be read, holds a SEC1 or PKCS#1 key, or the key
@@ -114,25 +115,32 @@ final class IdentityMaterial: Sendable {
     /// Intermediates, kept alive so NSS finds them when it builds the chain to send.
     let intermediates: [CertificateObject]
     let chain: [TLSCertificate]
+    /// Whether a server sends `chain` as it is (see ``PresentedChain``), or
+    /// lets NSS build the chain from what it knows (database identities).
+    let sendsChainAsGiven: Bool
     /// What the identity was loaded from, for error messages.
     let source: String
     /// Identifies this identity in client session-cache keys.
     let serial = SessionCacheKey.nextSerial()
 
-    init(certificate: CertificateObject, privateKey: PrivateKeyObject, intermediates: [CertificateObject], chain: [TLSCertificate], source: String) {
+    init(certificate: CertificateObject, privateKey: PrivateKeyObject, intermediates: [CertificateObject], chain: [TLSCertificate], sendsChainAsGiven: Bool, source: String) {
         self.certificate = certificate
         self.privateKey = privateKey
         self.intermediates = intermediates
         self.chain = chain
+        self.sendsChainAsGiven = sendsChainAsGiven
         self.source = source
     }
 
     /// The material of `key` and `certificates` (leaf first), or `nil` when
     /// the key does not belong to the leaf; the caller words that error for
-    /// where the key and the chain came from.
+    /// where the key and the chain came from. `certificates` is the chain a
+    /// server sends, unless `chainIsComplete` is false (a lone certificate
+    /// from a token), where NSS builds the chain.
     static func matching(
         key: PrivateKeyObject,
         certificates: [CertificateObject],
+        chainIsComplete: Bool = true,
         source: String,
         operation: String
     ) throws -> IdentityMaterial? {
@@ -146,6 +154,7 @@ final class IdentityMaterial: Sendable {
             privateKey: key,
             intermediates: Array(certificates.dropFirst()),
             chain: try certificates.map { object in try object.withPointer(operation) { CertificateImport.describe($0) } },
+            sendsChainAsGiven: chainIsComplete,
             source: source
         )
     }
