@@ -15,7 +15,8 @@ print("echoing on \(listener.localAddress)")
 await withDiscardingTaskGroup { group in
     do {
         for try await connection in listener {
-            group.addTask {
+            // The handler runs on the connection's poll loop: no thread crossing per read.
+            group.addTask(executorPreference: connection.executor) {
                 do {
                     for try await chunk in connection.inbound {
                         try await connection.write(chunk)

@@ -26,7 +26,8 @@ print("serving on \(listener.localAddress) with the key \(arguments[2].split(sep
 await withDiscardingTaskGroup { group in
     do {
         for try await connection in listener {
-            group.addTask {
+            // The handler runs on the connection's poll loop: no thread crossing per read.
+            group.addTask(executorPreference: connection.executor) {
                 do {
                     // Read the request head, then answer and close.
                     var request: [UInt8] = []

@@ -28,7 +28,8 @@ print("HTTPSHello on \(listener.localAddress)")
 await withDiscardingTaskGroup { group in
     do {
         for try await connection in listener {
-            group.addTask {
+            // The handler runs on the connection's poll loop: no thread crossing per read.
+            group.addTask(executorPreference: connection.executor) {
                 try? await connection.executeThenClose { connection in
                     guard let path = try await readRequestPath(connection) else { return }
                     try await connection.write(Array(try await respond(to: path, on: connection).utf8))

@@ -93,7 +93,9 @@ public struct TLSServer: Service {
         await withDiscardingTaskGroup { group in
             do {
                 for try await connection in listener {
-                    group.addTask {
+                    // The handler runs on the connection's poll loop, so its
+                    // reads and writes make no thread crossing.
+                    group.addTask(executorPreference: connection.executor) {
                         do {
                             try await connection.executeThenClose(handler)
                         } catch {

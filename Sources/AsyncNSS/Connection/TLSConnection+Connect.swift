@@ -86,9 +86,13 @@ extension TLSConnection {
                 try SSLSocketSetup.apply(configuration, to: fd, as: .client, serverName: serverName, operation: operation)
                 try callbacks.install(on: fd)
             }
-            try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
             let remoteAddress = address.description
-            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
+            // The connect and the handshake run on the socket's loop, where
+            // each of their waits is polled.
+            let event = try await withTaskExecutorPreference(socket.pollLoop) {
+                try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
+                return try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
+            }
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection

@@ -36,6 +36,22 @@ public actor TLSConnection {
 
     let socket: SocketHandle
     let callbacks: ConnectionCallbacks
+
+    /// The connection runs on the poll loop of its socket: its reads,
+    /// writes and handshakes run on the thread that polls the socket.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        socket.pollLoop.asUnownedSerialExecutor()
+    }
+
+    /// The loop of this connection, as a task executor: a task that prefers
+    /// it (`Task(executorPreference:)`, `group.addTask(executorPreference:)`)
+    /// runs beside the connection, and its reads and writes need no thread
+    /// crossing. Do not block in such a task: it would stall every
+    /// connection of the loop.
+    public nonisolated var executor: any TaskExecutor { socket.pollLoop }
+
+    /// The loop of this connection's socket.
+    nonisolated var pollLoop: PollLoop { socket.pollLoop }
     private let initialEvent: HandshakeEvent
     var machine: ConnectionStateMachine
     /// Writes take turns: a write that waits for the network must not be

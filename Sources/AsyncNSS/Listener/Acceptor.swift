@@ -51,7 +51,10 @@ struct Acceptor: Sendable {
                 case .accepted(let socket, let peer):
                     failuresInARow = 0
                     let release = limiter.admit()
-                    group.addTask { await handshake(socket.fd, peer: peer, release: release) }
+                    // The connection's loop runs its handshake, so every
+                    // wait of the handshake continues where it was polled.
+                    let loop = services.pollGroup.assign()
+                    group.addTask(executorPreference: loop) { await handshake(socket.fd, peer: peer, loop: loop, release: release) }
                 case .wouldBlock:
                     guard case .ready = await listeningSocket.wait(for: .read) else {
                         group.cancelAll()
@@ -100,7 +103,7 @@ struct Acceptor: Sendable {
 
     /// Runs the handshake of an accepted socket; `release` gives its slot back
     /// when the connection ends, however it ends.
-    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, release: @escaping @Sendable () -> Void) async {
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, loop: PollLoop, release: @escaping @Sendable () -> Void) async {
         let peerText = peer.description
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
@@ -119,7 +122,7 @@ struct Acceptor: Sendable {
         let deadline = started + setup.configuration.handshakeTimeout
         let imported: Result<SocketHandle, any Error>
         do {
-            imported = .success(try await importAccepted(tcp, setup: setup, callbacks: callbacks, deadline: deadline, operation: "handshake with \(peerText)"))
+            imported = .success(try await importAccepted(tcp, setup: setup, callbacks: callbacks, loop: loop, deadline: deadline, operation: "handshake with \(peerText)"))
         } catch {
             imported = .failure(error)
         }
@@ -156,12 +159,12 @@ struct Acceptor: Sendable {
     /// ``ServerNamePreselection``): for a name with an identity of its own,
     /// the socket is set up from the configuration with that identity instead
     /// of from the model socket.
-    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
+    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
         guard ServerNamePreselection.isNeeded(setup.settings) else {
             let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
                 try setup.model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
             }
-            return try prepareImported(SocketHandle(fd, services: services), callbacks: callbacks, operation: operation())
+            return try prepareImported(SocketHandle(fd, services: services, loop: loop), callbacks: callbacks, operation: operation())
         }
         do {
             try ReadAheadLayer.push(onto: tcp, operation: operation())
@@ -170,7 +173,7 @@ struct Acceptor: Sendable {
             throw error
         }
         // From here the handle owns the descriptor and closes it on any failure.
-        let socket = SocketHandle(tcp, services: services)
+        let socket = SocketHandle(tcp, services: services, loop: loop)
         try socket.withFD(operation()) { fd in try TCPSocketOptions.setNonblocking(fd) }
         let chosen = try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
         try socket.withFD(operation()) { fd in

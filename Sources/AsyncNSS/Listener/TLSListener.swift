@@ -102,7 +102,9 @@ public actor TLSListener: AsyncSequence {
             reserve: ReserveDescriptor(),
             metrics: ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .server)
         )
-        let loop = Task { await acceptor.run() }
+        // Accepting runs on the listening socket's loop, where its waits are
+        // polled; each handshake then starts on the new connection's loop.
+        let loop = Task(executorPreference: listeningSocket.pollLoop) { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
         return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live, logger: logger)
     }

@@ -21,14 +21,14 @@ public enum NSSRuntime {
         public var blockingThreads: Int = 2
         /// Threads that wait in `PR_Poll` for socket readiness.
         ///
-        /// `PR_Poll` costs O(n) per call, so the default layout keeps idle
-        /// sockets away from the busy ones: waits register on a *hot* thread,
-        /// and a read or write wait still pending after about a second moves
-        /// to a *cold* thread, which holds the idle sockets and is rarely
-        /// woken. With k ≥ 2 there are k − 1 hot threads (each socket bound
-        /// to one of them, round robin) and one cold thread; 1 is a single
-        /// thread that polls everything; zero picks the default, 2 (one hot,
-        /// one cold).
+        /// The *hot* threads are the event loops: each socket belongs to one
+        /// of them (round robin) for life, and its connection runs there.
+        /// `PR_Poll` costs O(n) per call, so a read or write wait still
+        /// pending after about a second moves to a *cold* thread, which holds
+        /// the idle sockets and is rarely woken. With k ≥ 2 there are k − 1
+        /// hot threads and one cold thread; 1 is a single thread that polls
+        /// and runs everything; zero picks the default: one hot thread per
+        /// core, and one cold thread.
         public var pollThreads: Int = 0
 
         /// The defaults.

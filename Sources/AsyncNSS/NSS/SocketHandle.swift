@@ -20,15 +20,18 @@ final class SocketHandle: RuntimeResource {
     private let closing = Atomic<Bool>(false)
     private let services: RuntimeServices
     /// The poll loop this descriptor's waits register on for its whole life
-    /// (a hot loop, which moves waits that stay pending to its cold loop).
-    private let pollLoop: PollLoop
+    /// (a hot loop, which moves waits that stay pending to its cold loop),
+    /// and the executor of the connection that owns it.
+    let pollLoop: PollLoop
     /// Objects NSS callbacks point to; released after `PR_Close`.
     private let callbackContexts = Locked<[AnyObject]>([])
 
-    init(_ fd: UnsafeMutablePointer<PRFileDesc>, services: RuntimeServices) {
+    /// Takes `fd` over; its waits go to `loop`, or to the next loop of the
+    /// runtime's group.
+    init(_ fd: UnsafeMutablePointer<PRFileDesc>, services: RuntimeServices, loop: PollLoop? = nil) {
         self.state = Locked(.open(PollSocket(fd: fd)))
         self.services = services
-        self.pollLoop = services.pollGroup.assign()
+        self.pollLoop = loop ?? services.pollGroup.assign()
         services.resources.add(self)
     }
 

@@ -1,4 +1,11 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The poll threads: one or more *hot* ``PollLoop``s that tasks register on,
 /// and one *cold* loop that holds the waits that stayed pending.
@@ -29,8 +36,12 @@ final class PollGroup: Sendable {
     private let next = Atomic<Int>(0)
 
     /// The number of poll threads used when ``NSSRuntime/Options/pollThreads``
-    /// is 0: one hot loop and one cold loop.
-    static var automaticThreadCount: Int { 2 }
+    /// is 0: a hot loop per core, since the hot loops run the connections'
+    /// cryptography, and one cold loop.
+    static var automaticThreadCount: Int { coreCount + 1 }
+
+    /// The cores this process may run on.
+    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     init(threads: Int, demotionDelay: Duration = PollLoop.defaultDemotionDelay) throws {
         let ids = PollWaitIDSource()

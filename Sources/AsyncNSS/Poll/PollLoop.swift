@@ -63,6 +63,8 @@ final class PollLoop: Sendable {
     /// loop on its own.
     let cold: PollLoop?
     private let demotionDelay: Duration
+    /// The jobs of the tasks and actors that run on this loop.
+    let jobs = LoopJobs()
 
     /// Starts a poll thread named `name`. Loops of one ``PollGroup`` share `ids`.
     /// With `cold`, this is a hot loop that moves waits pending for
@@ -227,7 +229,9 @@ final class PollLoop: Sendable {
     }
 
     /// Ends every wait, stops the thread and joins it. Closers that wait
-    /// for a running poll go on only once that poll has returned.
+    /// for a running poll go on only once that poll has returned. Called
+    /// from a job on this loop, it cannot join its own thread: another
+    /// thread joins it once the job has returned.
     func shutdown() {
         let resume = registry.withLock { $0.shutDown() }
         for (waiter, outcome) in resume { waiter.resume(returning: outcome) }
@@ -236,7 +240,15 @@ final class PollLoop: Sendable {
             defer { thread = nil }
             return thread
         }
-        joined?.join()
+        guard let joined else { return }
+        if jobs.isRunnerThread {
+            _ = OwnedThread(name: "nss-poll-join") { [wakeEvent] in
+                joined.join()
+                PR_DestroyPollableEvent(wakeEvent.fd)
+            }
+            return
+        }
+        joined.join()
         PR_DestroyPollableEvent(wakeEvent.fd)
     }
 
@@ -244,12 +256,20 @@ final class PollLoop: Sendable {
     /// tests and diagnostics.
     var waitCount: Int { registry.withLock { $0.waitCount } }
 
-    /// Writes the wakeup. The registry asks for it at most once per poll.
+    /// Writes the wakeup. The registry asks for it at most once per poll, and
+    /// the job queue at most once per turn of the loop.
     private func wake() {
         PR_SetPollableEvent(wakeEvent.fd)
     }
 
+    /// Wakes the loop for a job enqueued from another thread.
+    func wakeForJobs() {
+        PR_SetPollableEvent(wakeEvent.fd)
+    }
+
     private func run() {
+        jobs.attachLoopThread()
+        defer { jobs.stop { [self] job in runJob(job) } }
         // Entry 0 is the wakeup event; entry i + 1 is the registry's slot i.
         // Kept between polls and changed as each plan says.
         var descriptors: [PRPollDesc] = [PRPollDesc(fd: wakeEvent.fd, in_flags: Int16(PR_POLL_READ), out_flags: 0)]
@@ -277,7 +297,8 @@ final class PollLoop: Sendable {
                 descriptors[change.index + 1] = PRPollDesc(fd: change.socket.fd, in_flags: flags, out_flags: 0)
             }
 
-            let timeout = plan.timeout.map(Self.interval) ?? cnss_interval_no_timeout()
+            // Queued jobs run right after this poll, so it must not sleep.
+            let timeout = jobs.hasJobs ? PRIntervalTime(0) : plan.timeout.map(Self.interval) ?? cnss_interval_no_timeout()
             let count = descriptors.withUnsafeMutableBufferPointer { buffer in
                 PR_Poll(buffer.baseAddress, Int32(buffer.count), timeout)
             }
@@ -315,6 +336,9 @@ final class PollLoop: Sendable {
                 for (waiter, outcome) in adopted.resume { waiter.resume(returning: outcome) }
                 if adopted.wakePoller { cold?.wake() }
             }
+            // The tasks just resumed, and whatever else was enqueued, run
+            // here: a wait that ends continues on the thread that polled it.
+            for job in jobs.take() { runJob(job) }
         }
     }
 

@@ -38,9 +38,10 @@ extension Integration {
                     readers.append(Task { do { for try await _ in client.inbound {} } catch {} })
                 }
                 try await Task.sleep(for: .milliseconds(300))
-                // The default layout: the waits register on the hot thread and
-                // move to the cold one after about a second (measured across it).
-                let threads = ["nss-poll-hot", "nss-poll-cold"]
+                // The default layout: the waits register on the hot loops and
+                // move to the cold thread after about a second (measured across it).
+                let threads = ThreadCPU.names(prefix: "nss-poll-")
+                #expect(threads.contains("nss-poll-cold") && threads.contains { $0.hasPrefix("nss-poll-hot") }, "\(threads)")
                 let process = ProcessCPU.current()
                 let poll = threads.map { ThreadCPU.named($0) }
                 try await Task.sleep(for: .seconds(5))
@@ -80,6 +81,14 @@ enum ProcessCPU {
 
 /// CPU time of one named thread of this process, from /proc, in seconds.
 enum ThreadCPU {
+    /// The names of this process's threads that start with `prefix`.
+    static func names(prefix: String) -> [String] {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return [] }
+        return tasks.compactMap { task in
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }.filter { $0.hasPrefix(prefix) }
+    }
+
     static func named(_ name: String) -> Double? {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))

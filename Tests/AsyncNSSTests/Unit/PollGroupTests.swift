@@ -25,13 +25,15 @@ struct PollGroupTests {
         #expect(group.waitCount == 0)
     }
 
-    @Test("the default is one hot loop and one cold loop")
+    @Test("the default is one hot loop per core and one cold loop")
     func defaultLayout() throws {
         let group = try PollGroup(threads: PollGroup.automaticThreadCount)
         defer { group.shutdown() }
-        #expect(group.loops.count == 1)
+        #expect(group.loops.count == PollGroup.coreCount)
         #expect(group.coldLoop != nil)
-        #expect(group.assign() === group.assign())
+        // Round robin: a turn of assignments visits every hot loop once.
+        let assigned = (0..<group.loops.count).map { _ in ObjectIdentifier(group.assign()) }
+        #expect(Set(assigned).count == group.loops.count)
     }
 
     @Test("one thread when asked for one or fewer, with no cold loop")
