@@ -90,22 +90,6 @@ public struct TLSServer: Service {
     }
 
     private func serveConnections() async {
-        await withDiscardingTaskGroup { group in
-            do {
-                for try await connection in listener {
-                    // The handler runs on the connection's poll loop, so its
-                    // reads and writes make no thread crossing.
-                    group.addTask(executorPreference: connection.executor) {
-                        do {
-                            try await connection.executeThenClose(handler)
-                        } catch {
-                            connection.logger.debug("connection handler ended with an error", metadata: ["error": "\(error)"])
-                        }
-                    }
-                }
-            } catch {
-                logger.debug("the listener ended", metadata: ["error": "\(error)"])
-            }
-        }
+        await listener.serve(handler)
     }
 }

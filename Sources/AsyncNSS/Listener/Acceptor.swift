@@ -10,6 +10,8 @@ struct Acceptor: Sendable {
     let services: RuntimeServices
     let logger: Logger
     let output: AsyncStream<TLSConnection>.Continuation
+    /// Where connections go instead of `output` once ``TLSListener/serve(_:)`` runs.
+    let delivery: HandlerDelivery
     let limiter: ConnectionLimiter
     let live: LiveConnections
     let reserve: ReserveDescriptor
@@ -141,6 +143,7 @@ struct Acceptor: Sendable {
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
+            if delivery.deliver(connection, on: loop) { return }
             if case .terminated = output.yield(connection) {
                 await connection.close()
             }

@@ -6,10 +6,14 @@ public import Logging
 ///
 /// ```swift
 /// let listener = try await TLSListener.bind(port: 8443, configuration: .makeServerConfiguration(identity: identity))
-/// for try await connection in listener {
-///     Task { try await serve(connection) }
+/// await listener.serve { connection in
+///     try await handle(connection)
 /// }
 /// ```
+///
+/// ``serve(_:)`` runs each handler on its connection's event loop. Iterating
+/// works too; then run each handler with
+/// `group.addTask(executorPreference: connection.executor)`.
 ///
 /// Accepting and handshaking run in the background as soon as the listener is
 /// bound, many handshakes at once. A connection whose handshake fails, times
@@ -31,11 +35,14 @@ public actor TLSListener: AsyncSequence {
     private let connections: AsyncStream<TLSConnection>
     private let acceptLoop: Task<Void, Never>
     private let live: LiveConnections
+    /// Where ``serve(_:)`` has connections go.
+    let delivery: HandlerDelivery
     /// The listener's own logger (accept errors, reloads).
     let logger: Logger
 
-    private init(listeningSocket: SocketHandle, setups: ServerSetups, services: RuntimeServices, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections, logger: Logger) {
+    private init(listeningSocket: SocketHandle, setups: ServerSetups, services: RuntimeServices, address: NetworkAddress, connections: AsyncStream<TLSConnection>, acceptLoop: Task<Void, Never>, live: LiveConnections, delivery: HandlerDelivery, logger: Logger) {
         self.live = live
+        self.delivery = delivery
         self.logger = logger
         self.listeningSocket = listeningSocket
         self.setups = setups
@@ -90,6 +97,7 @@ public actor TLSListener: AsyncSequence {
 
         let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
         let live = LiveConnections()
+        let delivery = HandlerDelivery()
         let logger = logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener")
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
@@ -97,6 +105,7 @@ public actor TLSListener: AsyncSequence {
             services: services,
             logger: logger,
             output: continuation,
+            delivery: delivery,
             limiter: ConnectionLimiter(limit: configuration.maximumConnections),
             live: live,
             reserve: ReserveDescriptor(),
@@ -106,7 +115,7 @@ public actor TLSListener: AsyncSequence {
         // polled; each handshake then starts on the new connection's loop.
         let loop = Task(executorPreference: listeningSocket.pollLoop) { await acceptor.run() }
         continuation.onTermination = { _ in loop.cancel() }
-        return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live, logger: logger)
+        return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live, delivery: delivery, logger: logger)
     }
 
     /// Stops accepting, abandons handshakes in progress and closes the

@@ -1,0 +1,44 @@
+import Logging
+extension TLSListener {
+    /// Runs `handler` for each connection, on the connection's event loop,
+    /// and closes the connection (with close_notify) when the handler returns
+    /// or throws. Returns once the listener is closed (``close()`` or
+    /// ``shutdown(gracePeriod:)``) and every handler has returned.
+    ///
+    /// This is the cheapest way to serve: the handler's task starts on the
+    /// loop that ran the handshake, and its reads and writes make no thread
+    /// crossing. Do not block in `handler`: it would stall the other
+    /// connections of its loop. An error thrown by `handler` is logged at
+    /// debug level on the connection's logger.
+    ///
+    /// ```swift
+    /// await listener.serve { connection in
+    ///     for try await chunk in connection.inbound { try await connection.write(chunk) }
+    /// }
+    /// ```
+    ///
+    /// Cancelling the task that runs `serve` closes the listener and cancels
+    /// the handlers; `serve` still returns only after the last one.
+    /// Iterate the listener or call `serve`, not both.
+    public nonisolated func serve(_ handler: @escaping @Sendable (TLSConnection) async throws -> Void) async {
+        delivery.start(handler)
+        await withTaskCancellationHandler {
+            // Connections that reached the sequence before the handler was
+            // set, if any; the sequence ends when the listener closes.
+            await withDiscardingTaskGroup { group in
+                do {
+                    for try await connection in self {
+                        group.addTask(executorPreference: connection.executor) { [delivery] in
+                            await delivery.run(connection, with: handler)
+                        }
+                    }
+                } catch {
+                    logger.debug("the listener ended", metadata: ["error": "\(error)"])
+                }
+            }
+            await delivery.waitUntilIdle()
+        } onCancel: {
+            delivery.cancelAll()
+        }
+    }
+}
