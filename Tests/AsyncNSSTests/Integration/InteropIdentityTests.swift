@@ -175,5 +175,41 @@ extension Integration {
                 #expect(refusal is TLSError, "\(String(describing: refusal))")
             }
         }
+
+        @Test("requestClientCertificate() mid-connection gets openssl s_client's EC and RSA certificates (TLS 1.2 renegotiation, TLS 1.3 post-handshake auth)",
+              arguments: ClientKey.allCases, versions)
+        func requestFromOpenSSLClient(key: ClientKey, version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let pki = try await TestPKI.shared()
+                var configuration = TLSConfiguration.makeServerConfiguration(identity: try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey))
+                configuration.trust = try await .pem(file: pki.caCertificate)
+                configuration.minimumVersion = version
+                configuration.maximumVersion = version
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration)
+                let server = Task { () -> (before: Int, chain: [TLSCertificate])? in
+                    for try await connection in listener {
+                        let before = connection.info.peerCertificates.count
+                        #expect(try await TestServers.read(connection, through: "\n") == "ping\n")
+                        let chain = try await connection.requestClientCertificate()
+                        try await connection.write(Array("got \(chain.count) certificate(s)\n".utf8))
+                        await connection.close()
+                        return (before, chain)
+                    }
+                    return nil
+                }
+                let (certificate, keyFile) = key.files(pki)
+                let output = try await ExternalTool.run("openssl", [
+                    "s_client", "-connect", "127.0.0.1:\(listener.port)", "-servername", "localhost", Self.versionFlag(version),
+                    "-CAfile", pki.caCertificate, "-verify_return_error", "-cert", certificate, "-key", keyFile, "-ign_eof",
+                ] + (version == .tls13 ? ["-enable_pha"] : []), input: "ping\n")
+                #expect(output.exitedCleanly, "\(output)")
+                // The verified chain: the client's certificate, then the CA.
+                #expect(output.stdout.contains("got 2 certificate(s)"), "\(output)")
+                let result = try #require(try await server.value)
+                #expect(result.before == 0, "no certificate before the request")
+                #expect(result.chain.map(\.derBytes) == (try Self.certificates(inFile: certificate) + Self.certificates(inFile: pki.caCertificate)))
+                await listener.close()
+            }
+        }
     }
 }
