@@ -17,8 +17,15 @@ extension TLSListener {
     /// }
     /// ```
     ///
+    /// Closing the listener stops accepting; the handlers that run go on.
     /// Cancelling the task that runs `serve` closes the listener and cancels
     /// the handlers; `serve` still returns only after the last one.
+    ///
+    /// A handler's task is started by the listener's accept loop, so it
+    /// inherits the priority and task-local values of the task that called
+    /// ``bind(host:port:configuration:backlog:logger:metrics:)``, not of the
+    /// task that calls `serve`. Iterate the listener when handlers must
+    /// inherit the serving task's context (a tracing span, say).
     /// Iterate the listener or call `serve`, not both.
     public nonisolated func serve(_ handler: @escaping @Sendable (TLSConnection) async throws -> Void) async {
         delivery.start(handler)

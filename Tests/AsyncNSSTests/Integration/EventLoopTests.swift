@@ -141,6 +141,24 @@ extension Integration {
                 await TestIdentities.reset()
             }
         }
+
+        @Test("NSSRuntime.shutdown() from a task on a loop returns; connections whose loop stopped still answer; the runtime starts again")
+        func shutdownFromALoop() async throws {
+            try await withTimeout(seconds: 30) {
+                let pair = try await ConnectedPair.make(server: try await TestIdentities.serverConfiguration(), client: try await TestIdentities.clientConfiguration())
+                // The loop that runs this task is stopped and joined by the
+                // shutdown it runs: another thread joins it.
+                try await Task(executorPreference: pair.server.executor) { try await NSSRuntime.shutdown() }.value
+                await TestIdentities.reset()
+                #expect(!NSSRuntime.isInitialized)
+                // The actors' loops are gone; their jobs run on the queue after them.
+                await #expect(throws: TLSError.self) { try await pair.client.write([1]) }
+                await pair.close()
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration())
+                #expect(NSSRuntime.isInitialized)
+                await listener.close()
+            }
+        }
     }
 }
 
