@@ -93,6 +93,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("reload-on-change"), help: "Also reload when --cert, --key, --sni, --client-ca or --pkcs11-pin-file files change on disk (checked every 2 seconds).")
     var reloadOnChange = false
 
+    @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core).", valueName: "count"))
+    var eventLoops: Int?
+
     @OptionGroup var tls: TLSOptions
 
     @Flag(name: .long, help: "Log at debug level.")
@@ -101,6 +104,9 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else {
             throw ValidationError("--port must be between 0 and 65535.")
+        }
+        if let eventLoops, !(1...1024).contains(eventLoops) {
+            throw ValidationError("--event-loops must be between 1 and 1024.")
         }
         switch (cert, key, keyURI) {
         case (.some, nil, nil): throw ValidationError("--cert needs --key (or --key-uri).")
@@ -152,6 +158,12 @@ struct ServeCommand: AsyncParsableCommand {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let listener: TLSListener
         do {
+            if let eventLoops {
+                // The hot loops, and the cold thread that holds idle sockets.
+                var options = NSSRuntime.Options()
+                options.pollThreads = eventLoops + 1
+                try NSSRuntime.initialize(options)
+            }
             let configuration = try await makeConfiguration(logger: logger)
             listener = try await TLSListener.bind(host: host, port: port, configuration: configuration, logger: logger)
         } catch {

@@ -14,6 +14,27 @@ extension Integration {
     struct ToolTests {
         // MARK: serve with the self-signed certificate
 
+        @Test("serve --event-loops 1 runs every connection on one loop thread and answers curl",
+              .enabled(if: ExternalTool.isInstalled("curl")))
+        func serveOneEventLoop() async throws {
+            try await withTimeout(seconds: 60) {
+                let server = try await ServeProcess.start(["--event-loops", "1"])
+                for _ in 0..<3 {
+                    let answer = try await ExternalTool.run("curl", ["-sk", "--max-time", "20", "https://127.0.0.1:\(server.port)/"])
+                    #expect(answer.status == 0, "\(answer)")
+                    #expect(answer.stdout.contains("version: TLSv1.3\n"), "\(answer)")
+                }
+                // One hot loop and the cold thread.
+                let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.process.pid)/task").compactMap { task in
+                    (try? String(contentsOfFile: "/proc/\(server.process.pid)/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                #expect(threads.filter { $0.hasPrefix("nss-poll-hot") } == ["nss-poll-hot"], "\(threads)")
+                #expect(threads.contains("nss-poll-cold"), "\(threads)")
+                let status = await server.process.stop()
+                #expect(status == 0, "\(server.process.transcript)")
+            }
+        }
+
         @Test("serve --port 0 announces its port; curl sees TLS 1.3 and 1.2; the log has one line per connection",
               .enabled(if: ExternalTool.isInstalled("curl")))
         func serveAnswersCurl() async throws {
@@ -720,6 +741,7 @@ extension Integration {
             (["serve", "--db", "x"], "--db needs --nickname"),
             (["serve", "--cert", "a", "--key", "b", "--db", "c", "--nickname", "d"], "not both"),
             (["serve", "--port", "70000"], "--port"),
+            (["serve", "--event-loops", "0"], "--event-loops"),
             (["serve", "--request-client-cert", "--require-client-cert"], "exclude each other"),
             (["serve", "--require-client-cert", "--client-auth", "request"], "not both"),
             (["serve", "--sni", "alt.test=only-one-file"], "--sni"),
