@@ -1,0 +1,177 @@
+internal import CNSS
+import Logging
+import Synchronization
+
+/// Checking the peer's certificate: the configured trust, then the
+/// application's verifier, and the error a refusal ends the handshake with.
+extension ConnectionCallbacks {
+    /// Prepares a deferred verification from the configuration's trust (which
+    /// may load system roots or open a database, on the blocking pool).
+    func prepareVerification() async throws {
+        guard case .deferred = verificationState.withLock({ $0 }) else { return }
+        let prepared = try await TrustPreparation.verification(for: settings.trust, services: services)
+        verificationState.withLock { $0 = prepared }
+    }
+
+    /// NSS's auth-certificate hook: the configured trust, then the
+    /// application's verifier. A refusal by the trust goes on to
+    /// ``handleBadCertificate(_:)``, where the verifier may override it.
+    func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
+        let status = verify(fd, checkSignature: checkSignature, isServer: isServer)
+        guard status == SECSuccess else { return status }
+        guard settings.certificateVerifier != nil else {
+            PeerTrustMemo.remember(fd)
+            peerCertificatesAccepted.add(1, ordering: .releasing)
+            return SECSuccess
+        }
+        return runVerifier(fd, builtInFailure: nil)
+    }
+
+    /// NSS's bad-certificate hook, after the trust refused the chain: the
+    /// verifier, if any, decides; without one the refusal stands.
+    func handleBadCertificate(_ fd: UnsafeMutablePointer<PRFileDesc>) -> SECStatus {
+        let code = PR_GetError()
+        guard settings.certificateVerifier != nil else {
+            noteRefusal(code, fd)
+            PORT_SetError(code)
+            return SECFailure
+        }
+        return runVerifier(fd, builtInFailure: TLSError.fromNSSCode(code, "verifying the peer's certificate"))
+    }
+
+    /// Keeps what NSS's text for `code` leaves out (``VerificationNote``),
+    /// for the error the handshake ends with.
+    private func noteRefusal(_ code: PRErrorCode, _ fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard let peer = SSL_PeerCertificate(fd) else { return }
+        defer { CERT_DestroyCertificate(peer) }
+        guard let note = VerificationNote.explain(code, peer: peer, trust: settings.trust, checkedName: isServer ? nil : serverName, peerIsClient: isServer) else { return }
+        refusalNote.withLock { $0 = (code, note) }
+    }
+
+    /// The handshake's error for NSS's `code`, with what ``VerificationNote``
+    /// found when this side refused the peer's certificate with that code.
+    func handshakeError(_ code: PRErrorCode, _ operation: String) -> TLSError {
+        var error = TLSError.fromNSSCode(code, operation)
+        if let (noted, note) = refusalNote.withLock({ $0 }), noted == code {
+            error.message += " " + note
+        }
+        // NSS 3.87 reports a ClientHello whose ALPN list has nothing in
+        // common with the server's as malformed; its alert tells the truth.
+        if code == PRErrorCode(SSL_ERROR_RX_MALFORMED_CLIENT_HELLO.rawValue), fatalAlertSent.load(ordering: .acquiring) == 120 {
+            error.message += " The ClientHello is well formed: it offers no ALPN protocol that this server accepts (TLSConfiguration.applicationProtocols, nss-tls --alpn), so the server sent a no_application_protocol alert."
+        }
+        return error
+    }
+
+    private func runVerifier(_ fd: UnsafeMutablePointer<PRFileDesc>, builtInFailure: TLSError?) -> SECStatus {
+        let context = PeerCertificateVerification(
+            certificates: ConnectionInfoReader.peerCertificates(fd),
+            expectedServerName: isServer ? nil : serverName,
+            builtInFailure: builtInFailure,
+            isServer: isServer
+        )
+        switch settings.certificateVerifier {
+        case .none:
+            return SECFailure
+        case .synchronous(let decide):
+            return apply(decide(context))
+        case .asynchronous(let decide):
+            deferred.start { [self] in
+                let verdict = await decide(context)
+                if verdict == .accept { peerCertificatesAccepted.add(1, ordering: .releasing) }
+                switch verdict {
+                case .accept: return .certificateVerdict(0)
+                case .reject(let reason): return .certificateVerdict(reason.code)
+                }
+            }
+            return SECWouldBlock
+        }
+    }
+
+    private func apply(_ verdict: CertificateVerdict) -> SECStatus {
+        switch verdict {
+        case .accept:
+            peerCertificatesAccepted.add(1, ordering: .releasing)
+            return SECSuccess
+        case .reject(let reason):
+            PORT_SetError(reason.code)
+            return SECFailure
+        }
+    }
+
+    private func verify(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
+        switch verificationState.withLock({ $0 }) {
+        case .deferred:
+            PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
+            return SECFailure
+        case .none:
+            return SECSuccess
+        case .nssDefault:
+            return SSL_AuthCertificate(UnsafeMutableRawPointer(CERT_GetDefaultCertDB()), fd, checkSignature, isServer)
+        case .anchors(let anchors):
+            return verifyAgainstAnchors(fd, anchors: anchors, peerIsClient: isServer != PR_FALSE)
+        }
+    }
+
+    private func verifyAgainstAnchors(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors, peerIsClient: Bool) -> SECStatus {
+        guard let peer = SSL_PeerCertificate(fd) else {
+            PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))
+            return SECFailure
+        }
+        defer { CERT_DestroyCertificate(peer) }
+
+        // A peer certificate that is itself an anchor (a pinned or self-signed
+        // certificate) needs no path; it must still be within its validity.
+        // Compared in place: no copy of the peer's DER, no anchor list.
+        let peerIsAnchor = peer.pointee.derCert.withBytes { peerDER in
+            anchors.certificates.contains { $0.derBytes.elementsEqual(peerDER) }
+        }
+        if peerIsAnchor {
+            guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
+                PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
+                return SECFailure
+            }
+            return verifyName(peer, peerIsClient: peerIsClient)
+        }
+
+        guard let list = CERT_NewCertList() else { return SECFailure }
+        defer { CERT_DestroyCertList(list) }
+        do {
+            for anchor in try anchors.objects(services: services) {
+                try anchor.withPointer("trust anchor") { certificate in
+                    if let copy = CERT_DupCertificate(certificate), CERT_AddCertToListTail(list, copy) != SECSuccess {
+                        CERT_DestroyCertificate(copy)
+                    }
+                }
+            }
+        } catch {
+            PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
+            return SECFailure
+        }
+
+        var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)
+        parameters[0].type = cert_pi_trustAnchors
+        parameters[0].value.pointer.chain = UnsafePointer(list)
+        parameters[1].type = cert_pi_useOnlyTrustAnchors
+        parameters[1].value.scalar.b = PR_TRUE
+        parameters[2].type = cert_pi_revocationFlags
+        parameters[2].value.pointer.revocation = UnsafePointer(CERT_GetClassicOCSPDisabledPolicy())
+        parameters[3].type = cert_pi_end
+        let usage = SECCertificateUsage(peerIsClient ? certificateUsageSSLClient : certificateUsageSSLServer)
+        let verified = parameters.withUnsafeMutableBufferPointer { buffer in
+            CERT_PKIXVerifyCert(peer, usage, buffer.baseAddress, nil, nil)
+        }
+        guard verified == SECSuccess else { return SECFailure }
+        return verifyName(peer, peerIsClient: peerIsClient)
+    }
+
+    /// A client checks the server's certificate against the name it asked for.
+    private func verifyName(_ peer: UnsafeMutablePointer<CERTCertificate>, peerIsClient: Bool) -> SECStatus {
+        guard !peerIsClient, let serverName else { return SECSuccess }
+        guard CERT_VerifyCertName(peer, serverName) == SECSuccess else {
+            PORT_SetError(PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue))
+            return SECFailure
+        }
+        return SECSuccess
+    }
+}
