@@ -53,6 +53,15 @@ extension Integration {
             return failure
         }
 
+        /// A server with the PKI's EC identity that verifies client
+        /// certificates against the PKI's CA.
+        static func serverVerifyingClients(_ pki: TestPKI, policy: ClientCertificatePolicy) async throws -> TLSConfiguration {
+            var configuration = TLSConfiguration.makeServerConfiguration(identity: try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey))
+            configuration.trust = try await .pem(file: pki.caCertificate)
+            configuration.clientCertificatePolicy = policy
+            return configuration
+        }
+
         static func versionFlag(_ version: TLSVersion) -> String { version == .tls12 ? "-tls1_2" : "-tls1_3" }
 
         @Test("openssl s_client -verify_return_error accepts our leaf plus intermediate, trusting only the root", arguments: versions)
@@ -120,9 +129,7 @@ extension Integration {
         func clientCertificateToOurServer(key: ClientKey, version: TLSVersion) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
-                var configuration = TLSConfiguration.makeServerConfiguration(identity: try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey))
-                configuration.trust = try await .pem(file: pki.caCertificate)
-                configuration.clientCertificatePolicy = .require
+                let configuration = try await Self.serverVerifyingClients(pki, policy: .require)
                 let listener = try await TLSListener.bind(port: 0, configuration: configuration)
                 let seen = Mutex<[[UInt8]]>([])
                 let server = Task {
@@ -181,8 +188,7 @@ extension Integration {
         func requestFromOpenSSLClient(key: ClientKey, version: TLSVersion) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
-                var configuration = TLSConfiguration.makeServerConfiguration(identity: try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey))
-                configuration.trust = try await .pem(file: pki.caCertificate)
+                var configuration = try await Self.serverVerifyingClients(pki, policy: .none)
                 configuration.minimumVersion = version
                 configuration.maximumVersion = version
                 let listener = try await TLSListener.bind(port: 0, configuration: configuration)
