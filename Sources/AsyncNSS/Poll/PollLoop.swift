@@ -242,10 +242,10 @@ final class PollLoop: Sendable {
         }
         guard let joined else { return }
         if jobs.isRunnerThread {
-            _ = OwnedThread(name: "nss-poll-join") { [wakeEvent] in
+            OwnedThread(name: "nss-poll-join") { [wakeEvent] in
                 joined.join()
                 PR_DestroyPollableEvent(wakeEvent.fd)
-            }
+            }.detach()
             return
         }
         joined.join()

@@ -41,4 +41,10 @@ final class OwnedThread: Sendable {
     func join() {
         _ = pthread_join(handle, nil)
     }
+
+    /// Lets the thread free itself when it finishes; nobody joins it. Call
+    /// it once, instead of ``join()``.
+    func detach() {
+        _ = pthread_detach(handle)
+    }
 }
