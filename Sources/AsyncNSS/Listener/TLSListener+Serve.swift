@@ -1,4 +1,5 @@
 import Logging
+
 extension TLSListener {
     /// Runs `handler` for each connection, on the connection's event loop,
     /// and closes the connection (with close_notify) when the handler returns
@@ -26,6 +27,7 @@ extension TLSListener {
     /// ``bind(host:port:configuration:backlog:logger:metrics:)``, not of the
     /// task that calls `serve`. Iterate the listener when handlers must
     /// inherit the serving task's context (a tracing span, say).
+    ///
     /// Iterate the listener or call `serve`, not both.
     public nonisolated func serve(_ handler: @escaping @Sendable (TLSConnection) async throws -> Void) async {
         delivery.start(handler)

@@ -22,12 +22,14 @@ import Darwin
 ///
 /// The layout, from ``NSSRuntime/Options/pollThreads`` (`threads` here):
 /// - 1: a single loop, no cold loop (every wait stays where it registered);
-/// - k ≥ 2 (the default is 2): k − 1 hot loops, sockets spread over them
-///   round robin, and one cold loop shared by them all.
+/// - k ≥ 2 (the default is one hot loop per core, plus the cold one): k − 1
+///   hot loops, sockets spread over them round robin, and one cold loop
+///   shared by them all.
 ///
 /// A socket is bound to one hot loop for its whole life (``SocketHandle``
 /// picks it once), so its waits, interruptions and quiesce always meet the
-/// same registries. Wait IDs come from one counter for all loops.
+/// same registries, and its connection runs on that loop. Wait IDs come from
+/// one counter for all loops.
 final class PollGroup: Sendable {
     /// The loops that tasks register on: the hot loops, or the only loop.
     let loops: [PollLoop]

@@ -10,7 +10,7 @@ extension PollLoop: SerialExecutor, TaskExecutor {
         let job = UnownedJob(job)
         switch jobs.add(job) {
         case .queued(let wake):
-            if wake { wakeForJobs() }
+            if wake { self.wake() }
         case .afterStop:
             jobs.runAfterStop(job) { [self] job in runJob(job) }
         }

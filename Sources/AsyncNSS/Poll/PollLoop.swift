@@ -1,12 +1,14 @@
 internal import CNSS
 import Synchronization
 
-/// The dedicated thread that waits in `PR_Poll` and resumes the tasks that
-/// wait for readiness.
+/// An event loop: a thread that waits in `PR_Poll`, resumes the tasks that
+/// wait for readiness, and then runs the jobs queued for it, as the executor
+/// of the connections it polls (see `PollLoop+Executor.swift`).
 ///
-/// It never reads or writes a socket: tasks try their operation, and on
-/// `PR_WOULD_BLOCK_ERROR` call ``wait(for:on:deadline:)``, which registers a
-/// one-shot interest and suspends. A pollable event wakes the thread when a
+/// Tasks try their operation, and on `PR_WOULD_BLOCK_ERROR` call
+/// ``wait(for:on:deadline:id:isClosing:)``, which registers a one-shot
+/// interest and suspends; when the task runs on this loop, it continues here
+/// right after the poll that ended its wait. A pollable event wakes the thread when a
 /// read or write wait, or a deadline earlier than the poll's timeout, arrives
 /// while `PR_Poll` runs; the registry asks for at most one wakeup per poll, and
 /// none while the thread is between polls (it plans the change before polling
@@ -258,12 +260,7 @@ final class PollLoop: Sendable {
 
     /// Writes the wakeup. The registry asks for it at most once per poll, and
     /// the job queue at most once per turn of the loop.
-    private func wake() {
-        PR_SetPollableEvent(wakeEvent.fd)
-    }
-
-    /// Wakes the loop for a job enqueued from another thread.
-    func wakeForJobs() {
+    func wake() {
         PR_SetPollableEvent(wakeEvent.fd)
     }
 
