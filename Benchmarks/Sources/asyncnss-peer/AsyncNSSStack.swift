@@ -19,7 +19,8 @@ enum AsyncNSSStack: PeerStack {
         await withDiscardingTaskGroup { group in
             do {
                 for try await connection in listener {
-                    group.addTask {
+                    // As the README advises: the handler runs on its connection's loop.
+                    group.addTask(executorPreference: connection.executor) {
                         try? await connection.executeThenClose { connection in
                             switch mode {
                             case .echo: try await echo(connection)

@@ -38,8 +38,11 @@ struct AsyncNSSConnection: LoadConnection {
     let connection: TLSConnection
 
     func exchange(_ message: [UInt8], expecting: Int) async throws {
-        try await connection.write(message)
-        try await Self.receive(expecting, from: connection)
+        // On the connection's loop: the write and the reads cross no thread.
+        try await withTaskExecutorPreference(connection.executor) {
+            try await connection.write(message)
+            try await Self.receive(expecting, from: connection)
+        }
     }
 
     func close() async { await connection.close() }
