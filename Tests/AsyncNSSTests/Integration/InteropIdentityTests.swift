@@ -1,4 +1,4 @@
-@testable import AsyncNSS
+import AsyncNSS
 import Foundation
 import Synchronization
 import Testing
@@ -21,15 +21,6 @@ extension Integration {
                 case .rsa: (pki.rsaClientCertificate, pki.rsaClientKey)
                 }
             }
-        }
-
-        /// The DER of each certificate in a PEM file or in a tool's output.
-        static func certificates(inText text: String) throws -> [[UInt8]] {
-            try PEM.parse(text).filter { $0.label == "CERTIFICATE" }.map(\.der)
-        }
-
-        static func certificates(inFile path: String) throws -> [[UInt8]] {
-            try certificates(inText: String(contentsOfFile: path, encoding: .utf8))
         }
 
         /// Connects and fetches s_server's page; returns the error that ended
@@ -85,7 +76,7 @@ extension Integration {
                 #expect(output.stdout.contains("Verify return code: 0 (ok)"), "\(output)")
                 #expect(output.stdout.contains("pong: ping \(version)"), "\(output)")
                 // What went on the wire is the leaf, then the intermediate.
-                #expect(try Self.certificates(inText: output.stdout) == Self.certificates(inFile: pki.chainedLeafChain))
+                #expect(try PEMBlocks.all(in: output.stdout) == PEMBlocks.all(inFile: pki.chainedLeafChain))
                 await listener.close()
                 await server.value
             }
@@ -106,7 +97,7 @@ extension Integration {
                 let connection = try await TLSConnection.connect(host: "localhost", port: port, configuration: client)
                 #expect(connection.info.protocolVersion == version)
                 let presented = connection.info.peerCertificates.map(\.derBytes)
-                #expect(Array(presented.prefix(2)) == (try Self.certificates(inFile: pki.chainedLeafChain)), "\(connection.info.peerCertificates)")
+                #expect(Array(presented.prefix(2)) == (try PEMBlocks.all(inFile: pki.chainedLeafChain)), "\(connection.info.peerCertificates)")
                 try await connection.write(Array("GET / HTTP/1.0\r\n\r\n".utf8))
                 let page = try await TestServers.read(connection, through: "</HTML>")
                 #expect(page.hasPrefix("HTTP/1.0 200 ok"), "\(page.prefix(200))")
@@ -145,7 +136,7 @@ extension Integration {
                 ], input: "ping\n")
                 #expect(output.exitedCleanly, "\(output)")
                 #expect(output.stdout.contains("pong \(version)"), "\(output)")
-                #expect(seen.withLock { $0 } == (try Self.certificates(inFile: certificate)))
+                #expect(seen.withLock { $0 } == (try PEMBlocks.all(inFile: certificate)))
                 await listener.close()
                 await server.value
             }
@@ -173,7 +164,7 @@ extension Integration {
                 await connection.close()
                 // s_server's page shows the client certificate it verified.
                 #expect(page.contains("Client certificate"), "\(page.prefix(400))")
-                #expect(try Self.certificates(inText: page) == Self.certificates(inFile: certificate), "\(page)")
+                #expect(try PEMBlocks.all(in: page) == PEMBlocks.all(inFile: certificate), "\(page)")
 
                 // Without a certificate, the same server refuses the client.
                 NSSRuntime.clearClientSessionCache()
@@ -213,7 +204,7 @@ extension Integration {
                 #expect(output.stdout.contains("got 2 certificate(s)"), "\(output)")
                 let result = try #require(try await server.value)
                 #expect(result.before == 0, "no certificate before the request")
-                #expect(result.chain.map(\.derBytes) == (try Self.certificates(inFile: certificate) + Self.certificates(inFile: pki.caCertificate)))
+                #expect(result.chain.map(\.derBytes) == (try PEMBlocks.all(inFile: certificate) + PEMBlocks.all(inFile: pki.caCertificate)))
                 await listener.close()
             }
         }

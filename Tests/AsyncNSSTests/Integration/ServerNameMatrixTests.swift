@@ -127,13 +127,3 @@ extension Integration {
         }
     }
 }
-
-/// The DER of PEM blocks in a tool's output.
-enum PEMBlocks {
-    static func first(in text: String) -> [UInt8]? {
-        guard let begin = text.range(of: "-----BEGIN CERTIFICATE-----"),
-              let end = text.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<text.endIndex) else { return nil }
-        let body = text[begin.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
-        return Data(base64Encoded: String(body)).map { [UInt8]($0) }
-    }
-}

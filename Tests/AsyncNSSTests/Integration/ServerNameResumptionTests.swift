@@ -18,6 +18,13 @@ extension Integration {
             return configuration
         }
 
+        /// A listener with ``configuration(_:version:named:)`` that answers
+        /// each line with a pong.
+        private static func serve(_ pki: TestPKI, version: TLSVersion, named: TLSIdentity) async throws -> (TLSListener, Task<Void, Never>) {
+            let listener = try await TLSListener.bind(port: 0, configuration: try await configuration(pki, version: version, named: named))
+            return (listener, Task { await TestServers.pong(listener) })
+        }
+
         /// One `s_client` run for `name`: whether it resumed, and the DER of
         /// the server certificate it printed (the session's, when resumed).
         private static func connect(port: Int, name: String, version: TLSVersion, pki: TestPKI, sessionIn: String? = nil, sessionOut: String? = nil) async throws -> (reused: Bool, certificate: [UInt8]?) {
@@ -31,17 +38,12 @@ extension Integration {
             return (output.stdout.contains("Reused, "), PEMBlocks.first(in: output.stdout))
         }
 
-        private static func der(_ file: String) throws -> [UInt8]? {
-            PEMBlocks.first(in: try String(contentsOfFile: file, encoding: .utf8))
-        }
-
         @Test("a session made for one name is not resumed for another: the other name's certificate is presented", arguments: [TLSVersion.tls12, .tls13])
         func noResumptionAcrossNames(version: TLSVersion) async throws {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
                 let named = try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey)
-                let listener = try await TLSListener.bind(port: 0, configuration: try await Self.configuration(pki, version: version, named: named))
-                let server = Task { await TestServers.pong(listener) }
+                let (listener, server) = try await Self.serve(pki, version: version, named: named)
                 let directory = try TemporaryDirectory()
                 let session = directory.file("localhost.session")
 
@@ -53,7 +55,7 @@ extension Integration {
                 // ...another name does not, and gets the default identity.
                 let across = try await Self.connect(port: listener.port, name: "other.test", version: version, pki: pki, sessionIn: session)
                 #expect(!across.reused, "a session made for localhost was resumed for another name")
-                #expect(across.certificate == (try Self.der(pki.rsaServerCertificate)), "the other name was not shown the default certificate")
+                #expect(across.certificate == (try PEMBlocks.all(inFile: pki.rsaServerCertificate).first), "the other name was not shown the default certificate")
                 await listener.close()
                 await server.value
             }
@@ -64,17 +66,16 @@ extension Integration {
             try await withTimeout(seconds: 60) {
                 let pki = try await TestPKI.shared()
                 let ec = try await TLSIdentity.pem(certificateChainFile: pki.serverCertificate, privateKeyFile: pki.serverKey)
-                let listener = try await TLSListener.bind(port: 0, configuration: try await Self.configuration(pki, version: version, named: ec))
-                let server = Task { await TestServers.pong(listener) }
+                let (listener, server) = try await Self.serve(pki, version: version, named: ec)
                 let first = try await Self.connect(port: listener.port, name: "localhost", version: version, pki: pki)
-                #expect(first.certificate == (try Self.der(pki.serverCertificate)))
+                #expect(first.certificate == (try PEMBlocks.all(inFile: pki.serverCertificate).first))
 
                 // The name now has the chained leaf's identity.
                 let chained = try await TLSIdentity.pem(certificateChainFile: pki.chainedLeafChain, privateKeyFile: pki.chainedLeafKey)
                 try await listener.reload(try await Self.configuration(pki, version: version, named: chained))
                 let fresh = try await Self.connect(port: listener.port, name: "localhost", version: version, pki: pki)
                 #expect(!fresh.reused)
-                #expect(fresh.certificate == (try Self.der(pki.chainedLeafCertificate)))
+                #expect(fresh.certificate == (try PEMBlocks.all(inFile: pki.chainedLeafCertificate).first))
                 await listener.close()
                 await server.value
             }
