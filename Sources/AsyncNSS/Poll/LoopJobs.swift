@@ -78,14 +78,13 @@ final class LoopJobs: Sendable {
     /// Whether a job waits; the loop then polls without sleeping.
     var hasJobs: Bool { state.withLock { !$0.jobs.isEmpty } }
 
-    /// Takes every job queued so far, in order. Jobs queued meanwhile wake
-    /// the loop again (or, from its own thread, wait for the next turn).
-    func take() -> [UnownedJob] {
+    /// Moves every job queued so far, in order, into `batch`, which must be
+    /// empty; its storage becomes the queue's, so that neither side
+    /// allocates once both have grown. Jobs queued meanwhile from another
+    /// thread wake the loop again; the loop's own run in this turn or the next.
+    func take(into batch: inout [UnownedJob]) {
         wakeRequested.store(false, ordering: .releasing)
-        return state.withLock { state in
-            defer { state.jobs.removeAll(keepingCapacity: true) }
-            return state.jobs
-        }
+        state.withLock { state in swap(&batch, &state.jobs) }
     }
 
     /// Stops queueing for the loop, which is about to end. Jobs still

@@ -271,6 +271,7 @@ final class PollLoop: Sendable {
         // Kept between polls and changed as each plan says.
         var descriptors: [PRPollDesc] = [PRPollDesc(fd: wakeEvent.fd, in_flags: Int16(PR_POLL_READ), out_flags: 0)]
         var ready: [PollSocket] = []
+        var batch: [UnownedJob] = []
         let readFlag = Int16(PR_POLL_READ)
         let writeFlag = Int16(PR_POLL_WRITE)
         while true {
@@ -335,7 +336,27 @@ final class PollLoop: Sendable {
             }
             // The tasks just resumed, and whatever else was enqueued, run
             // here: a wait that ends continues on the thread that polled it.
-            for job in jobs.take() { runJob(job) }
+            runQueuedJobs(&batch)
+        }
+    }
+
+    /// At most this many jobs run between two polls, so that tasks that keep
+    /// enqueueing jobs on the loop (each `await` that changes executor is
+    /// one) cannot keep it from polling its sockets.
+    static let jobsPerTurn = 256
+
+    /// Runs the queued jobs, and those they queue in turn, until none is
+    /// left or ``jobsPerTurn`` have run. A task whose `await` moves it
+    /// between the loop's serial and task executor queues a job and goes on
+    /// in the same turn: a chain of such hops costs no `PR_Poll` each.
+    private func runQueuedJobs(_ batch: inout [UnownedJob]) {
+        var ran = 0
+        while ran < Self.jobsPerTurn {
+            jobs.take(into: &batch)
+            if batch.isEmpty { return }
+            for job in batch { runJob(job) }
+            ran += batch.count
+            batch.removeAll(keepingCapacity: true)
         }
     }
 
