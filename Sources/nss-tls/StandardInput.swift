@@ -62,7 +62,7 @@ struct StandardInput: AsyncSequence, Sendable {
 
         mutating func next() async throws -> [UInt8]? {
             demand.signal()
-            return try await base.next()
+            return try await base.next(isolation: #isolation)
         }
     }
 

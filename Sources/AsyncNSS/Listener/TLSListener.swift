@@ -185,7 +185,7 @@ public actor TLSListener: AsyncSequence {
         let listener: TLSListener
 
         public mutating func next() async throws -> TLSConnection? {
-            if let connection = await base.next() { return connection }
+            if let connection = await base.next(isolation: #isolation) { return connection }
             if Task.isCancelled {
                 await listener.close()
                 throw CancellationError()
