@@ -91,7 +91,7 @@ extension TLSConnection {
             // each of their waits is polled.
             let event = try await withTaskExecutorPreference(socket.pollLoop) {
                 try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
-                return try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: max(.zero, deadline - .now))
+                return try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: max(.zero, deadline - .now))
             }
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }

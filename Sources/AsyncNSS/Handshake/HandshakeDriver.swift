@@ -2,7 +2,7 @@ internal import CNSS
 import Synchronization
 
 /// Drives the initial handshake of one socket to completion under a deadline:
-/// `SSL_ForceHandshake`, and a wait on the poll thread whenever it would block.
+/// `SSL_ForceHandshake`, and a wait on the socket's loop whenever it would block.
 ///
 /// Completed handshakes are published by NSS's handshake callback to the
 /// connection's ``TLSConnection/handshakeEvents``; the driver returns the
@@ -12,32 +12,50 @@ import Synchronization
 /// ``ConnectionCallbacks/metrics`` (a listener's or a client's; none for
 /// STARTTLS), and nowhere else.
 ///
-/// A value, not an actor: one task runs the handshake, and nothing else
-/// touches the driver, so there is no state to isolate and no executor hop.
-struct HandshakeDriver: Sendable {
-    private let socket: SocketHandle
-    private let callbacks: ConnectionCallbacks
-    /// The peer, as `remoteAddress` spells it; error contexts name it.
-    private let peer: String
+/// An actor on the connection's loop: the loop is its executor, as it is the
+/// ``TLSConnection``'s, so the two share one executor and call each other
+/// with no hop, and each wait of the handshake continues on the thread that
+/// polled it. The accept path runs a connection's whole life isolated to its
+/// driver (``Acceptor``): the socket's setup, the handshake and, under
+/// ``TLSListener/serve(_:)``, the handler.
+actor HandshakeDriver {
+    /// The loop of the connection's socket.
+    nonisolated let loop: PollLoop
 
-    init(socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String) {
-        self.socket = socket
-        self.callbacks = callbacks
-        self.peer = peer
+    nonisolated var unownedExecutor: UnownedSerialExecutor {
+        loop.asUnownedSerialExecutor()
     }
 
-    /// The error context, made only when an error needs it.
-    private var operation: String { "handshake with \(peer)" }
+    init(loop: PollLoop) {
+        self.loop = loop
+    }
 
-    /// Runs the handshake and records it in the connection's metrics. On
-    /// failure the socket is left open for the caller to close.
+    /// Runs the handshake of `socket` and records it in the connection's
+    /// metrics. On failure the socket is left open for the caller to close.
     ///
     /// The deadline is `started + timeout`: a listener that read the
     /// ClientHello first (``ServerNamePreselection``) passes the accept time.
     ///
+    /// - Parameter peer: The peer, as `remoteAddress` spells it; error
+    ///   contexts name it.
     /// - Throws: the NSS error of the handshake, ``TLSError/Kind/handshakeTimedOut``,
     ///   or `CancellationError`.
-    func run(timeout: Duration, startedAt started: ContinuousClock.Instant = .now) async throws -> HandshakeEvent {
+    func run(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, startedAt started: ContinuousClock.Instant = .now) async throws -> HandshakeEvent {
+        try await Handshake(socket: socket, callbacks: callbacks, peer: peer).run(timeout: timeout, startedAt: started)
+    }
+}
+
+/// One handshake of ``HandshakeDriver``: a value that its caller's isolation
+/// runs (every method is `nonisolated(nonsending)`).
+private struct Handshake {
+    let socket: SocketHandle
+    let callbacks: ConnectionCallbacks
+    let peer: String
+
+    /// The error context, made only when an error needs it.
+    private var operation: String { "handshake with \(peer)" }
+
+    func run(timeout: Duration, startedAt started: ContinuousClock.Instant) async throws -> HandshakeEvent {
         do {
             let event = try await drive(until: started + timeout, timeout: timeout)
             callbacks.metrics?.handshakeSucceeded(after: .now - started)

@@ -55,8 +55,16 @@ struct Acceptor: Sendable {
                     let release = limiter.admit()
                     // The connection's loop runs its handshake, so every
                     // wait of the handshake continues where it was polled.
+                    // Under `serve`, the same task then runs the handler.
                     let loop = services.pollGroup.assign()
-                    group.addTask(executorPreference: loop) { await handshake(socket.fd, peer: peer, loop: loop, release: release) }
+                    let started = delivery.spawn(on: loop) { id in
+                        await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: id)
+                    }
+                    if !started {
+                        group.addTask(executorPreference: loop) {
+                            await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: nil)
+                        }
+                    }
                 case .wouldBlock:
                     guard case .ready = await listeningSocket.wait(for: .read) else {
                         group.cancelAll()
@@ -77,6 +85,9 @@ struct Acceptor: Sendable {
             }
             group.cancelAll()
         }
+        // The handshakes that `serve` started are not in the group.
+        delivery.cancelHandshakes()
+        await delivery.waitForHandshakes()
         reserve.release()
         output.finish()
     }
@@ -103,9 +114,12 @@ struct Acceptor: Sendable {
         }
     }
 
-    /// Runs the handshake of an accepted socket; `release` gives its slot back
-    /// when the connection ends, however it ends.
-    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, loop: PollLoop, release: @escaping @Sendable () -> Void) async {
+    /// Runs the handshake of an accepted socket, isolated to its `driver`
+    /// (on its loop); `release` gives its slot back when the connection
+    /// ends, however it ends. With `servedAs` (a task of
+    /// ``HandlerDelivery/spawn(on:_:)``) the handler then runs here too.
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void, servedAs id: Int?) async {
+        let loop = driver.loop
         let peerText = peer.description
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
@@ -138,11 +152,20 @@ struct Acceptor: Sendable {
             return
         }
         do {
-            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: peerText)
-                .run(timeout: setup.configuration.handshakeTimeout, startedAt: started)
+            let event = try await driver.run(socket, callbacks: callbacks, peer: peerText, timeout: setup.configuration.handshakeTimeout, startedAt: started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
+            if let id {
+                // Isolated to the driver, whose executor is the
+                // connection's: the handler calls the connection with no hop.
+                guard let handler = delivery.handshakeSucceeded(id) else {
+                    await connection.close()
+                    return
+                }
+                await HandlerDelivery.run(handler, connection)
+                return
+            }
             if delivery.deliver(connection, on: loop) { return }
             if case .terminated = output.yield(connection) {
                 await connection.close()

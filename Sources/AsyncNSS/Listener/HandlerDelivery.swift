@@ -1,27 +1,57 @@
 import Logging
 import Synchronization
 
-/// Where ``TLSListener/serve(_:)`` hands connections: straight from the task
-/// that ran the handshake to a task of the handler on the connection's loop.
+/// The tasks of ``TLSListener/serve(_:)``: once a handler is set, each
+/// accepted connection gets one task, on its loop, that runs its handshake
+/// and then the handler, with no second task and no thread crossing.
 ///
-/// The handshake task is already on that loop, so the hand-off crosses no
-/// thread; the listener's sequence would hand each connection to a task on
-/// the cooperative pool and back. Keeps the handler tasks, so that `serve`
-/// can cancel them when it is cancelled and return only after the last one.
+/// The listener's sequence would hand each connection to a task on the
+/// cooperative pool and back. A task has two phases:
+/// - **handshake**: closing the listener cancels it, and the accept loop
+///   waits for it to end (``cancelHandshakes()``, ``waitForHandshakes()``);
+/// - **handler**: the listener's close leaves it running; only cancelling
+///   `serve` cancels it (``cancelAll()``).
+///
+/// Connections whose handshake ran before the handler was set reach it
+/// through ``deliver(_:on:)`` or ``run(_:with:)``. Keeps every task, so that
+/// `serve` can cancel them and return only after the last one.
 final class HandlerDelivery: Sendable {
     typealias Handler = @Sendable (TLSConnection) async throws -> Void
 
     private struct State {
         var handler: Handler?
+        /// `serve` was cancelled: every task, running or new, is cancelled.
         var cancelled = false
+        /// The listener closed: tasks in their handshake are cancelled, and a
+        /// handshake that completes anyway gets no handler.
+        var handshakesCancelled = false
         var nextID = 0
-        /// Handler tasks that run, by ID.
+        /// Tasks that run, by ID.
         var tasks: [Int: Task<Void, Never>] = [:]
         /// Tasks that ended before they were recorded in `tasks`.
         var endedEarly: Set<Int> = []
-        /// Handlers that run, whether in `tasks` or in ``run(_:with:)``.
+        /// Tasks in their handshake phase.
+        var handshaking: Set<Int> = []
+        /// Tasks and ``run(_:with:)`` calls that have not ended.
         var running = 0
         var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+        var handshakeWaiters: [UnsafeContinuation<Void, Never>] = []
+
+        /// The waiters to resume once `handshaking` is empty.
+        mutating func takeHandshakeWaitersIfDone() -> [UnsafeContinuation<Void, Never>] {
+            guard handshaking.isEmpty else { return [] }
+            defer { handshakeWaiters = [] }
+            return handshakeWaiters
+        }
+
+        /// Counts one task or call as ended; the idle waiters to resume if
+        /// it was the last.
+        mutating func countEnded() -> [UnsafeContinuation<Void, Never>] {
+            running -= 1
+            guard running == 0 else { return [] }
+            defer { idleWaiters = [] }
+            return idleWaiters
+        }
     }
 
     private let state = Mutex(State())
@@ -31,9 +61,45 @@ final class HandlerDelivery: Sendable {
         state.withLock { $0.handler = handler }
     }
 
-    /// Runs the handler for `connection` in a task on `loop`, then closes
-    /// the connection; false when no handler is set (the caller delivers
-    /// it to the sequence).
+    /// Whether a handler is set; then the accept loop starts each
+    /// connection with ``spawn(on:_:)``.
+    var isServing: Bool { state.withLock { $0.handler != nil } }
+
+    /// Starts a connection's task on `loop`, in its handshake phase; `body`
+    /// runs the handshake and then calls ``handshakeSucceeded(_:)``. False
+    /// when no handler is set or the listener closed (the caller then runs
+    /// the handshake itself).
+    func spawn(on loop: PollLoop, _ body: @escaping @Sendable (_ id: Int) async -> Void) -> Bool {
+        let id = state.withLock { state -> Int? in
+            guard state.handler != nil, !state.handshakesCancelled else { return nil }
+            state.running += 1
+            state.nextID += 1
+            state.handshaking.insert(state.nextID)
+            return state.nextID
+        }
+        guard let id else { return false }
+        record(id, Task(executorPreference: loop) {
+            await body(id)
+            self.taskEnded(id)
+        })
+        return true
+    }
+
+    /// Moves task `id` to its handler phase and returns the handler; nil
+    /// when the listener closed meanwhile (the caller closes the connection).
+    func handshakeSucceeded(_ id: Int) -> Handler? {
+        let (handler, waiters) = state.withLock { state -> (Handler?, [UnsafeContinuation<Void, Never>]) in
+            state.handshaking.remove(id)
+            let handler = state.handshakesCancelled ? nil : state.handler
+            return (handler, state.takeHandshakeWaitersIfDone())
+        }
+        for waiter in waiters { waiter.resume() }
+        return handler
+    }
+
+    /// Runs the handler for `connection` in a task on `loop`, isolated to
+    /// the connection, then closes the connection; false when no handler is
+    /// set (the caller delivers it to the sequence).
     func deliver(_ connection: TLSConnection, on loop: PollLoop) -> Bool {
         let started = state.withLock { state -> (Handler, Int)? in
             guard let handler = state.handler else { return nil }
@@ -42,27 +108,25 @@ final class HandlerDelivery: Sendable {
             return (handler, state.nextID)
         }
         guard let (handler, id) = started else { return false }
-        let task = Task(executorPreference: loop) {
-            await Self.run(handler, connection)
-            self.handlerEnded(id)
-        }
-        let cancelNow = state.withLock { state -> Bool in
-            if state.endedEarly.remove(id) != nil { return false }
-            state.tasks[id] = task
-            return state.cancelled
-        }
-        if cancelNow { task.cancel() }
+        record(id, Task(executorPreference: loop) {
+            await connection.runHandler(handler)
+            self.taskEnded(id)
+        })
         return true
     }
 
     /// Runs `handler` for a connection that came through the sequence.
     func run(_ connection: TLSConnection, with handler: @escaping Handler) async {
         state.withLock { $0.running += 1 }
-        await Self.run(handler, connection)
-        handlerEnded(nil)
+        await connection.runHandler(handler)
+        handlerEnded()
     }
 
-    private static func run(_ handler: Handler, _ connection: TLSConnection) async {
+    /// Runs `handler` with `connection` and closes the connection after it,
+    /// logging what the handler threw. Runs isolated to the caller (a
+    /// connection's driver or the connection), so that the handler's calls
+    /// to the connection make no executor hop.
+    static func run(_ handler: Handler, _ connection: TLSConnection) async {
         do {
             try await connection.executeThenClose(handler)
         } catch {
@@ -70,18 +134,53 @@ final class HandlerDelivery: Sendable {
         }
     }
 
-    private func handlerEnded(_ id: Int?) {
-        let waiters = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
-            if let id, state.tasks.removeValue(forKey: id) == nil { state.endedEarly.insert(id) }
-            state.running -= 1
-            guard state.running == 0 else { return [] }
-            defer { state.idleWaiters = [] }
-            return state.idleWaiters
+    /// Keeps `task` so that it can be cancelled, unless it already ended.
+    private func record(_ id: Int, _ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { state -> Bool in
+            if state.endedEarly.remove(id) != nil { return false }
+            state.tasks[id] = task
+            return state.cancelled || (state.handshakesCancelled && state.handshaking.contains(id))
         }
+        if cancelNow { task.cancel() }
+    }
+
+    private func taskEnded(_ id: Int) {
+        let (idle, handshakesDone) = state.withLock { state -> ([UnsafeContinuation<Void, Never>], [UnsafeContinuation<Void, Never>]) in
+            if state.tasks.removeValue(forKey: id) == nil { state.endedEarly.insert(id) }
+            state.handshaking.remove(id)
+            return (state.countEnded(), state.takeHandshakeWaitersIfDone())
+        }
+        for waiter in idle + handshakesDone { waiter.resume() }
+    }
+
+    private func handlerEnded() {
+        let waiters = state.withLock { $0.countEnded() }
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Cancels the handler tasks that run, and those that start from now on.
+    /// Cancels the tasks still in their handshake; those that start from
+    /// now on are not started. For the listener's close.
+    func cancelHandshakes() {
+        let tasks = state.withLock { state -> [Task<Void, Never>] in
+            state.handshakesCancelled = true
+            return state.handshaking.compactMap { state.tasks[$0] }
+        }
+        for task in tasks { task.cancel() }
+    }
+
+    /// Returns once no task is in its handshake phase.
+    func waitForHandshakes() async {
+        await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
+            let done = state.withLock { state -> Bool in
+                if state.handshaking.isEmpty { return true }
+                state.handshakeWaiters.append(waiter)
+                return false
+            }
+            if done { waiter.resume() }
+        }
+    }
+
+    /// Cancels every task that runs, and those that start from now on.
     func cancelAll() {
         let tasks = state.withLock { state -> [Task<Void, Never>] in
             state.cancelled = true
@@ -100,5 +199,13 @@ final class HandlerDelivery: Sendable {
             }
             if idle { waiter.resume() }
         }
+    }
+}
+
+extension TLSConnection {
+    /// Runs `handler` isolated to this connection, on its loop, and closes
+    /// the connection after it.
+    func runHandler(_ handler: HandlerDelivery.Handler) async {
+        await HandlerDelivery.run(handler, self)
     }
 }

@@ -143,7 +143,7 @@ public actor TCPConnection {
                     throw TLSError.fromLastNSSError(operation)
                 }
             }
-            let event = try await HandshakeDriver(socket: socket, callbacks: callbacks, peer: remoteAddress).run(timeout: configuration.handshakeTimeout, startedAt: started)
+            let event = try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: configuration.handshakeTimeout, startedAt: started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed", metadata: ["starttls": "true"]) }
             return connection
