@@ -73,5 +73,42 @@ extension Integration {
                 for client in clients { await client.close() }
             }
         }
+
+        @Test("closing the listener abandons the handshakes that serve started and leaves the running handlers running")
+        func closeAbandonsHandshakesOnly() async throws {
+            try await withTimeout(seconds: 15) {
+                var configuration = try await TestIdentities.serverConfiguration()
+                // Far beyond the test's timeout: close() must not wait for it.
+                configuration.handshakeTimeout = .seconds(60)
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration)
+                let handlers = Atomic<Int>(0)
+                let serving = Task {
+                    await listener.serve { connection in
+                        handlers.add(1, ordering: .relaxed)
+                        while let chunk = try await connection.receive() { try await connection.write(chunk) }
+                    }
+                }
+                let client = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: try await TestIdentities.clientConfiguration())
+                try await client.write([1])
+                #expect(try await client.receive() == [1])
+                // A peer that never sends its ClientHello: its handshake waits.
+                let silent = try await TCPConnection.connect(host: "127.0.0.1", port: listener.port)
+                try await Task.sleep(for: .milliseconds(200))
+
+                await listener.close()
+                // The abandoned handshake closed its socket: the peer sees the end.
+                let ending: [UInt8]?
+                do { ending = try await silent.receive() } catch { ending = nil }
+                #expect(ending == nil)
+                await silent.close()
+                // The handler that ran goes on after the close.
+                try await client.write([2])
+                #expect(try await client.receive() == [2])
+                await client.close()
+                await serving.value
+                #expect(handlers.load(ordering: .relaxed) == 1)
+                #expect(listener.openConnectionCount == 0)
+            }
+        }
     }
 }
