@@ -98,8 +98,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSOptions
 
-    @Flag(name: .long, help: "Log at debug level.")
+    @Flag(name: .long, help: "Log at debug level (same as --log-level debug).")
     var verbose = false
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("The lowest level logged. Each connection's line is at info; warning leaves only problems.", valueName: "level"))
+    var logLevel: LogLevelArgument?
 
     func validate() throws {
         guard (0...65535).contains(port) else {
@@ -144,10 +147,13 @@ struct ServeCommand: AsyncParsableCommand {
         if dbPassword != nil, db == nil {
             throw ValidationError("--db-password needs --db.")
         }
+        if verbose, logLevel != nil {
+            throw ValidationError("Use either --verbose or --log-level, not both.")
+        }
     }
 
     func run() async throws {
-        let logger = CommandLogging.logger(level: verbose ? .debug : .info)
+        let logger = CommandLogging.logger(level: logLevel?.level ?? (verbose ? .debug : .info))
         Signals.ignoreBrokenPipes()
         // Every signal serve handles is trapped before the address is announced.
         // Whoever acts on the announcement then meets a server that is fully

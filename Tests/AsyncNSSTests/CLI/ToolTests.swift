@@ -72,6 +72,21 @@ extension Integration {
             }
         }
 
+        @Test("serve --log-level: at warning or notice curl is answered and no line per connection is logged; at info one is",
+              .enabled(if: ExternalTool.isInstalled("curl")), arguments: [("warning", 0), ("notice", 0), ("info", 1)])
+        func serveLogLevel(level: String, connectionLines: Int) async throws {
+            try await withTimeout(seconds: 60) {
+                let server = try await ServeProcess.start(["--log-level", level])
+                let answer = try await ExternalTool.run("curl", ["-sk", "--max-time", "20", "https://127.0.0.1:\(server.port)/"])
+                #expect(answer.status == 0, "\(answer)")
+                #expect(answer.stdout.contains("version: TLSv1.3\n"), "\(answer)")
+                // The line of a connection is written before serve exits.
+                let status = await server.process.stop()
+                #expect(status == 0, "\(server.process.transcript)")
+                #expect(server.process.stderr.lines.filter(ServeProcess.isConnectionLine).count == connectionLines, "\(server.process.transcript)")
+            }
+        }
+
         @Test("serve echoes what openssl s_client sends and logs it", .enabled(if: ExternalTool.isInstalled("openssl")))
         func serveEchoesSClient() async throws {
             try await withTimeout(seconds: 60) {
@@ -751,6 +766,8 @@ extension Integration {
             (["serve", "--tls-max", "1.1"], "--tls-max"),
             (["serve", "--alpn", "h2,,http/1.1"], "--alpn"),
             (["serve", "--handshake-timeout", "0"], "--handshake-timeout"),
+            (["serve", "--log-level", "loud"], "--log-level"),
+            (["serve", "--log-level", "debug", "--verbose"], "not both"),
             (["connect"], "host:port"),
             (["connect", "localhost"], "is not HOST:PORT"),
             (["connect", "::1:8443"], "is not HOST:PORT"),
