@@ -39,8 +39,10 @@ final class ConnectionCallbacks: Sendable {
     let settings: ConnectionSettings
     let services: RuntimeServices
     let events = HandshakeEventHub()
+    /// The waits of the connection's tasks that reads and deferred results end early.
+    let interruptions = WaitInterruptions()
     /// Verdicts and identities that application closures compute in tasks.
-    let deferred = DeferredCallbacks()
+    let deferred: DeferredCallbacks
     /// The listener's metrics, or the client's.
     let metrics: ConnectionMetrics?
     /// Where this connection logs, with its number and peer as metadata
@@ -91,6 +93,7 @@ final class ConnectionCallbacks: Sendable {
         self.serverName = serverName
         self.identity = identity
         self.services = services
+        self.deferred = DeferredCallbacks(interruptions: interruptions)
         Self.live.add(1, ordering: .relaxed)
     }
 
@@ -108,7 +111,7 @@ final class ConnectionCallbacks: Sendable {
     /// `PR_Close`, and deferred callbacks interrupt the socket's waits.
     func bind(to socket: SocketHandle) {
         socket.retainCallbackContext(self)
-        deferred.attach(socket)
+        interruptions.attach(socket)
     }
 
     /// Runs `handler` once the connection has ended (at once if it has).

@@ -6,10 +6,10 @@ import Synchronization
 ///
 /// While one is outstanding NSS keeps the socket silent in `PR_Poll`, so every
 /// task that drives the connection waits through ``wait(on:for:deadline:since:)``.
-/// A finished task ``post(_:)``s its result and interrupts those waits; the
-/// next I/O step calls ``deliver(to:)`` first, which hands the result to NSS
-/// (`SSL_AuthCertificateComplete`, `SSL_ClientCertCallbackComplete`), and then
-/// drives the handshake on.
+/// The task that ``start(_:)`` runs posts its result and interrupts those waits
+/// (``WaitInterruptions``); the next I/O step calls ``deliver(to:)`` first,
+/// which hands the result to NSS (`SSL_AuthCertificateComplete`,
+/// `SSL_ClientCertCallbackComplete`), and then drives the handshake on.
 final class DeferredCallbacks: Sendable {
     enum Result: Sendable {
         /// 0 accepts the certificate; an error code refuses it with its alert.
@@ -20,32 +20,24 @@ final class DeferredCallbacks: Sendable {
 
     private struct State {
         var results: [Result] = []
-        var waits: Set<PollWaitID> = []
         var tasks: [UInt64: Task<Void, Never>] = [:]
         var nextTask: UInt64 = 0
         var closed = false
-        /// Weak: the socket keeps its callbacks, and so this object, alive
-        /// until `PR_Close`; a strong reference back would be a cycle that
-        /// keeps a socket dropped without `close()` open forever.
-        weak var socket: SocketHandle?
         /// The code of a refused certificate, once a verdict refused one.
         var rejection: PRErrorCode?
     }
 
     private let state = Mutex(State())
-    /// How many times ``interruptWaits()`` ran.
-    private let interruptions = Atomic<UInt64>(0)
-    /// Waits between their start and their end in ``wait(on:for:deadline:since:)``,
-    /// so that ``interruptWaits()`` costs two atomic operations when nobody
-    /// waits, which is the case after almost every read.
-    private let activeWaits = Atomic<Int>(0)
     /// Whether `state.results` may hold something, so that ``deliver(to:)``
-    /// costs one load before almost every read and handshake step.
+    /// costs one load before almost every read and handshake step. Set before
+    /// the waits are interrupted, so that a wait that registers meanwhile
+    /// sees it (``WaitInterruptions/wait(on:for:deadline:since:unless:)``).
     private let hasResults = Atomic<Bool>(false)
+    /// The connection's interruptible waits, which a posted result ends.
+    private let interruptions: WaitInterruptions
 
-    /// The socket whose waits a posted result interrupts; set once it exists.
-    func attach(_ socket: SocketHandle) {
-        state.withLock { $0.socket = socket }
+    init(interruptions: WaitInterruptions) {
+        self.interruptions = interruptions
     }
 
     /// Runs `work` in a task of its own and posts what it returns, unless the
@@ -70,75 +62,16 @@ final class DeferredCallbacks: Sendable {
             hasResults.store(true, ordering: .sequentiallyConsistent)
             return true
         }
-        if posted { interruptWaits() }
+        if posted { interruptions.interruptWaits() }
     }
 
-    /// A point in the sequence of ``interruptWaits()`` calls; see
-    /// ``wait(on:for:deadline:since:)``.
-    struct InterruptionMark: Sendable, Equatable {
-        fileprivate let count: UInt64
-    }
-
-    /// The current mark. Take it before looking at the connection's state;
-    /// a wait made with it returns at once if an interruption came since.
-    func interruptionMark() -> InterruptionMark {
-        InterruptionMark(count: interruptions.load(ordering: .sequentiallyConsistent))
-    }
-
-    /// Ends every wait made through ``wait(on:for:deadline:since:)`` with
-    /// ``PollOutcome/interrupted``, so that its task looks at the connection
-    /// again: a result was posted, or another task's read moved NSS on.
-    ///
-    /// It costs two atomic operations while no wait is registered (the
-    /// common case: a read with no rehandshake running). A wait that
-    /// registers after this call does not see it unless it was made with an
-    /// earlier mark (see ``wait(on:for:deadline:since:)``).
-    func interruptWaits() {
-        interruptions.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        guard activeWaits.load(ordering: .sequentiallyConsistent) > 0 else { return }
-        let (socket, waits) = state.withLock { ($0.socket, $0.waits) }
-        for wait in waits { socket?.interruptWait(wait) }
-    }
-
-    /// Waits on the poll thread for `interest`, or until a deferred callback
-    /// has a result to deliver (then at once).
-    ///
-    /// With `mark`, it also returns ``PollOutcome/interrupted`` at once when
-    /// ``interruptWaits()`` ran after the mark was taken. A rehandshake needs
-    /// that: it looks at NSS's state on the actor, then suspends here, and the
-    /// application's reader may run in between, finish the handshake with its
-    /// read and interrupt before this wait is registered. Without the mark
-    /// that interruption is lost and the rehandshake waits for bytes that may
-    /// never come. (Being `nonisolated(nonsending)`, the wait now stays on
-    /// the caller's actor until it is registered, which also closes that gap
-    /// for callers on the connection's actor; the mark keeps it correct
-    /// wherever the wait runs.)
-    ///
-    /// Why no interruption is lost: this wait counts itself in `activeWaits`,
-    /// then compares the mark under the lock and registers its ID in the same
-    /// critical section; ``interruptWaits()`` counts the interruption, then
-    /// reads `activeWaits`. Both pairs are sequentially consistent, so either
-    /// the comparison sees the new count, or ``interruptWaits()`` sees this
-    /// wait counted and takes the lock after the critical section that
-    /// registered the ID (taking it before would order its count before the
-    /// comparison). A posted result is covered the same way by `results`.
-    nonisolated(nonsending) func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, since mark: InterruptionMark? = nil) async -> PollOutcome {
-        let id = socket.makeWaitID()
-        activeWaits.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        defer { activeWaits.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
-        let pending = state.withLock { state -> Bool in
-            if !state.results.isEmpty { return true }
-            if let mark, interruptions.load(ordering: .sequentiallyConsistent) != mark.count { return true }
-            state.waits.insert(id)
-            return false
+    /// Waits on the socket's loop for `interest`, or until a deferred
+    /// callback has a result to deliver (then at once); with `mark`, also
+    /// until the connection's waits are interrupted after it was taken.
+    nonisolated(nonsending) func wait(on socket: SocketHandle, for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, since mark: WaitInterruptions.Mark? = nil) async -> PollOutcome {
+        await interruptions.wait(on: socket, for: interest, deadline: deadline, since: mark) {
+            hasResults.load(ordering: .sequentiallyConsistent)
         }
-        if pending {
-            socket.forgetWait(id)
-            return .interrupted
-        }
-        let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
-        state.withLock { _ = $0.waits.remove(id) }
-        return outcome
     }
 
     /// The error code of the last refused certificate. After NSS sent the

@@ -143,7 +143,7 @@ extension TLSConnection {
         while true {
             // Taken before looking, so that a read by another task after this
             // point makes the wait below return at once.
-            let mark = callbacks.deferred.interruptionMark()
+            let mark = callbacks.interruptions.interruptionMark()
             if let result = try await outcome() { return result }
             var interest = PollInterest.read
             if !machine.hasActiveReader {

@@ -115,12 +115,12 @@ public actor TLSConnection {
         var action = machine.beginRead(maxBytes: maxBytes)
         // A rehandshake waits while this task drives NSS; let it look again
         // after each read and once this read ends.
-        defer { callbacks.deferred.interruptWaits() }
+        defer { callbacks.interruptions.interruptWaits() }
         while true {
             switch action {
             case .read:
                 action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
-                callbacks.deferred.interruptWaits()
+                callbacks.interruptions.interruptWaits()
             case .waitReadable:
                 action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
             case .deliver(let bytes):

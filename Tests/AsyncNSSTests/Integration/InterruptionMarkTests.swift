@@ -11,7 +11,7 @@ extension Integration {
     struct InterruptionMarkTests {
         /// A listening socket that nobody connects to: never readable, so only
         /// an interruption or a deadline ends a wait on it.
-        private static func subject() throws -> (DeferredCallbacks, SocketHandle) {
+        private static func subject() throws -> (WaitInterruptions, SocketHandle) {
             let services = try Runtime.shared.services()
             let fd = try #require(PR_OpenTCPSocket(Int32(PR_AF_INET)))
             var address = PRNetAddr()
@@ -19,18 +19,18 @@ extension Integration {
             #expect(PR_Bind(fd, &address) == PR_SUCCESS)
             #expect(PR_Listen(fd, 1) == PR_SUCCESS)
             let socket = SocketHandle(fd, services: services)
-            let deferred = DeferredCallbacks()
-            deferred.attach(socket)
-            return (deferred, socket)
+            let interruptions = WaitInterruptions()
+            interruptions.attach(socket)
+            return (interruptions, socket)
         }
 
         @Test("an interruption between the mark and the wait ends the wait at once")
         func interruptionBeforeWait() async throws {
             try await withTimeout(seconds: 10) {
-                let (deferred, socket) = try Self.subject()
-                let mark = deferred.interruptionMark()
-                deferred.interruptWaits()
-                #expect(await deferred.wait(on: socket, for: .read, since: mark) == .interrupted)
+                let (interruptions, socket) = try Self.subject()
+                let mark = interruptions.interruptionMark()
+                interruptions.interruptWaits()
+                #expect(await interruptions.wait(on: socket, for: .read, since: mark) == .interrupted)
                 await socket.close()
             }
         }
@@ -38,11 +38,11 @@ extension Integration {
         @Test("one interruption racing with the wait's registration always ends it")
         func racingInterruption() async throws {
             try await withTimeout(seconds: 30) {
-                let (deferred, socket) = try Self.subject()
+                let (interruptions, socket) = try Self.subject()
                 for _ in 0..<500 {
-                    let mark = deferred.interruptionMark()
-                    let waiting = Task { await deferred.wait(on: socket, for: .read, since: mark) }
-                    deferred.interruptWaits()
+                    let mark = interruptions.interruptionMark()
+                    let waiting = Task { await interruptions.wait(on: socket, for: .read, since: mark) }
+                    interruptions.interruptWaits()
                     // A lost interruption leaves the wait hanging: the time
                     // limit cancels it, and the outcome shows it.
                     let outcome = await withTaskCancellationHandler { await waiting.value } onCancel: { waiting.cancel() }
@@ -56,9 +56,9 @@ extension Integration {
         @Test("without an interruption the wait lasts until its deadline")
         func deadlineWithoutInterruption() async throws {
             try await withTimeout(seconds: 10) {
-                let (deferred, socket) = try Self.subject()
-                let mark = deferred.interruptionMark()
-                let outcome = await deferred.wait(on: socket, for: .read, deadline: .now + .milliseconds(50), since: mark)
+                let (interruptions, socket) = try Self.subject()
+                let mark = interruptions.interruptionMark()
+                let outcome = await interruptions.wait(on: socket, for: .read, deadline: .now + .milliseconds(50), since: mark)
                 #expect(outcome == .timedOut)
                 await socket.close()
             }
