@@ -55,14 +55,21 @@ struct Acceptor: Sendable {
                     let release = limiter.admit()
                     // The connection's loop runs its handshake, so every
                     // wait of the handshake continues where it was polled.
-                    // Under `serve`, the same task then runs the handler.
+                    // Under `serve`, the same task then runs the handler,
+                    // once the handshake's frames are gone: an idle
+                    // connection keeps only the handler's.
                     let loop = services.pollGroup.assign()
-                    let started = delivery.spawn(on: loop) { id in
-                        await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: id)
+                    let started = delivery.spawn(on: loop) { [delivery] id in
+                        guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release) else { return }
+                        await delivery.runHandler(of: connection, afterHandshakeOf: id)
                     }
                     if !started {
                         group.addTask(executorPreference: loop) {
-                            await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: nil)
+                            guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release) else { return }
+                            if delivery.deliver(connection, on: loop) { return }
+                            if case .terminated = output.yield(connection) {
+                                await connection.close()
+                            }
                         }
                     }
                 case .wouldBlock:
@@ -115,10 +122,10 @@ struct Acceptor: Sendable {
     }
 
     /// Runs the handshake of an accepted socket, isolated to its `driver`
-    /// (on its loop); `release` gives its slot back when the connection
-    /// ends, however it ends. With `servedAs` (a task of
-    /// ``HandlerDelivery/spawn(on:_:)``) the handler then runs here too.
-    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void, servedAs id: Int?) async {
+    /// (on its loop), and returns the connection; nil when the handshake
+    /// failed (logged) or was cancelled. `release` gives its slot back when
+    /// the connection ends, however it ends.
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void) async -> TLSConnection? {
         let loop = driver.loop
         let peerText = peer.description
         // A lease keeps the setup's model socket open until the import is
@@ -138,7 +145,11 @@ struct Acceptor: Sendable {
         let deadline = started + setup.configuration.handshakeTimeout
         let imported: Result<SocketHandle, any Error>
         do {
-            imported = .success(try await importAccepted(tcp, setup: setup, callbacks: callbacks, loop: loop, deadline: deadline, operation: "handshake with \(peerText)"))
+            if ServerNamePreselection.isNeeded(setup.settings) {
+                imported = .success(try await importPreselecting(tcp, setup: setup, callbacks: callbacks, loop: loop, deadline: deadline, operation: "handshake with \(peerText)"))
+            } else {
+                imported = .success(try importFromModel(tcp, setup: setup, callbacks: callbacks, loop: loop, operation: "handshake with \(peerText)"))
+            }
         } catch {
             imported = .failure(error)
         }
@@ -147,51 +158,45 @@ struct Acceptor: Sendable {
             socket = try imported.get()
         } catch {
             callbacks.connectionEnded()
-            if error is CancellationError { return }
+            if error is CancellationError { return nil }
             callbacks.logger.debug("connection setup failed", metadata: ["error": "\(error)"])
-            return
+            return nil
         }
         do {
             let event = try await driver.run(socket, callbacks: callbacks, peer: peerText, timeout: setup.configuration.handshakeTimeout, startedAt: started)
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
-            if let id {
-                // Isolated to the driver, whose executor is the
-                // connection's: the handler calls the connection with no hop.
-                guard let handler = delivery.handshakeSucceeded(id) else {
-                    await connection.close()
-                    return
-                }
-                await HandlerDelivery.run(handler, connection)
-                return
-            }
-            if delivery.deliver(connection, on: loop) { return }
-            if case .terminated = output.yield(connection) {
-                await connection.close()
-            }
+            return connection
         } catch {
             await socket.close()
             callbacks.connectionEnded()
-            if error is CancellationError { return }
+            if error is CancellationError { return nil }
             callbacks.logger.info("handshake failed", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
     /// callbacks; fix both right after import.
     ///
-    /// A listener with per-name identities first reads the ClientHello (see
-    /// ``ServerNamePreselection``): for a name with an identity of its own,
-    /// the socket is set up from the configuration with that identity instead
-    /// of from the model socket.
-    private func importAccepted(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
-        guard ServerNamePreselection.isNeeded(setup.settings) else {
-            let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
-                try setup.model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
-            }
-            return try prepareImported(SocketHandle(fd, services: services, loop: loop), callbacks: callbacks, operation: operation())
+    /// A listener with per-name identities first reads the ClientHello
+    /// (``importPreselecting(_:setup:callbacks:loop:deadline:operation:)``).
+    /// Without them the import does not wait, and is not `async`: its frame
+    /// would otherwise stay in the task of every connection that `serve` runs.
+    private func importFromModel(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, operation: @autoclosure () -> String) throws -> SocketHandle {
+        let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation()) { tcp in
+            try setup.model.withFD(operation()) { model in SSL_ImportFD(model, tcp) }
         }
+        return try prepareImported(SocketHandle(fd, services: services, loop: loop), callbacks: callbacks, operation: operation())
+    }
+
+    /// The import for a listener with per-name identities: it reads the
+    /// ClientHello first (see ``ServerNamePreselection``), and for a name
+    /// with an identity of its own sets the socket up from the configuration
+    /// with that identity instead of from the model socket.
+    @inline(never)
+    private func importPreselecting(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
         do {
             try ReadAheadLayer.push(onto: tcp, operation: operation())
         } catch {

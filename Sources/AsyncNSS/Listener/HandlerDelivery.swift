@@ -66,7 +66,7 @@ final class HandlerDelivery: Sendable {
     var isServing: Bool { state.withLock { $0.handler != nil } }
 
     /// Starts a connection's task on `loop`, in its handshake phase; `body`
-    /// runs the handshake and then calls ``handshakeSucceeded(_:)``. False
+    /// runs the handshake and then ``runHandler(of:afterHandshakeOf:)``. False
     /// when no handler is set or the listener closed (the caller then runs
     /// the handshake itself).
     func spawn(on loop: PollLoop, _ body: @escaping @Sendable (_ id: Int) async -> Void) -> Bool {
@@ -85,9 +85,20 @@ final class HandlerDelivery: Sendable {
         return true
     }
 
+    /// Runs the handler for `connection`, whose handshake task `id` of
+    /// ``spawn(on:_:)`` just completed, isolated to the connection, then
+    /// closes it; closes it at once when the listener closed meanwhile.
+    func runHandler(of connection: TLSConnection, afterHandshakeOf id: Int) async {
+        guard let handler = handshakeSucceeded(id) else {
+            await connection.close()
+            return
+        }
+        await connection.runHandler(handler)
+    }
+
     /// Moves task `id` to its handler phase and returns the handler; nil
-    /// when the listener closed meanwhile (the caller closes the connection).
-    func handshakeSucceeded(_ id: Int) -> Handler? {
+    /// when the listener closed meanwhile.
+    private func handshakeSucceeded(_ id: Int) -> Handler? {
         let (handler, waiters) = state.withLock { state -> (Handler?, [UnsafeContinuation<Void, Never>]) in
             state.handshaking.remove(id)
             let handler = state.handshakesCancelled ? nil : state.handler
@@ -123,9 +134,9 @@ final class HandlerDelivery: Sendable {
     }
 
     /// Runs `handler` with `connection` and closes the connection after it,
-    /// logging what the handler threw. Runs isolated to the caller (a
-    /// connection's driver or the connection), so that the handler's calls
-    /// to the connection make no executor hop.
+    /// logging what the handler threw. Runs isolated to the caller (the
+    /// connection, through ``TLSConnection/runHandler(_:)``), so that the
+    /// handler's calls to the connection make no executor hop.
     static func run(_ handler: Handler, _ connection: TLSConnection) async {
         do {
             try await connection.executeThenClose(handler)

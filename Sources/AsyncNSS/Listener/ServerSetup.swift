@@ -2,13 +2,24 @@ import Synchronization
 
 /// What a listener needs to import and configure an accepted socket: the
 /// model socket built from a configuration and the prepared trust. ``TLSListener/reload(_:)`` replaces it as a whole.
-struct ServerSetup: Sendable {
+///
+/// A class, so that the handshake of each accepted connection holds a
+/// reference, not a copy of the configuration, in its async frame (which a
+/// connection served by ``TLSListener/serve(_:)`` keeps while it lives).
+final class ServerSetup: Sendable {
     let configuration: TLSConfiguration
     let model: SocketHandle
     let verification: ConnectionCallbacks.Verification
     /// What every connection of this setup consults after its handshake;
     /// made once here, not per accepted connection.
     let settings: ConnectionSettings
+
+    private init(configuration: TLSConfiguration, model: SocketHandle, verification: ConnectionCallbacks.Verification, settings: ConnectionSettings) {
+        self.configuration = configuration
+        self.model = model
+        self.verification = verification
+        self.settings = settings
+    }
 
     /// Builds the model socket and prepares the trust for `configuration`.
     static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) async throws -> ServerSetup {
