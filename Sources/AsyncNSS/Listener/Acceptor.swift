@@ -59,9 +59,8 @@ struct Acceptor: Sendable {
                     // once the handshake's frames are gone: an idle
                     // connection keeps only the handler's.
                     let loop = services.pollGroup.assign()
-                    let started = delivery.spawn(on: loop) { [delivery] id in
-                        guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release) else { return }
-                        await delivery.runHandler(of: connection, afterHandshakeOf: id)
+                    let started = delivery.spawn(on: loop) { id in
+                        await serve(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: id)
                     }
                     if !started {
                         group.addTask(executorPreference: loop) {
@@ -119,6 +118,15 @@ struct Acceptor: Sendable {
         } catch {
             return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
         }
+    }
+
+    /// Runs the handshake of an accepted socket and then the handler of
+    /// task `id` of ``HandlerDelivery/spawn(on:_:)``, isolated to `driver`,
+    /// whose executor is the connection's: no hop between the two, and none
+    /// when the handler calls the connection.
+    private func serve(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void, servedAs id: Int) async {
+        guard let connection = await handshake(tcp, peer: peer, driver: driver, release: release) else { return }
+        await delivery.runHandler(of: connection, afterHandshakeOf: id)
     }
 
     /// Runs the handshake of an accepted socket, isolated to its `driver`
