@@ -6,11 +6,12 @@ extension TLSListener {
     /// or throws. Returns once the listener is closed (``close()`` or
     /// ``shutdown(gracePeriod:)``) and every handler has returned.
     ///
-    /// This is the cheapest way to serve: the handler's task starts on the
-    /// loop that ran the handshake, and its reads and writes make no thread
-    /// crossing. Do not block in `handler`: it would stall the other
-    /// connections of its loop. An error thrown by `handler` is logged at
-    /// debug level on the connection's logger.
+    /// This is the cheapest way to serve: one task per connection runs the
+    /// handshake and then the handler, on the connection's loop and with the
+    /// connection's executor, so the handler's reads and writes make no
+    /// thread crossing and no executor hop. Do not block in `handler`: it
+    /// would stall the other connections of its loop. An error thrown by
+    /// `handler` is logged at debug level on the connection's logger.
     ///
     /// ```swift
     /// await listener.serve { connection in
