@@ -18,6 +18,10 @@ import Synchronization
 /// polled it. The accept path runs a connection's whole life isolated to its
 /// driver (``Acceptor``): the socket's setup, the handshake and, under
 /// ``TLSListener/serve(_:)``, the handler.
+///
+/// Later handshakes (renegotiation, post-handshake authentication) are still
+/// driven by the connection itself (`TLSConnection.driveHandshake`), on the
+/// same executor, because they read through its state machine.
 actor HandshakeDriver {
     /// The loop of the connection's socket.
     nonisolated let loop: PollLoop
@@ -45,8 +49,9 @@ actor HandshakeDriver {
     }
 }
 
-/// One handshake of ``HandshakeDriver``: a value that its caller's isolation
-/// runs (every method is `nonisolated(nonsending)`).
+/// One handshake of ``HandshakeDriver``: a value whose methods run on the
+/// caller's executor (the package's nonisolated `async` functions are
+/// `nonisolated(nonsending)`).
 private struct Handshake {
     let socket: SocketHandle
     let callbacks: ConnectionCallbacks

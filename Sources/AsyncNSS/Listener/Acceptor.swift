@@ -203,6 +203,9 @@ struct Acceptor: Sendable {
     /// ClientHello first (see ``ServerNamePreselection``), and for a name
     /// with an identity of its own sets the socket up from the configuration
     /// with that identity instead of from the model socket.
+    ///
+    /// Never inlined: its frame, which holds the chosen configuration across
+    /// the wait, would otherwise grow the frame of every handshake.
     @inline(never)
     private func importPreselecting(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
         do {
