@@ -112,28 +112,60 @@ public actor TLSConnection {
     /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the
     /// peer has closed with close_notify.
     public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
-        var action = machine.beginRead(maxBytes: maxBytes)
         // A rehandshake waits while this task drives NSS; let it look again
         // after each read and once this read ends.
         defer { callbacks.interruptions.interruptWaits() }
+        var step = readSteps(from: machine.beginRead(maxBytes: maxBytes), maxBytes: maxBytes)
+        while true {
+            switch step {
+            case .waitReadable:
+                let outcome = await callbacks.deferred.wait(on: socket, for: .read)
+                step = readSteps(from: machine.readWaitEnded(outcome), maxBytes: maxBytes)
+            case .done(let bytes):
+                return bytes
+            case .failed(let error):
+                throw error
+            case .closeAndFail(let error):
+                await close()
+                throw error ?? CancellationError()
+            }
+        }
+    }
+
+    /// Where a read goes after its steps that need no wait.
+    private enum ReadStep {
+        case waitReadable
+        /// The chunk, or nil at the end of the stream.
+        case done([UInt8]?)
+        case failed(TLSError)
+        case closeAndFail(TLSError?)
+    }
+
+    /// Runs a read's steps that need no wait: `PR_Read`s and the state
+    /// machine's answers, until the read must wait or has ended.
+    ///
+    /// Never inlined, so that its values stay out of the async frame of
+    /// ``receive(maxBytes:)``, which an idle connection's reader keeps.
+    @inline(never)
+    private func readSteps(from first: ConnectionStateMachine.ReadAction, maxBytes: Int) -> ReadStep {
+        var action = first
         while true {
             switch action {
             case .read:
                 action = machine.readReturned(readOnce(maxBytes: max(1, maxBytes)))
                 callbacks.interruptions.interruptWaits()
             case .waitReadable:
-                action = machine.readWaitEnded(await callbacks.deferred.wait(on: socket, for: .read))
+                return .waitReadable
             case .deliver(let bytes):
                 noteActivity()
                 callbacks.metrics?.received(bytes.count)
-                return bytes
+                return .done(bytes)
             case .deliverEnd:
-                return nil
+                return .done(nil)
             case .fail(let error):
-                throw error
+                return .failed(error)
             case .closeAndFail(let error):
-                await close()
-                throw error ?? CancellationError()
+                return .closeAndFail(error)
             }
         }
     }

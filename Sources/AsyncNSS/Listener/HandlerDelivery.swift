@@ -141,8 +141,15 @@ final class HandlerDelivery: Sendable {
         do {
             try await connection.executeThenClose(handler)
         } catch {
-            connection.logger.debug("connection handler ended with an error", metadata: ["error": "\(error)"])
+            logEnd(of: connection, with: error)
         }
+    }
+
+    /// Never inlined: the log line's values would otherwise sit in the async
+    /// frame of ``run(_:_:)``, which every connection's task keeps.
+    @inline(never)
+    private static func logEnd(of connection: TLSConnection, with error: any Error) {
+        connection.logger.debug("connection handler ended with an error", metadata: ["error": "\(error)"])
     }
 
     /// Keeps `task` so that it can be cancelled, unless it already ended.
