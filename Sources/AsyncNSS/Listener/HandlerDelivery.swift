@@ -61,10 +61,6 @@ final class HandlerDelivery: Sendable {
         state.withLock { $0.handler = handler }
     }
 
-    /// Whether a handler is set; then the accept loop starts each
-    /// connection with ``spawn(on:_:)``.
-    var isServing: Bool { state.withLock { $0.handler != nil } }
-
     /// Starts a connection's task on `loop`, in its handshake phase; `body`
     /// runs the handshake and then ``runHandler(of:afterHandshakeOf:)``. False
     /// when no handler is set or the listener closed (the caller then runs
