@@ -48,11 +48,12 @@ extension TLSConnection {
         }
         defer { try? setClientCertificatePolicy(callbacks.settings.clientCertificatePolicy, operation) }
 
+        let driver = HandshakeDriver(loop: pollLoop)
         let chain: [TLSCertificate]
         if info.protocolVersion >= .tls13 {
-            chain = try await authenticateAfterHandshake(operation)
+            chain = try await driver.authenticateClient(self, operation: operation)
         } else {
-            chain = try await renegotiate(flushSession: true, refusingTickets: false, operation: operation).info.peerCertificates
+            chain = try await driver.renegotiate(self, flushSession: true, refusingTickets: false, operation: operation).info.peerCertificates
         }
         guard callbacks.peerCertificatesAccepted.load(ordering: .acquiring) > accepted, !chain.isEmpty else {
             throw TLSError(kind: .peerCertificateMissing, operation: operation, message: "the client sent no certificate")
@@ -64,60 +65,5 @@ extension TLSConnection {
         try socket.withFD(operation) { fd in
             try SSLSocketSetup.setClientCertificatePolicy(policy, on: fd, operation)
         }
-    }
-
-    /// TLS 1.3 post-handshake authentication: sends a CertificateRequest and
-    /// drives the connection until the client's answer is processed.
-    private func authenticateAfterHandshake(_ operation: String) async throws -> [TLSCertificate] {
-        let deadline = ContinuousClock.now + callbacks.settings.handshakeTimeout
-        try await acquireWriteTurn()
-        do {
-            try socket.withFD(operation) { fd in
-                guard cnss_send_certificate_request(fd) == SECSuccess else {
-                    let code = PR_GetError()
-                    if code == NSSErrors.missingPostHandshakeAuthExtension {
-                        throw TLSError(kind: .notOfferedByPeer, operation: operation, nssCode: code, nssName: NSSErrorText.name(code), message: "the client did not offer post-handshake authentication, so it cannot be asked for a certificate after the handshake")
-                    }
-                    throw callbacks.handshakeError(code, operation)
-                }
-            }
-            try await flush(operation)
-        } catch {
-            releaseWriteTurn()
-            throw error
-        }
-        releaseWriteTurn()
-
-        try await driveHandshake(deadline: deadline, operation: operation) {
-            try await postHandshakeAuthenticationEnded(operation) ? () : nil
-        }
-        let info = try socket.withFD(operation) { fd in
-            ConnectionInfoReader.read(fd, isServer: true, requestedServerName: callbacks.requestedServerName.withLock { $0 })
-        }
-        guard let info else { throw TLSError.fromLastNSSError(operation) }
-        callbacks.events.publish(info, kind: .postHandshakeAuthentication)
-        callbacks.metrics?.rehandshake(.postHandshakeAuthentication)
-        return info.peerCertificates
-    }
-
-    /// Whether the client's answer to the CertificateRequest has been
-    /// processed, Finished included.
-    ///
-    /// NSS has no query for this, but `SSL_KeyUpdate` tells without side
-    /// effects while the answer is outstanding (`PR_WOULD_BLOCK_ERROR`) or
-    /// half processed (`SEC_ERROR_INVALID_ARGS`). Once it is done the call
-    /// succeeds: the server's sending keys are renewed right after the
-    /// authentication, which the peer handles like any KeyUpdate.
-    private func postHandshakeAuthenticationEnded(_ operation: String) async throws -> Bool {
-        try await acquireWriteTurn()
-        defer { releaseWriteTurn() }
-        let ended = try socket.withFD(operation) { fd -> Bool in
-            if cnss_key_update(fd, PR_FALSE) == SECSuccess { return true }
-            let code = PR_GetError()
-            if code == NSSErrors.wouldBlock || code == NSSErrors.invalidArguments { return false }
-            throw callbacks.handshakeError(code, operation)
-        }
-        if ended { try await flush(operation) }
-        return ended
     }
 }

@@ -21,25 +21,7 @@ extension TLSConnection {
     ///   no key updates.
     @discardableResult
     public func updateKeys(requestPeerUpdate: Bool = false) async throws -> HandshakeEvent {
-        let operation = "updating keys with \(remoteAddress)"
-        let current = info
-        guard current.protocolVersion >= .tls13 else {
-            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "key updates exist in TLS 1.3 only; this connection uses \(current.protocolVersion)")
-        }
-        try await acquireWriteTurn()
-        defer { releaseWriteTurn() }
-        try socket.withFD(operation) { fd in
-            guard cnss_key_update(fd, requestPeerUpdate ? PR_TRUE : PR_FALSE) == SECSuccess else {
-                let code = PR_GetError()
-                if code == NSSErrors.wouldBlock {
-                    throw TLSError(kind: .concurrentOperation, operation: operation, nssCode: code, nssName: NSSErrorText.name(code), message: "a post-handshake certificate request is still outstanding")
-                }
-                throw TLSError.fromNSSCode(code, operation)
-            }
-        }
-        try await flush(operation)
-        callbacks.metrics?.rehandshake(.keyUpdate)
-        return callbacks.events.publish(current, kind: .keyUpdate)
+        try await HandshakeDriver(loop: pollLoop).updateKeys(self, requestPeerUpdate: requestPeerUpdate, operation: "updating keys with \(remoteAddress)")
     }
 
     /// Waits until NSS has handed every buffered record to the kernel.

@@ -1,12 +1,16 @@
 internal import CNSS
 import Synchronization
 
-/// Drives the initial handshake of one socket to completion under a deadline:
-/// `SSL_ForceHandshake`, and a wait on the socket's loop whenever it would block.
+/// Drives every handshake of a connection: the initial one (`SSL_ForceHandshake`,
+/// and a wait on the socket's loop whenever it would block), and the later
+/// ones (renegotiation, post-handshake authentication, key updates; see
+/// `HandshakeDriver+Later.swift`). ``HandshakeStateMachine`` decides each
+/// step of both under a deadline.
 ///
-/// Completed handshakes are published by NSS's handshake callback to the
-/// connection's ``TLSConnection/handshakeEvents``; the driver returns the
-/// event of the initial one.
+/// Completed handshakes are published to the connection's
+/// ``TLSConnection/handshakeEvents``: the initial one and renegotiations by
+/// NSS's handshake callback, the others by the driver. The driver returns the
+/// event of the handshake it drove.
 ///
 /// The handshake's metrics are recorded here, in the connection's
 /// ``ConnectionCallbacks/metrics`` (a listener's or a client's; none for
@@ -19,9 +23,7 @@ import Synchronization
 /// driver (``Acceptor``): the socket's setup, the handshake and, under
 /// ``TLSListener/serve(_:)``, the handler.
 ///
-/// Later handshakes (renegotiation, post-handshake authentication) are still
-/// driven by the connection itself (`TLSConnection.driveHandshake`), on the
-/// same executor, because they read through its state machine.
+/// A driver keeps no state of its own: one is made for each handshake.
 actor HandshakeDriver {
     /// The loop of the connection's socket.
     nonisolated let loop: PollLoop
@@ -82,8 +84,13 @@ private struct Handshake {
                 action = machine.waited(await callbacks.deferred.wait(on: socket, for: .read, deadline: deadline))
             case .succeed:
                 return try completedEvent()
-            case .fail(let failure):
-                throw error(for: failure, timeout: timeout)
+            case .fail(let failure), .closeAndFail(let failure):
+                // The initial handshake's caller closes the socket.
+                throw HandshakeDriver.error(for: failure, operation: operation, timeout: timeout)
+            case .look, .pump, .yieldThenLook, .waitForInterruption:
+                // Actions of later handshakes; the machine never asks the
+                // initial handshake for them.
+                throw TLSError(kind: .runtime, operation: operation, message: "the handshake's state machine asked for \(action) in an initial handshake")
             }
         }
     }
@@ -116,13 +123,17 @@ private struct Handshake {
         }
         return callbacks.events.publish(info)
     }
+}
 
-    private func error(for failure: HandshakeStateMachine.Failure, timeout: Duration) -> any Error {
+extension HandshakeDriver {
+    /// The error a failed handshake throws. A later handshake that timed
+    /// out has closed its connection, and says so.
+    static func error(for failure: HandshakeStateMachine.Failure, operation: String, timeout: Duration, closedConnection: Bool = false) -> any Error {
         switch failure {
         case .nss(let error):
             return error.during(operation)
         case .timedOut:
-            return TLSError(kind: .handshakeTimedOut, operation: operation, message: "the handshake did not complete within \(timeout)")
+            return TLSError(kind: .handshakeTimedOut, operation: operation, message: "the handshake did not complete within \(timeout)" + (closedConnection ? "; the connection was closed" : ""))
         case .cancelled:
             return CancellationError()
         case .closed:

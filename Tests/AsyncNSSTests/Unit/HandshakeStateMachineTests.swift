@@ -9,9 +9,14 @@ struct HandshakeStateMachineTests {
     func describe(_ action: Machine.Action) -> String {
         switch action {
         case .step: "step"
+        case .look: "look"
+        case .pump: "pump"
+        case .yieldThenLook: "yieldThenLook"
         case .waitReadable: "waitReadable"
+        case .waitForInterruption: "waitForInterruption"
         case .succeed: "succeed"
         case .fail(let failure): "fail(\(describe(failure)))"
+        case .closeAndFail(let failure): "closeAndFail(\(describe(failure)))"
         }
     }
 
@@ -124,5 +129,111 @@ struct HandshakeStateMachineTests {
         #expect(describe(machine.waited(.timedOut)) == "fail(timedOut)")
         #expect(machine.steps == 2)
         #expect(machine.isFinished)
+    }
+
+    // MARK: Later handshakes (renegotiation, post-handshake authentication)
+
+    func later() -> Machine {
+        var machine = Machine(kind: .later)
+        #expect(describe(machine.start()) == "look")
+        return machine
+    }
+
+    @Test("a later handshake starts by looking, and a look that finds the result succeeds")
+    func laterLooksFirst() {
+        var machine = later()
+        #expect(describe(machine.looked(found: true)) == "succeed")
+        #expect(machine.isFinished)
+        #expect(machine.steps == 0)
+    }
+
+    @Test("with no result and no reader it pumps; progress yields to readers, then looks again")
+    func laterPumpsAndYields() {
+        var machine = later()
+        #expect(describe(machine.looked(found: false)) == "pump")
+        #expect(describe(machine.pumped(.progress)) == "yieldThenLook")
+        #expect(describe(machine.yielded()) == "look")
+        #expect(describe(machine.looked(found: false)) == "pump")
+        #expect(machine.steps == 1)
+        #expect(!machine.isFinished)
+    }
+
+    @Test("a pump that finds nothing looks once more, then waits for the socket")
+    func laterWaitsAfterEmptyPump() {
+        var machine = later()
+        _ = machine.looked(found: false)
+        #expect(describe(machine.pumped(.nothingToRead)) == "look")
+        #expect(describe(machine.looked(found: false)) == "waitReadable")
+        #expect(describe(machine.waited(.ready)) == "look")
+        // After the wait it pumps again rather than waiting at once.
+        #expect(describe(machine.looked(found: false)) == "pump")
+    }
+
+    @Test("the read of an empty pump may finish the handshake without data")
+    func laterEmptyPumpMayFinish() {
+        var machine = later()
+        _ = machine.looked(found: false)
+        _ = machine.pumped(.nothingToRead)
+        #expect(describe(machine.looked(found: true)) == "succeed")
+        #expect(machine.isFinished)
+    }
+
+    @Test("while the application reads, the driver waits and its reads interrupt the wait")
+    func laterLeavesReadingToTheReader() {
+        var machine = later()
+        _ = machine.looked(found: false)
+        #expect(describe(machine.pumped(.readerActive)) == "waitReadable")
+        #expect(describe(machine.waited(.interrupted)) == "look")
+        #expect(machine.steps == 0, "a reader's reads are not the driver's pumps")
+    }
+
+    @Test("with the buffer full it waits only for the application to read")
+    func laterBufferFullWaitsForInterruption() {
+        var machine = later()
+        _ = machine.looked(found: false)
+        #expect(describe(machine.pumped(.bufferFull)) == "waitForInterruption")
+        #expect(describe(machine.waited(.interrupted)) == "look")
+    }
+
+    @Test("a pump that fails fails the handshake with its error, leaving the connection to its reader")
+    func laterPumpFails() {
+        var machine = later()
+        _ = machine.looked(found: false)
+        let action = machine.pumped(.failed(badDomain))
+        guard case .fail(.nss(let error)) = action else {
+            Issue.record("expected fail(nss), got \(describe(action))")
+            return
+        }
+        #expect(error == badDomain)
+        #expect(machine.isFinished)
+    }
+
+    @Test(
+        "a later handshake that times out or is cancelled closes the connection; a closed one only fails",
+        arguments: [
+            (PollOutcome.timedOut, "closeAndFail(timedOut)"),
+            (.cancelled, "closeAndFail(cancelled)"),
+            (.closed, "fail(closed)"),
+            (.shutDown, "fail(shutDown)"),
+            (.ready, "look"),
+            (.interrupted, "look"),
+        ]
+    )
+    func laterWaitOutcomes(outcome: PollOutcome, expected: String) {
+        var machine = later()
+        _ = machine.looked(found: false)
+        _ = machine.pumped(.readerActive)
+        #expect(describe(machine.waited(outcome)) == expected)
+        #expect(machine.isFinished == (outcome != .ready && outcome != .interrupted))
+    }
+
+    @Test("the initial handshake never closes: its caller owns the socket")
+    func initialNeverCloses() {
+        for outcome in [PollOutcome.timedOut, .cancelled] {
+            var machine = Machine()
+            _ = machine.start()
+            _ = machine.stepped(.wouldBlock)
+            #expect(describe(machine.waited(outcome)).hasPrefix("fail("))
+        }
     }
 }
