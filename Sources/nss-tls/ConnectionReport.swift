@@ -2,10 +2,12 @@ import AsyncNSS
 
 /// The negotiated parameters of a connection as `name: value` lines.
 enum ConnectionReport {
-    /// What `serve` tells an HTTP client: version, cipher, ALPN, resumption,
-    /// SNI and the client certificate's subject.
-    static func serverLines(_ info: TLSConnectionInfo) -> [String] {
+    /// What `serve` tells an HTTP client: its address as the server sees it
+    /// (behind a proxy, the one its PROXY header gave), version, cipher,
+    /// ALPN, resumption, SNI and the client certificate's subject.
+    static func serverLines(_ info: TLSConnectionInfo, peer: String) -> [String] {
         [
+            "peer: \(peer)",
             "version: \(info.protocolVersion)",
             "cipher: \(info.cipherSuite)",
             "alpn: \(info.applicationProtocol ?? "none")",
@@ -28,8 +30,8 @@ enum ConnectionReport {
     }
 
     /// The body of the `200 OK` page: the server lines, one per line.
-    static func serverBody(_ info: TLSConnectionInfo) -> String {
-        serverLines(info).map { $0 + "\n" }.joined()
+    static func serverBody(_ info: TLSConnectionInfo, peer: String) -> String {
+        serverLines(info, peer: peer).map { $0 + "\n" }.joined()
     }
 
     private static func nonEmpty(_ text: String?) -> String? {

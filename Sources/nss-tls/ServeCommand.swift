@@ -96,6 +96,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core).", valueName: "count"))
     var eventLoops: Int?
 
+    @Flag(name: .customLong("proxy-protocol"), help: "Expect a PROXY protocol header (version 1 or 2, as HAProxy's send-proxy sends) before TLS on every connection; the client's address is taken from it. Only for a port that nothing but the proxy can reach.")
+    var proxyProtocol = false
+
     @OptionGroup var tls: TLSOptions
 
     @Flag(name: .long, help: "Log at debug level (same as --log-level debug).")
@@ -243,6 +246,7 @@ struct ServeCommand: AsyncParsableCommand {
         tls.apply(to: &configuration)
         configuration.clientCertificatePolicy = requireClientCert ? .require : requestClientCert ? .request : clientAuth.policy
         configuration.renegotiation = allowClientRenegotiation ? .localAndPeer : .automatic
+        configuration.proxyProtocol = proxyProtocol ? .required : .off
         for entry in serverNames {
             configuration.serverNameIdentities[entry.name] = try await TLSIdentity.pem(certificateChainFile: entry.certificateFile, privateKeyFile: entry.keyFile)
         }

@@ -19,7 +19,7 @@ enum ServeRoutes {
         case "/rekey":
             return try await rekeyPage(connection, keepAlive: head.keepAlive)
         default:
-            return HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info), keepAlive: head.keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: head.keepAlive)
         }
     }
 
@@ -30,12 +30,12 @@ enum ServeRoutes {
 
     private static func privatePage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
         if let subject = connection.info.peerSubject {
-            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info), keepAlive: keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: keepAlive)
         }
         do {
             let chain = try await connection.requestClientCertificate()
             let subject = chain.first?.subject ?? ""
-            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info), keepAlive: keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: keepAlive)
         } catch let error as TLSError where [.peerCertificateMissing, .notOfferedByPeer, .renegotiationRefused].contains(error.kind) {
             return HTTPResponse(status: 403, reason: "Forbidden", body: "a client certificate is needed: \(error.message)\n", keepAlive: keepAlive && error.kind != .renegotiationRefused)
         }
@@ -46,7 +46,7 @@ enum ServeRoutes {
             let event = connection.info.protocolVersion >= .tls13
                 ? try await connection.updateKeys(requestPeerUpdate: true)
                 : try await connection.rehandshake()
-            let body = "event: \(event.kind) #\(event.sequenceNumber)\n" + ConnectionReport.serverBody(event.info)
+            let body = "event: \(event.kind) #\(event.sequenceNumber)\n" + ConnectionReport.serverBody(event.info, peer: connection.remoteAddress)
             return HTTPResponse(status: 200, reason: "OK", body: body, keepAlive: keepAlive)
         } catch let error as TLSError where error.kind == .renegotiationRefused {
             // A client that half-closed, or one that refuses renegotiation:

@@ -45,6 +45,9 @@ public struct TLSConfiguration: Sendable {
     /// it stops accepting, and new clients wait in the kernel's backlog until
     /// a connection closes.
     public var maximumConnections: Int = 10_000
+    /// Whether a listener reads a PROXY protocol header (from HAProxy or a
+    /// load balancer) before TLS on each connection. Off by default.
+    public var proxyProtocol: ProxyProtocolPolicy = .off
     /// Closes a connection on which nothing was read or written for this
     /// long; `nil` (the default) never does.
     public var idleTimeout: Duration?
@@ -114,6 +117,9 @@ public struct TLSConfiguration: Sendable {
         }
         guard handshakeTimeout > .zero else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the handshake timeout must be positive")
+        }
+        if role == .client, proxyProtocol != .off {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the PROXY protocol is for listeners; a client sends no header")
         }
         if role == .server, case .asynchronous = certificateVerifier {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "NSS cannot wait for an asynchronous certificate verdict on a server (SSL_ERROR_FEATURE_NOT_SUPPORTED_FOR_SERVERS); use CertificateVerifier.synchronous")

@@ -65,7 +65,16 @@ public actor TLSConnection {
     private let idleWatch: BackgroundTask?
     private var lastActivity = ContinuousClock.now
 
-    init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent) {
+    /// The PROXY protocol header that came before this connection's TLS,
+    /// on a listener that requires one (``TLSConfiguration/proxyProtocol``);
+    /// nil otherwise. ``remoteAddress`` is then the header's client address,
+    /// when it has one.
+    public nonisolated var proxyHeader: ProxyProtocolHeader? { proxied?.header }
+    /// Boxed, so that a connection without a header pays one word for it.
+    private nonisolated let proxied: ProxiedBy?
+
+    init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxyHeader: ProxyProtocolHeader? = nil) {
+        self.proxied = proxyHeader.map(ProxiedBy.init)
         self.socket = socket
         self.callbacks = callbacks
         self.remoteAddress = remoteAddress
@@ -321,4 +330,10 @@ public struct TLSInboundStream: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(connection: connection) }
+}
+
+/// The PROXY protocol header of a ``TLSConnection``.
+private final class ProxiedBy: Sendable {
+    let header: ProxyProtocolHeader
+    init(_ header: ProxyProtocolHeader) { self.header = header }
 }

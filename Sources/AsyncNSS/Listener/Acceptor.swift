@@ -135,11 +135,25 @@ struct Acceptor: Sendable {
     /// the connection ends, however it ends.
     private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void) async -> TLSConnection? {
         let loop = driver.loop
-        let peerText = peer.description
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
         let lease = setups.take()
         let setup = lease.setup
+        // The handshake timeout counts from the accept: reading the PROXY
+        // header and the ClientHello for its SNI name (if any) is part of it.
+        let started = ContinuousClock.now
+        let deadline = started + setup.configuration.handshakeTimeout
+        // Behind a proxy, its header comes first and says who the peer is.
+        var proxied: ProxiedSocket?
+        if setup.configuration.proxyProtocol == .required {
+            proxied = await readProxyHeader(tcp, peer: peer, setup: setup, loop: loop, deadline: deadline)
+            if proxied == nil {
+                await setups.finish(lease)
+                release()
+                return nil
+            }
+        }
+        let peerText = proxied?.header.source?.description ?? peer.description
         let socket: SocketHandle
         let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services)
         metrics.connectionStarted()
@@ -147,13 +161,11 @@ struct Acceptor: Sendable {
             metrics.connectionEnded()
             release()
         }
-        // The handshake timeout counts from the accept: reading the
-        // ClientHello for its SNI name (if any) is part of it.
-        let started = ContinuousClock.now
-        let deadline = started + setup.configuration.handshakeTimeout
         let imported: Result<SocketHandle, any Error>
         do {
-            if ServerNamePreselection.isNeeded(setup.settings) {
+            if let proxied {
+                imported = .success(try await importReadAhead(proxied.socket, setup: setup, callbacks: callbacks, deadline: deadline, operation: "handshake with \(peerText)"))
+            } else if ServerNamePreselection.isNeeded(setup.settings) {
                 imported = .success(try await importPreselecting(tcp, setup: setup, callbacks: callbacks, loop: loop, deadline: deadline, operation: "handshake with \(peerText)"))
             } else {
                 imported = .success(try importFromModel(tcp, setup: setup, callbacks: callbacks, loop: loop, operation: "handshake with \(peerText)"))
@@ -172,7 +184,7 @@ struct Acceptor: Sendable {
         }
         do {
             let event = try await driver.run(socket, callbacks: callbacks, peer: peerText, timeout: setup.configuration.handshakeTimeout, startedAt: started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event, proxyHeader: proxied?.header)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
@@ -208,6 +220,13 @@ struct Acceptor: Sendable {
     /// the wait, would otherwise grow the frame of every handshake.
     @inline(never)
     private func importPreselecting(_ tcp: UnsafeMutablePointer<PRFileDesc>, setup: ServerSetup, callbacks: ConnectionCallbacks, loop: PollLoop, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
+        let socket = try openReadAhead(tcp, loop: loop, operation: operation())
+        return try await importReadAhead(socket, setup: setup, callbacks: callbacks, deadline: deadline, operation: operation())
+    }
+
+    /// Pushes the read-ahead layer onto `tcp` and makes it nonblocking; the
+    /// returned handle owns the descriptor. On failure `tcp` is closed.
+    private func openReadAhead(_ tcp: UnsafeMutablePointer<PRFileDesc>, loop: PollLoop, operation: @autoclosure () -> String) throws -> SocketHandle {
         do {
             try ReadAheadLayer.push(onto: tcp, operation: operation())
         } catch {
@@ -217,6 +236,37 @@ struct Acceptor: Sendable {
         // From here the handle owns the descriptor and closes it on any failure.
         let socket = SocketHandle(tcp, services: services, loop: loop)
         try socket.withFD(operation()) { fd in try TCPSocketOptions.setNonblocking(fd) }
+        return socket
+    }
+
+    /// Reads the PROXY protocol header of an accepted socket. On failure it
+    /// logs why, closes the socket and returns nil.
+    @inline(never)
+    private func readProxyHeader(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, setup: ServerSetup, loop: PollLoop, deadline: ContinuousClock.Instant) async -> ProxiedSocket? {
+        let operation = "reading the PROXY protocol header from \(peer)"
+        let socket: SocketHandle
+        do {
+            socket = try openReadAhead(tcp, loop: loop, operation: operation)
+        } catch {
+            (setup.configuration.logger ?? logger).info("PROXY protocol header not read", metadata: ["proxy": "\(peer)", "error": "\(error)"])
+            return nil
+        }
+        do {
+            let header = try await ProxyHeaderReader.read(on: socket, deadline: deadline, operation: operation)
+            return ProxiedSocket(socket: socket, header: header)
+        } catch {
+            await socket.close()
+            if !(error is CancellationError) {
+                (setup.configuration.logger ?? logger).info("PROXY protocol header refused; connection closed", metadata: ["proxy": "\(peer)", "error": "\(error)"])
+            }
+            return nil
+        }
+    }
+
+    /// Imports a socket whose read-ahead layer is pushed (and may hold bytes
+    /// already): for a listener with per-name identities it reads the
+    /// ClientHello first, then sets the socket up in place.
+    private func importReadAhead(_ socket: SocketHandle, setup: ServerSetup, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
         let chosen = try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
         try socket.withFD(operation()) { fd in
             // With a chosen identity the socket is set up from the
@@ -239,4 +289,10 @@ struct Acceptor: Sendable {
         }
         return socket
     }
+}
+
+/// An accepted socket whose PROXY protocol header has been read.
+private struct ProxiedSocket {
+    let socket: SocketHandle
+    let header: ProxyProtocolHeader
 }

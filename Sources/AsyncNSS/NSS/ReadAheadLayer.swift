@@ -122,6 +122,14 @@ enum ReadAheadLayer {
         return buffer.contents
     }
 
+    /// Drops the first `count` bytes this layer of `fd`'s stack holds (a
+    /// PROXY protocol header, which the layers above must never see).
+    /// Returns how many it dropped.
+    static func discard(_ fd: UnsafeMutablePointer<PRFileDesc>, count: Int) -> Int {
+        guard count > 0, let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return 0 }
+        return buffer.discard(count)
+    }
+
     /// Whether `fd`'s stack has this layer; for tests and diagnostics.
     static func isPushed(on fd: UnsafeMutablePointer<PRFileDesc>) -> Bool {
         PR_GetIdentitiesLayer(fd, identity) != nil
@@ -165,6 +173,21 @@ enum ReadAheadLayer {
                 }
             }
             return taken
+        }
+
+        /// Drops up to `amount` buffered bytes; frees the storage once drained.
+        func discard(_ amount: Int) -> Int {
+            guard let storage else { return 0 }
+            let dropped = min(amount, end - start)
+            start += dropped
+            count.store(end - start, ordering: .releasing)
+            if start == end {
+                storage.deallocate()
+                self.storage = nil
+                start = 0
+                end = 0
+            }
+            return dropped
         }
 
         /// The bytes held, in order.

@@ -36,6 +36,9 @@ public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notOfferedByPeer = Kind(raw: "notOfferedByPeer")
         /// The NSS runtime could not be initialised or has been shut down.
         public static let runtime = Kind(raw: "runtime")
+        /// A connection to a listener that requires a PROXY protocol header
+        /// began without a valid one.
+        public static let proxyProtocol = Kind(raw: "proxyProtocol")
     }
 
     /// The category of this error.
