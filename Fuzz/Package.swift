@@ -4,7 +4,7 @@
 //
 // A separate package, so that the main package's `swift build` never sees
 // `-sanitize=fuzzer` and `swift run nss-tls serve` is untouched. The pure
-// parsers (PEM, the nss-tls HTTP request head) are compiled in through
+// parsers (PEM, the PROXY protocol header, the nss-tls HTTP request head) are compiled in through
 // symbolic links to their one source file; the identity loader is fuzzed
 // through AsyncNSS's public API.
 import PackageDescription
@@ -19,6 +19,8 @@ let package = Package(
         .executableTarget(name: "FuzzHTTPRequestHead", swiftSettings: [.swiftLanguageMode(.v6)]),
         // Sources/AsyncNSS/Configuration/PEM.swift, linked in.
         .executableTarget(name: "FuzzPEM", swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Sources/AsyncNSS/Listener/ProxyProtocolHeader.swift, linked in.
+        .executableTarget(name: "FuzzProxyHeader", swiftSettings: [.swiftLanguageMode(.v6)]),
         // TLSIdentity.pem(certificateChain:privateKey:): PEM, then NSS's
         // certificate and PKCS#8 import, then the key-match check.
         .executableTarget(

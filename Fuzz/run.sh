@@ -4,7 +4,7 @@
 #   Fuzz/run.sh TARGET SECONDS [libFuzzer options...]
 #   Fuzz/run.sh TARGET replay FILE...     # rerun saved inputs, e.g. a crash
 #
-# TARGET is FuzzHTTPRequestHead, FuzzPEM or FuzzPEMIdentity.
+# TARGET is FuzzHTTPRequestHead, FuzzPEM, FuzzPEMIdentity or FuzzProxyHeader.
 #
 # Inputs it finds go to Fuzz/.corpus/TARGET (not committed); Fuzz/Corpus/TARGET
 # is the small committed seed corpus, read but never written. Crashes are
@@ -21,7 +21,7 @@ usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 target=$1; shift
 case "$target" in
-    FuzzHTTPRequestHead|FuzzPEM|FuzzPEMIdentity) ;;
+    FuzzHTTPRequestHead|FuzzPEM|FuzzPEMIdentity|FuzzProxyHeader) ;;
     *) echo "unknown target: $target" >&2; usage ;;
 esac
 

@@ -1,0 +1,1 @@
+../../../Sources/AsyncNSS/Listener/ProxyProtocolHeader.swift
