@@ -26,6 +26,7 @@
 #include <secoid.h>
 #include <nssb64.h>
 #include <pkcs11uri.h>
+#include <secasn1.h>
 
 // CERT_LIST_HEAD / CERT_LIST_NEXT / CERT_LIST_END are function-like macros.
 static inline CERTCertListNode *_Nullable cnss_cert_list_head(CERTCertList *_Nonnull list) {
@@ -72,6 +73,17 @@ static inline SECStatus cnss_key_update(PRFileDesc *_Nonnull fd, PRBool requestU
 }
 static inline SECStatus cnss_send_certificate_request(PRFileDesc *_Nonnull fd) {
     return SSL_SendCertificateRequest(fd);
+}
+
+// SECKEY_PrivateKeyInfoTemplate is an array of unknown size, which Swift
+// cannot import: the PKCS#8 DER of an extractable private key, in `der`
+// (free it with SECITEM_ZfreeItem(der, PR_FALSE)).
+static inline SECStatus cnss_export_private_key_der(SECKEYPrivateKey *_Nonnull key, SECItem *_Nonnull der) {
+    SECKEYPrivateKeyInfo *info = PK11_ExportPrivKeyInfo(key, NULL);
+    if (!info) return SECFailure;
+    SECItem *encoded = SEC_ASN1EncodeItem(NULL, der, info, SECKEY_PrivateKeyInfoTemplate);
+    SECKEY_DestroyPrivateKeyInfo(info, PR_TRUE);
+    return encoded ? SECSuccess : SECFailure;
 }
 
 #endif

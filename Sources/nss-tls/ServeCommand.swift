@@ -4,6 +4,9 @@ import AsyncNSSServiceLifecycle
 import Logging
 import ServiceLifecycle
 import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `nss-tls serve`: a TLS server that describes each connection to HTTP
 /// clients and echoes everything else.
@@ -96,6 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core).", valueName: "count"))
     var eventLoops: Int?
 
+    @Option(name: .customLong("workers"), help: ArgumentHelp("Serve with this many worker processes that share the port and one session cache, so that a session made by one resumes on any other. The parent restarts a worker that dies, and passes SIGTERM, SIGINT and SIGHUP on to all of them.", valueName: "count"))
+    var workers: Int?
+
     @Flag(name: .customLong("proxy-protocol"), help: "Expect a PROXY protocol header (version 1 or 2, as HAProxy's send-proxy sends) before TLS on every connection; the client's address is taken from it. Only for a port that nothing but the proxy can reach.")
     var proxyProtocol = false
 
@@ -110,6 +116,13 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else {
             throw ValidationError("--port must be between 0 and 65535.")
+        }
+        if let workers, !(1...256).contains(workers) {
+            throw ValidationError("--workers must be between 1 and 256.")
+        }
+        if workers != nil, cert == nil, db == nil, keyURI == nil {
+            // Each worker would make a self-signed certificate of its own.
+            throw ValidationError("--workers needs --cert/--key, --db/--nickname or --key-uri: every worker serves the same identity.")
         }
         if let eventLoops, !(1...1024).contains(eventLoops) {
             throw ValidationError("--event-loops must be between 1 and 1024.")
@@ -156,7 +169,23 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = CommandLogging.logger(level: logLevel?.level ?? (verbose ? .debug : .info))
+        if WorkerLauncher.isWorker {
+            var logger = CommandLogging.logger(level: logLevel?.level ?? (verbose ? .debug : .info))
+            logger[metadataKey: "worker"] = "\(getpid())"
+            try await serve(asWorker: true, logger: logger)
+        } else if let workers {
+            let logger = CommandLogging.logger(level: logLevel?.level ?? (verbose ? .debug : .info))
+            try await ServeWorkers(count: workers, host: host, port: port, logger: logger) { [self] in
+                try await makeConfiguration(logger: logger)
+            }.run()
+        } else {
+            try await serve(asWorker: false, logger: CommandLogging.logger(level: logLevel?.level ?? (verbose ? .debug : .info)))
+        }
+    }
+
+    /// Serves in this process: alone, or as one worker of `--workers`, on the
+    /// parent's socket and with its session cache.
+    private func serve(asWorker: Bool, logger: Logger) async throws {
         Signals.ignoreBrokenPipes()
         // Every signal serve handles is trapped before the address is announced.
         // Whoever acts on the announcement then meets a server that is fully
@@ -167,23 +196,33 @@ struct ServeCommand: AsyncParsableCommand {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let listener: TLSListener
         do {
+            var options = NSSRuntime.Options()
             if let eventLoops {
                 // The hot loops, and the cold thread that holds idle sockets.
-                var options = NSSRuntime.Options()
                 options.pollThreads = eventLoops + 1
-                try NSSRuntime.initialize(options)
             }
+            if asWorker { options.serverSessionCache = .inheritedFromParent }
+            if eventLoops != nil || asWorker { try NSSRuntime.initialize(options) }
             let configuration = try await makeConfiguration(logger: logger)
-            listener = try await TLSListener.bind(host: host, port: port, configuration: configuration, logger: logger)
+            if asWorker {
+                listener = try await TLSListener.inheritedFromParent(configuration: configuration, logger: logger)
+            } else {
+                listener = try await TLSListener.bind(host: host, port: port, configuration: configuration, logger: logger)
+            }
         } catch {
             StandardOutput.printError("nss-tls: \(error)")
             try? await NSSRuntime.shutdown()
             throw ExitCode(1)
         }
-        do {
-            try StandardOutput.writeLine("nss-tls: listening on \(listener.localAddress)")
-        } catch {
-            logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
+        if asWorker {
+            // The parent announced the address.
+            logger.info("worker serving on \(listener.localAddress)")
+        } else {
+            do {
+                try StandardOutput.writeLine("nss-tls: listening on \(listener.localAddress)")
+            } catch {
+                logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
+            }
         }
         let server = TLSServer(listener: listener, gracePeriod: .milliseconds(Int64((gracePeriod * 1000).rounded())), logger: logger) { connection in
             await ServeSession(connection: connection, logger: logger).run()

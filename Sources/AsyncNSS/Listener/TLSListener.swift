@@ -93,6 +93,47 @@ public actor TLSListener: AsyncSequence {
             await setup.close()
             throw error
         }
+        return start(listeningSocket, bound: bound, setup: setup, configuration: configuration, services: services, logger: logger, metrics: metrics)
+    }
+
+    /// Starts accepting on the listening socket that the parent process
+    /// handed this worker (see ``WorkerLauncher``): the worker processes
+    /// of a multi-process server all accept on it.
+    ///
+    /// Start the runtime with ``NSSRuntime/ServerSessionCache/inheritedFromParent``
+    /// first, so that the workers share one session cache.
+    public static func inheritedFromParent(
+        configuration: TLSConfiguration,
+        logger: Logger? = nil,
+        metrics: (any MetricsFactory)? = nil
+    ) async throws -> TLSListener {
+        let operation = "listening on the socket inherited from the parent process"
+        try configuration.validate(as: .server, operation)
+        let services = try Runtime.shared.services()
+        guard WorkerEnvironment.isWorker else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "this process was not started by a WorkerLauncher")
+        }
+        let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
+        let listeningSocket: SocketHandle
+        let bound: NetworkAddress
+        do {
+            (listeningSocket, bound) = try ListeningSocket.inherit(WorkerEnvironment.listeningDescriptor, services: services, operation: operation)
+        } catch {
+            await setup.close()
+            throw error
+        }
+        return start(listeningSocket, bound: bound, setup: setup, configuration: configuration, services: services, logger: logger, metrics: metrics)
+    }
+
+    private static func start(
+        _ listeningSocket: SocketHandle,
+        bound: NetworkAddress,
+        setup: ServerSetup,
+        configuration: TLSConfiguration,
+        services: RuntimeServices,
+        logger: Logger?,
+        metrics: (any MetricsFactory)?
+    ) -> TLSListener {
         let setups = ServerSetups(setup)
 
         let (stream, continuation) = AsyncStream.makeStream(of: TLSConnection.self)
@@ -223,6 +264,20 @@ enum ListeningSocket {
             var local = address.raw
             guard PR_Bind(fd, &local) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
             guard PR_Listen(fd, Int32(clamping: backlog)) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
+            try TCPSocketOptions.setNonblocking(fd)
+            var name = PRNetAddr()
+            guard PR_GetSockName(fd, &name) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }
+            return NetworkAddress(raw: name)
+        }
+        return (socket, bound)
+    }
+
+    /// Takes over the listening socket `descriptor`, inherited from the
+    /// parent process.
+    static func inherit(_ descriptor: Int32, services: RuntimeServices, operation: String) throws -> (SocketHandle, NetworkAddress) {
+        guard let fd = PR_ImportTCPSocket(PROsfd(descriptor)) else { throw TLSError.fromLastNSSError(operation) }
+        let socket = SocketHandle(fd, services: services)
+        let bound = try socket.withFD(operation) { fd -> NetworkAddress in
             try TCPSocketOptions.setNonblocking(fd)
             var name = PRNetAddr()
             guard PR_GetSockName(fd, &name) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }

@@ -17,6 +17,11 @@ public enum NSSRuntime {
         public var serverSessionCacheEntries: Int = 0
         /// How long a cached TLS 1.2 session or TLS 1.3 ticket stays valid.
         public var sessionLifetime: Duration = .seconds(24 * 60 * 60)
+        /// Where the server session cache lives: in this process (the
+        /// default); in shared memory that the worker processes this process
+        /// starts with a ``WorkerLauncher`` share; or, in such a worker, the
+        /// parent's. See ``ServerSessionCache``.
+        public var serverSessionCache: ServerSessionCache = .process
         /// Threads for blocking calls: name resolution, databases, PKCS#11 modules.
         public var blockingThreads: Int = 2
         /// Threads that wait in `PR_Poll` for socket readiness.
@@ -65,9 +70,13 @@ final class RuntimeServices: Sendable {
     /// Databases and modules opened on demand; see ``TokenModules``.
     let modules: TokenModules
 
-    init(pollGroup: PollGroup, blockingPool: BlockingPool) {
+    /// Where this runtime's server session cache lives.
+    let serverSessionCache: NSSRuntime.ServerSessionCache
+
+    init(pollGroup: PollGroup, blockingPool: BlockingPool, serverSessionCache: NSSRuntime.ServerSessionCache = .process) {
         self.pollGroup = pollGroup
         self.blockingPool = blockingPool
+        self.serverSessionCache = serverSessionCache
         self.resources = ResourceRegistry()
         self.modules = TokenModules()
     }
@@ -107,7 +116,7 @@ final class Runtime: Sendable {
                 try? context.close()
                 throw error
             }
-            let services = RuntimeServices(pollGroup: pollGroup, blockingPool: BlockingPool(threadCount: max(1, options.blockingThreads)))
+            let services = RuntimeServices(pollGroup: pollGroup, blockingPool: BlockingPool(threadCount: max(1, options.blockingThreads)), serverSessionCache: options.serverSessionCache)
             state.withLock { $0 = .running(services, context) }
             return services
         }
@@ -156,13 +165,39 @@ struct NSSContextHandle: @unchecked Sendable {
         PK11_SetPasswordFunc(passwordCallback)
         // Gotcha 3: a TLS 1.2 server without a configured session-ID cache
         // crashes on its first full handshake. Configure it before any socket exists.
-        let lifetime = PRUint32(clamping: options.sessionLifetime.components.seconds)
-        guard SSL_ConfigServerSessionIDCache(Int32(clamping: options.serverSessionCacheEntries), lifetime, lifetime, nil) == SECSuccess else {
-            let error = TLSError.fromLastNSSError("configuring the server session cache")
+        do {
+            try configureServerSessionCache(options)
+        } catch {
             NSS_ShutdownContext(context)
             throw error
         }
         return NSSContextHandle(context: context)
+    }
+
+    private static func configureServerSessionCache(_ options: NSSRuntime.Options) throws {
+        let operation = "configuring the server session cache"
+        let lifetime = PRUint32(clamping: options.sessionLifetime.components.seconds)
+        let entries = Int32(clamping: options.serverSessionCacheEntries)
+        switch options.serverSessionCache {
+        case .process:
+            guard SSL_ConfigServerSessionIDCache(entries, lifetime, lifetime, nil) == SECSuccess else {
+                throw TLSError.fromLastNSSError(operation)
+            }
+        case .sharedWithWorkers:
+            // Shared memory, which NSS names in the variable SSL_INHERITANCE
+            // of this process, for the workers to inherit.
+            guard SSL_ConfigMPServerSIDCache(entries, lifetime, lifetime, nil) == SECSuccess else {
+                throw TLSError.fromLastNSSError(operation)
+            }
+        case .inheritedFromParent:
+            guard WorkerEnvironment.isWorker else {
+                throw TLSError(kind: .invalidConfiguration, operation: operation, message: "this process was not started by a WorkerLauncher, so it has no parent's session cache to inherit")
+            }
+            guard SSL_InheritMPServerSIDCache(nil) == SECSuccess else {
+                throw TLSError.fromLastNSSError(operation)
+            }
+            try SessionTicketKeyPair.install(try WorkerEnvironment.readTicketKey())
+        }
     }
 
     /// Clears the session caches and shuts this NSS context down.
@@ -172,5 +207,23 @@ struct NSSContextHandle: @unchecked Sendable {
         if NSS_ShutdownContext(context) != SECSuccess {
             throw TLSError.fromLastNSSError("shutting NSS down")
         }
+    }
+}
+
+extension NSSRuntime {
+    /// Where a server's session cache lives (``Options/serverSessionCache``):
+    /// TLS 1.2 sessions, and the keys of the tickets that TLS 1.3 (and
+    /// TLS 1.2) clients resume with.
+    public enum ServerSessionCache: Sendable, Hashable {
+        /// In this process (the default).
+        case process
+        /// In shared memory, for the worker processes that this process
+        /// starts with a ``WorkerLauncher``: a session made by one worker
+        /// resumes on any other (`SSL_ConfigMPServerSIDCache`).
+        case sharedWithWorkers
+        /// The cache of the parent that started this worker process
+        /// (`SSL_InheritMPServerSIDCache`). Only for a process that a
+        /// ``WorkerLauncher`` started.
+        case inheritedFromParent
     }
 }
