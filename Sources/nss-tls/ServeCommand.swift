@@ -93,6 +93,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("grace-period"), help: ArgumentHelp("Seconds that open connections get to finish after SIGINT or SIGTERM before they are closed.", valueName: "seconds"))
     var gracePeriod = 1.0
 
+    @Option(name: .customLong("drain-delay"), help: ArgumentHelp("Seconds to go on serving after SIGINT or SIGTERM, with GET /health answering 503, before accepting stops: time for a load balancer's health check to take the server out of rotation.", valueName: "seconds"))
+    var drainDelay = 0.0
+
     @Flag(name: .customLong("reload-on-change"), help: "Also reload when --cert, --key, --sni, --client-ca or --pkcs11-pin-file files change on disk (checked every 2 seconds).")
     var reloadOnChange = false
 
@@ -146,6 +149,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if cert != nil, db != nil {
             throw ValidationError("Use either --cert/--key or --db/--nickname, not both.")
+        }
+        guard drainDelay.isFinite, drainDelay >= 0, drainDelay <= 3600 else {
+            throw ValidationError("--drain-delay must be a number of seconds from 0 to 3600.")
         }
         guard gracePeriod.isFinite, gracePeriod >= 0, gracePeriod <= 3600 else {
             throw ValidationError("--grace-period must be a number of seconds from 0 to 3600.")
@@ -224,8 +230,9 @@ struct ServeCommand: AsyncParsableCommand {
                 logger.warning("could not announce the address on standard output", metadata: ["error": "\(error)"])
             }
         }
+        let draining = Draining()
         let server = TLSServer(listener: listener, gracePeriod: .milliseconds(Int64((gracePeriod * 1000).rounded())), logger: logger) { connection in
-            await ServeSession(connection: connection, logger: logger).run()
+            await ServeSession(connection: connection, logger: logger, draining: draining).run()
         }
         let reloader = ReloadOnHangup(listener: listener, hangups: hangups, logger: logger) { [self] in try await makeConfiguration(logger: logger) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -240,6 +247,11 @@ struct ServeCommand: AsyncParsableCommand {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 for await _ in shutdownSignals {
+                    if drainDelay > 0 {
+                        draining.start()
+                        logger.notice("draining: serving for \(drainDelay) s more with GET /health answering 503, then stopping")
+                        try? await Task.sleep(for: .milliseconds(Int64((drainDelay * 1000).rounded())))
+                    }
                     await group.triggerGracefulShutdown()
                     return
                 }

@@ -7,13 +7,19 @@ import AsyncNSS
 ///   one, the server asks for it now (TLS 1.2 renegotiation, TLS 1.3
 ///   post-handshake authentication) and answers `200` with its subject, or
 ///   `403` if none came.
+/// - `/health` answers `200 ok`, or `503 draining` once the server has been
+///   told to stop and waits out `--drain-delay` (see ``Draining``).
 /// - `/rekey` renews the keys: a KeyUpdate that asks the client for one too
 ///   (TLS 1.3), or a renegotiation (TLS 1.2). It answers with the event, or
 ///   `409` saying why the client could not take part (it refused, or it has
 ///   already half-closed).
 enum ServeRoutes {
-    static func response(to head: HTTPRequestHead, on connection: TLSConnection) async throws -> HTTPResponse {
+    static func response(to head: HTTPRequestHead, on connection: TLSConnection, draining: Draining) async throws -> HTTPResponse {
         switch path(of: head.target) {
+        case "/health":
+            return draining.isOn
+                ? HTTPResponse(status: 503, reason: "Service Unavailable", body: "draining\n", keepAlive: false)
+                : HTTPResponse(status: 200, reason: "OK", body: "ok\n", keepAlive: head.keepAlive)
         case "/private":
             return try await privatePage(connection, keepAlive: head.keepAlive)
         case "/rekey":

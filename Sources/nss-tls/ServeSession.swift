@@ -12,6 +12,7 @@ struct ServeSession {
 
     let connection: TLSConnection
     let logger: Logger
+    let draining: Draining
 
     /// What the client did, for the log line.
     private struct Activity: CustomStringConvertible {
@@ -121,7 +122,7 @@ struct ServeSession {
             guard try await buffer.discard(head.contentLength) else {
                 return "closed (in the middle of a request body)"
             }
-            var response = try await ServeRoutes.response(to: head, on: connection)
+            var response = try await ServeRoutes.response(to: head, on: connection, draining: draining)
             response.omitsBody = head.method == "HEAD"
             try await connection.write(response.serialized)
             activity.requests += 1

@@ -54,9 +54,11 @@ struct ServeWorkers {
         for await _ in shutdownSignals { break }
         logger.notice("stopping: the workers finish their connections")
         await supervisor.stop()
+        // The workers hold their own copies of the socket while they drain;
+        // once the last has closed its copy, the port refuses connections.
+        await launcher.close()
         let clean = await supervising.value
         reloading.cancel()
-        await launcher.close()
         try? await NSSRuntime.shutdown()
         logger.debug("stopped")
         if !clean { throw ExitCode(1) }

@@ -1,5 +1,8 @@
 import AsyncNSS
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 extension Integration {
@@ -41,6 +44,24 @@ extension Integration {
                 let status = await server.process.stop()
                 #expect(status == 0, "\(server.process.transcript)")
                 #expect(server.process.stderr.text.contains("PROXY protocol header refused"), "\(server.process.transcript)")
+            }
+        }
+
+        @Test("--drain-delay: after SIGTERM, GET /health answers 503 while pages are still served, then serve stops")
+        func drainDelay() async throws {
+            try await withTimeout(seconds: 60) {
+                let server = try await ServeProcess.start(["--drain-delay", "3"])
+                let url = "https://127.0.0.1:\(server.port)"
+                let healthy = try await ExternalTool.run("curl", ["-sk", "--max-time", "20", "-w", "%{http_code}", "\(url)/health"])
+                #expect(healthy.stdout == "ok\n200", "\(healthy)")
+                server.process.signal(SIGTERM)
+                _ = await server.process.stderr.waitForLine(where: { $0.contains("draining:") })
+                let draining = try await ExternalTool.run("curl", ["-sk", "--max-time", "20", "-w", "%{http_code}", "\(url)/health"])
+                #expect(draining.stdout == "draining\n503", "\(draining)")
+                let page = try await ExternalTool.run("curl", ["-sk", "--max-time", "20", "\(url)/"])
+                #expect(page.status == 0 && page.stdout.hasPrefix("peer: "), "still serving while draining: \(page)")
+                let status = await server.process.exitStatus(within: 20)
+                #expect(status == 0, "\(server.process.transcript)")
             }
         }
     }

@@ -842,9 +842,9 @@ struct ServeProcess {
 
     static let announcement = "nss-tls: listening on "
 
-    /// Starts `nss-tls serve --port 0 extraArguments` and waits for its announcement.
-    static func start(_ extraArguments: [String] = []) async throws -> ServeProcess {
-        let process = try StreamingChild(executable: ToolRun.binary, ["serve", "--port", "0"] + extraArguments, input: [])
+    /// Starts `nss-tls serve --port PORT extraArguments` and waits for its announcement.
+    static func start(_ extraArguments: [String] = [], port: Int = 0) async throws -> ServeProcess {
+        let process = try StreamingChild(executable: ToolRun.binary, ["serve", "--port", "\(port)"] + extraArguments, input: [])
         guard let line = await process.stdout.waitForLine(seconds: 30, where: { $0.hasPrefix(announcement) }) else {
             await process.kill()
             throw NotStarted(transcript: process.transcript)

@@ -220,6 +220,26 @@ struct HAProxy: Sendable {
     let port: Int
     let directory: TemporaryDirectory
 
+    /// The frontend ports, in the order given to `configuration`.
+    var ports: [Int] = []
+
+    /// HAProxy with the configuration that `configuration` writes for
+    /// `frontends` free ports; ``port`` is the first.
+    static func start(frontends: Int, configuration: ([Int]) -> String) async throws -> HAProxy {
+        let ports = try (0..<frontends).map { _ in try RawTCP.freePort() }
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("haproxy.cfg", configuration(ports))
+        let process = try ChildProcess("haproxy", ["-f", file, "-db"])
+        do {
+            for port in ports { try await RawTCP.waitUntilListening(port: port) }
+        } catch {
+            throw HAProxyNotStarted(output: process.stop())
+        }
+        var proxy = HAProxy(process: process, port: ports[0], directory: directory)
+        proxy.ports = ports
+        return proxy
+    }
+
     static func start(backends: [Int], balance: String = "roundrobin") async throws -> HAProxy {
         let port = try RawTCP.freePort()
         let directory = try TemporaryDirectory()
