@@ -39,6 +39,15 @@ struct ServeCommand: AsyncParsableCommand {
             close_notify, then exits 0. SIGHUP re-reads --cert/--key (and the other \
             files) for new connections; open ones go on. With --reload-on-change, \
             so does a change of those files on disk.
+
+            GET /health answers 200 ok; with --drain-delay, SIGINT or SIGTERM first \
+            makes it answer 503 while the server goes on serving for that many \
+            seconds, so that a load balancer's health check takes it out of \
+            rotation before it stops accepting. --proxy-protocol reads a PROXY \
+            protocol header (v1 or v2) before TLS and takes the client's address \
+            from it. --workers N serves with N worker processes on one port that \
+            share one session cache; the parent restarts a worker that dies and \
+            passes SIGINT, SIGTERM and SIGHUP on to them.
             """
     )
 
