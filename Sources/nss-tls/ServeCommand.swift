@@ -111,7 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core).", valueName: "count"))
     var eventLoops: Int?
 
-    @Option(name: .customLong("workers"), help: ArgumentHelp("Serve with this many worker processes that share the port and one session cache, so that a session made by one resumes on any other. The parent restarts a worker that dies, and passes SIGTERM, SIGINT and SIGHUP on to all of them.", valueName: "count"))
+    @Option(name: .customLong("workers"), help: ArgumentHelp("Serve with this many worker processes that share the port and one session cache, so that a session made by one resumes on any other. Each worker gets cores / count event loops (at least one) unless --event-loops is given. The parent restarts a worker that dies, and passes SIGTERM, SIGINT and SIGHUP on to all of them.", valueName: "count"))
     var workers: Int?
 
     @Flag(name: .customLong("proxy-protocol"), help: "Expect a PROXY protocol header (version 1 or 2, as HAProxy's send-proxy sends) before TLS on every connection; the client's address is taken from it. Only for a port that nothing but the proxy can reach.")
@@ -212,12 +212,16 @@ struct ServeCommand: AsyncParsableCommand {
         let listener: TLSListener
         do {
             var options = NSSRuntime.Options()
-            if let eventLoops {
+            // Workers share the cores: each gets its share of event loops
+            // unless --event-loops says otherwise.
+            let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+            let loops = eventLoops ?? (asWorker ? max(1, cores / max(1, workers ?? 1)) : nil)
+            if let loops {
                 // The hot loops, and the cold thread that holds idle sockets.
-                options.pollThreads = eventLoops + 1
+                options.pollThreads = loops + 1
             }
             if asWorker { options.serverSessionCache = .inheritedFromParent }
-            if eventLoops != nil || asWorker { try NSSRuntime.initialize(options) }
+            if loops != nil || asWorker { try NSSRuntime.initialize(options) }
             let configuration = try await makeConfiguration(logger: logger)
             if asWorker {
                 listener = try await TLSListener.inheritedFromParent(configuration: configuration, logger: logger)
