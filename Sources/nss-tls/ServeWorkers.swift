@@ -122,7 +122,7 @@ actor WorkerSupervisor {
             let started = ContinuousClock.now
             let worker: WorkerProcess
             do {
-                worker = try launcher.launch(arguments: arguments)
+                worker = try await launcher.launch(arguments: arguments)
             } catch {
                 failures += 1
                 logger.error("could not start a worker", metadata: ["slot": "\(slot)", "error": "\(error)"])

@@ -28,11 +28,13 @@ public final class WorkerLauncher: Sendable {
     /// The bound port; the one the system chose when binding port 0.
     public let port: Int
     private let socket: SocketHandle
+    private let services: RuntimeServices
     /// The PKCS#8 DER of the ticket key pair's private key.
     private let ticketKey: [UInt8]
 
-    private init(socket: SocketHandle, address: NetworkAddress, ticketKey: [UInt8]) {
+    private init(socket: SocketHandle, services: RuntimeServices, address: NetworkAddress, ticketKey: [UInt8]) {
         self.socket = socket
+        self.services = services
         self.localAddress = address.description
         self.port = Int(address.port)
         self.ticketKey = ticketKey
@@ -57,7 +59,7 @@ public final class WorkerLauncher: Sendable {
         let (socket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
         // Workers get their copy as descriptor 3; this one stays out of them.
         _ = try socket.withFD(operation) { fcntl(PR_FileDesc2NativeHandle($0), F_SETFD, FD_CLOEXEC) }
-        return WorkerLauncher(socket: socket, address: bound, ticketKey: ticketKey)
+        return WorkerLauncher(socket: socket, services: services, address: bound, ticketKey: ticketKey)
     }
 
     /// The path of this process's executable.
@@ -73,44 +75,42 @@ public final class WorkerLauncher: Sendable {
 
     /// Starts a worker: `executable` (this process's by default) with
     /// `arguments`, the listening socket and the session cache. Signals it
-    /// does not handle have their default action in the worker.
-    public func launch(executable: String = WorkerLauncher.currentExecutable, arguments: [String]) throws -> WorkerProcess {
+    /// does not handle have their default action in the worker. The spawn
+    /// runs on the blocking pool.
+    public func launch(executable: String = WorkerLauncher.currentExecutable, arguments: [String]) async throws -> WorkerProcess {
+        let pid = try await services.blockingPool.run { [self] in try spawnWorker(executable, arguments: arguments) }
+        return WorkerProcess(pid: pid)
+    }
+
+    private func spawnWorker(_ executable: String, arguments: [String]) throws -> pid_t {
         let operation = "starting worker \(executable)"
         let listening = try socket.withFD(operation) { PR_FileDesc2NativeHandle($0) }
-        // Descriptors above the two the worker gets, so that placing one
-        // cannot overwrite the other; close-on-exec, so that no other child
-        // inherits them.
-        let listeningCopy = fcntl(listening, F_DUPFD_CLOEXEC, 10)
+        // The key goes into the pipe first: about 1.2 KB, which the pipe
+        // holds, and no SIGPIPE even if the worker dies at once.
         var ends: [Int32] = [-1, -1]
-        guard listeningCopy >= 0, pipe(&ends) == 0 else {
-            if listeningCopy >= 0 { Glibc.close(listeningCopy) }
-            throw TLSError(kind: .runtime, operation: operation, message: "dup or pipe failed with errno \(errno)")
+        guard pipe(&ends) == 0 else {
+            throw TLSError(kind: .runtime, operation: operation, message: "pipe(2) failed with errno \(errno)")
         }
-        let keyRead = fcntl(ends[0], F_DUPFD_CLOEXEC, 10)
-        Glibc.close(ends[0])
-        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
-        defer { Glibc.close(listeningCopy) }
-        guard keyRead >= 0 else {
-            Glibc.close(ends[1])
-            throw TLSError(kind: .runtime, operation: operation, message: "dup failed with errno \(errno)")
-        }
-        let pid: pid_t
-        do {
-            pid = try Self.spawn(executable, arguments: arguments, listening: listeningCopy, ticketKey: keyRead)
-        } catch {
-            Glibc.close(keyRead)
-            Glibc.close(ends[1])
-            throw error
-        }
-        Glibc.close(keyRead)
-        // About 1.2 KB: the pipe takes it all at once, before the worker reads.
         var written = 0
         while written < ticketKey.count {
             let count = ticketKey[written...].withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) }
             if count > 0 { written += count } else if errno != EINTR { break }
         }
         Glibc.close(ends[1])
-        return WorkerProcess(pid: pid)
+        // Both above the descriptors the worker gets them as, so that placing
+        // one cannot overwrite the other; close-on-exec, so that no other
+        // child inherits them.
+        let keyRead = fcntl(ends[0], F_DUPFD_CLOEXEC, 10)
+        Glibc.close(ends[0])
+        let listeningCopy = fcntl(listening, F_DUPFD_CLOEXEC, 10)
+        defer {
+            if keyRead >= 0 { Glibc.close(keyRead) }
+            if listeningCopy >= 0 { Glibc.close(listeningCopy) }
+        }
+        guard written == ticketKey.count, keyRead >= 0, listeningCopy >= 0 else {
+            throw TLSError(kind: .runtime, operation: operation, message: "could not prepare the worker's descriptors (errno \(errno))")
+        }
+        return try Self.spawn(executable, arguments: arguments, listening: listeningCopy, ticketKey: keyRead)
     }
 
     private static func spawn(_ executable: String, arguments: [String], listening: Int32, ticketKey: Int32) throws -> pid_t {
