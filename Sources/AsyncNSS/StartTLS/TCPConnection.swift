@@ -26,10 +26,15 @@ public actor TCPConnection {
     /// The socket until TLS starts; then the ``TLSConnection`` is its one owner.
     private var plainSocket: SocketHandle?
 
-    init(socket: SocketHandle, remoteAddress: String, hostName: String?) {
+    /// The PROXY protocol header that came first, on a ``TCPListener`` that
+    /// requires one; ``remoteAddress`` is then its client's address. Nil otherwise.
+    public nonisolated let proxyHeader: ProxyProtocolHeader?
+
+    init(socket: SocketHandle, remoteAddress: String, hostName: String?, proxyHeader: ProxyProtocolHeader? = nil) {
         self.plainSocket = socket
         self.remoteAddress = remoteAddress
         self.hostName = hostName
+        self.proxyHeader = proxyHeader
     }
 
     /// Connects to `host:port` without TLS, trying each resolved address in turn.
@@ -105,6 +110,9 @@ public actor TCPConnection {
         let operation = "starting TLS with \(remoteAddress)"
         _ = try openSocket(operation)
         try configuration.validate(as: role, operation)
+        guard configuration.proxyProtocol == .off else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a PROXY protocol header comes before the plain-text protocol: read it with TCPListener.bind(proxyProtocol: .required)")
+        }
         let services = try Runtime.shared.services()
         let isServer = role == .server
         let verification = try await TrustPreparation.verification(for: configuration, as: role, services: services)
@@ -125,8 +133,12 @@ public actor TCPConnection {
             // The read-ahead layer, then the SSL layer, go on top of this
             // descriptor's stack; the PRFileDesc pointer stays the same.
             // Plain reads went straight to the socket, so the layer starts
-            // empty: no plain byte is handed to TLS.
-            try socket.withFD(operation) { fd in try ReadAheadLayer.push(onto: fd, operation: operation) }
+            // empty: no plain byte is handed to TLS. Behind a proxy the layer
+            // is there already (the header was read through it), and the
+            // plain reads took their bytes from it.
+            try socket.withFD(operation) { fd in
+                if !ReadAheadLayer.isPushed(on: fd) { try ReadAheadLayer.push(onto: fd, operation: operation) }
+            }
             // One deadline covers reading the ClientHello for its server name
             // and the handshake that follows.
             let started = ContinuousClock.now
@@ -144,7 +156,7 @@ public actor TCPConnection {
                 }
             }
             let event = try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: configuration.handshakeTimeout, startedAt: started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
+            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event, proxyHeader: proxyHeader)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed", metadata: ["starttls": "true"]) }
             return connection
         } catch {

@@ -1,4 +1,5 @@
 internal import CNSS
+public import Logging
 
 /// A plain TCP listener whose connections may start TLS later; see ``TCPConnection``.
 public actor TCPListener {
@@ -7,27 +8,69 @@ public actor TCPListener {
     /// The bound port; the one the system chose when binding port 0.
     public nonisolated let port: Int
     private let socket: SocketHandle
+    /// The accept loop that reads PROXY headers; nil without the protocol.
+    private let proxied: ProxiedAccepts?
 
-    private init(socket: SocketHandle, address: NetworkAddress) {
+    private init(socket: SocketHandle, address: NetworkAddress, proxied: ProxiedAccepts?) {
         self.socket = socket
         self.localAddress = address.description
         self.port = Int(address.port)
+        self.proxied = proxied
+    }
+
+    deinit {
+        // A listener dropped without close() stops its accept loop; the
+        // socket closes itself.
+        proxied?.stop()
     }
 
     /// Binds to `host:port` (port 0 picks a free port) and listens.
-    public static func bind(host: String = "127.0.0.1", port: Int, backlog: Int = 1024) async throws -> TCPListener {
+    ///
+    /// - Parameters:
+    ///   - proxyProtocol: ``ProxyProtocolPolicy/required`` reads a PROXY
+    ///     protocol header (v1 or v2) from each connection before
+    ///     ``accept()`` returns it, within `headerTimeout`, each in a task of
+    ///     its own; its ``TCPConnection/remoteAddress`` is then the client's.
+    ///     A connection without a valid header is closed and logged.
+    ///   - logger: Where refused headers and accept errors go.
+    public static func bind(
+        host: String = "127.0.0.1",
+        port: Int,
+        backlog: Int = 1024,
+        proxyProtocol: ProxyProtocolPolicy = .off,
+        headerTimeout: Duration = .seconds(10),
+        logger: Logger? = nil
+    ) async throws -> TCPListener {
         let operation = "listening on \(host):\(port)"
         let port = try NetworkAddress.port(port, operation)
+        guard headerTimeout > .zero else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the header timeout must be positive")
+        }
         let services = try Runtime.shared.services()
         guard let address = try await NetworkAddress.resolve(host, port: port, services: services).first else {
             throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
         }
         let (socket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
-        return TCPListener(socket: socket, address: bound)
+        let proxied = proxyProtocol == .required
+            ? ProxiedAccepts(listeningSocket: socket, localAddress: bound.description, services: services, headerTimeout: headerTimeout, logger: logger ?? Logger(label: "AsyncNSS.TCPListener"))
+            : nil
+        return TCPListener(socket: socket, address: bound, proxied: proxied)
     }
 
     /// Waits for the next connection. Cancelling the wait closes the listener.
     public func accept() async throws -> TCPConnection {
+        if let proxied {
+            do {
+                return try await proxied.next()
+            } catch let error as CancellationError {
+                await close()
+                throw error
+            }
+        }
+        return try await acceptPlain()
+    }
+
+    private func acceptPlain() async throws -> TCPConnection {
         let operation = "accepting on \(localAddress)"
         while true {
             switch try socket.acceptSome(operation: operation) {
@@ -55,6 +98,7 @@ public actor TCPListener {
 
     /// Stops listening.
     public func close() async {
+        proxied?.stop()
         await socket.close()
     }
 }
