@@ -109,6 +109,12 @@ struct HandshakeStateMachine: Sendable {
 
     mutating func start() -> Action {
         guard case .idle = state else { preconditionFailure("a handshake starts once") }
+        return nextMove()
+    }
+
+    /// What starts the handshake, and what follows a wait that ended
+    /// without failing: a step of the initial one, a look at a later one.
+    private mutating func nextMove() -> Action {
         switch kind {
         case .initial:
             state = .stepping
@@ -190,14 +196,7 @@ struct HandshakeStateMachine: Sendable {
         guard case .waiting = state else { preconditionFailure("a wait outcome arrives only after a wait") }
         switch outcome {
         case .ready, .interrupted:
-            switch kind {
-            case .initial:
-                state = .stepping
-                return .step
-            case .later:
-                state = .looking(afterEmptyPump: false)
-                return .look
-            }
+            return nextMove()
         case .timedOut:
             return fail(.timedOut, closing: kind == .later)
         case .cancelled:

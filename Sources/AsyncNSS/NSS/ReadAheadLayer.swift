@@ -162,24 +162,21 @@ enum ReadAheadLayer {
             guard let storage else { return 0 }
             let taken = min(amount, end - start)
             destination.copyMemory(from: storage + start, byteCount: taken)
-            if !peek {
-                start += taken
-                count.store(end - start, ordering: .releasing)
-                if start == end {
-                    storage.deallocate()
-                    self.storage = nil
-                    start = 0
-                    end = 0
-                }
-            }
+            if !peek { consume(taken) }
             return taken
         }
 
         /// Drops up to `amount` buffered bytes; frees the storage once drained.
         func discard(_ amount: Int) -> Int {
-            guard let storage else { return 0 }
             let dropped = min(amount, end - start)
-            start += dropped
+            consume(dropped)
+            return dropped
+        }
+
+        /// Moves past `amount` held bytes; frees the storage once drained.
+        private func consume(_ amount: Int) {
+            guard let storage else { return }
+            start += amount
             count.store(end - start, ordering: .releasing)
             if start == end {
                 storage.deallocate()
@@ -187,7 +184,6 @@ enum ReadAheadLayer {
                 start = 0
                 end = 0
             }
-            return dropped
         }
 
         /// The bytes held, in order.

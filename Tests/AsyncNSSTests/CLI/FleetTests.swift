@@ -70,21 +70,6 @@ extension Integration {
             }
         }
 
-        /// strsclnt's count of resumed connections out of `connections`.
-        static func strsclntResumed(port: Int, version: String, connections: Int) async throws -> (hits: Int, output: String) {
-            let database = try TemporaryDirectory()
-            _ = try await ExternalTool.run("certutil", ["-N", "-d", "sql:" + database.path, "--empty-password"])
-            let output = try await ExternalTool.run("strsclnt", [
-                "-q", "-D", "-o", "-o", "-u", "-c", "\(connections)", "-t", "4", "-p", "\(port)", "-d", "sql:" + database.path,
-                "-V", "\(version):\(version)", "127.0.0.1",
-            ], timeout: 90)
-            let hits = (output.stdout + output.stderr).split(separator: "\n").compactMap { line -> Int? in
-                guard let range = line.range(of: " cache hits;") else { return nil }
-                return Int(line[..<range.lowerBound].split(separator: " ").last ?? "")
-            }.max() ?? 0
-            return (hits, "\(output)")
-        }
-
         @Test("the page names the client; resumption works across the workers of one instance and with balance source across two; a rolling restart of both instances loses none of 2,000 connections of 2 requests")
         func fleet() async throws {
             try await withTimeout(seconds: 240) {
@@ -108,7 +93,7 @@ extension Integration {
                 var resumed: [String: Int] = [:]
                 for (name, port) in [("one", proxy.ports[0]), ("sticky", proxy.ports[1])] {
                     for version in ["tls1.2", "tls1.3"] {
-                        let (hits, output) = try await Self.strsclntResumed(port: port, version: version, connections: connections)
+                        let (hits, output) = try await Strsclnt.resumed(port: port, version: version, connections: connections)
                         resumed["\(name) \(version)"] = hits
                         #expect(hits * 100 >= (connections - 1) * 99, "\(name) \(version): \(hits) of \(connections - 1) resumed: \(output)")
                     }

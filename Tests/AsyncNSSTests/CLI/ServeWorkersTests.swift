@@ -46,18 +46,8 @@ extension Integration {
                 ])
                 let workers = await server.process.stderr.waitForLines(count: 2, matching: { $0.contains("worker serving on") })
                 #expect(workers.count == 2, "\(server.process.transcript)")
-                let database = try TemporaryDirectory()
-                _ = try await ExternalTool.run("certutil", ["-N", "-d", "sql:" + database.path, "--empty-password"])
-                // -o -o: no verification (the point is resumption); -u: tickets.
                 let connections = 200
-                let output = try await ExternalTool.run("strsclnt", [
-                    "-q", "-D", "-o", "-o", "-u", "-c", "\(connections)", "-t", "4", "-p", "\(server.port)", "-d", "sql:" + database.path,
-                    "-V", "\(version):\(version)", "127.0.0.1",
-                ], timeout: 90)
-                let hits = (output.stdout + output.stderr).split(separator: "\n").compactMap { line -> Int? in
-                    guard let range = line.range(of: " cache hits;") else { return nil }
-                    return Int(line[..<range.lowerBound].split(separator: " ").last ?? "")
-                }.max() ?? 0
+                let (hits, output) = try await Strsclnt.resumed(port: server.port, version: version, connections: connections)
                 _ = await server.process.stderr.waitForLines(count: connections, matching: ServeProcess.isConnectionLine, seconds: 20)
                 let byWorker = Self.connectionsByWorker(server)
                 let status = await server.process.stop()

@@ -21,20 +21,8 @@ extension Integration {
                         return "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
                     }
                 }
-                let database = try TemporaryDirectory()
-                _ = try await ExternalTool.run("certutil", ["-N", "-d", "sql:" + database.path, "--empty-password"])
-                let name = version == .tls12 ? "tls1.2" : "tls1.3"
-                // -o -o skips verification (the point is resumption); -u
-                // enables tickets, which TLS 1.3 resumption needs. TLS 1.2 uses
-                // session IDs.
-                let output = try await ExternalTool.run("strsclnt", [
-                    "-q", "-D", "-o", "-o", "-c", "20", "-t", "2", "-p", "\(listener.port)", "-d", "sql:" + database.path,
-                    "-V", "\(name):\(name)",
-                ] + (version == .tls13 ? ["-u"] : []) + ["127.0.0.1"], timeout: 40)
-                let hits = (output.stdout + output.stderr).split(separator: "\n").compactMap { line -> Int? in
-                    guard let range = line.range(of: " cache hits;") else { return nil }
-                    return Int(line[..<range.lowerBound].split(separator: " ").last ?? "")
-                }.max() ?? 0
+                // TLS 1.2 resumes by session ID, TLS 1.3 by ticket.
+                let (hits, output) = try await Strsclnt.resumed(port: listener.port, version: version == .tls12 ? "tls1.2" : "tls1.3", connections: 20, threads: 2, tickets: version == .tls13)
                 #expect(output.status == 0, "\(output)")
                 #expect(hits >= 10, "strsclnt's own count of resumed connections: \(output)")
                 await listener.close()

@@ -5,13 +5,6 @@ import Testing
 extension Integration {
     @Suite("PROXY protocol on a plain TCP listener (STARTTLS)")
     struct TCPListenerProxyTests {
-        /// Reads plain bytes until a full line has arrived.
-        static func line(_ connection: TCPConnection) async throws -> String {
-            var received: [UInt8] = []
-            while !received.contains(UInt8(ascii: "\n")), let chunk = try await connection.receive() { received += chunk }
-            return String(decoding: received, as: UTF8.self)
-        }
-
         @Test("the header names the client; the plain line after it, then STARTTLS, work; the TLS connection keeps the header",
               arguments: [TLSVersion.tls12, .tls13])
         func headerThenStartTLS(version: TLSVersion) async throws {
@@ -20,7 +13,7 @@ extension Integration {
                 let serverConfiguration = try await TestIdentities.serverConfiguration(min: version, max: version)
                 let server = Task { () -> (String, ProxyProtocolHeader?, String, ProxyProtocolHeader?) in
                     let plain = try await listener.accept()
-                    #expect(try await Self.line(plain) == "STARTTLS\n")
+                    #expect(try await StartTLSTests.line(plain) == "STARTTLS\n")
                     try await plain.write(Array("220 go ahead\n".utf8))
                     let secure = try await plain.startTLS(serverConfiguration, role: .server)
                     try await EchoServer.echo(secure)
@@ -29,7 +22,7 @@ extension Integration {
                 let client = try await TCPConnection.connect(host: "localhost", port: listener.port)
                 // The header and the first line in one write: the line must survive the header's read.
                 try await client.write(ProxyHeaders.v1("PROXY TCP4 203.0.113.9 192.0.2.1 1111 25\r\n") + Array("STARTTLS\n".utf8))
-                #expect(try await Self.line(client) == "220 go ahead\n")
+                #expect(try await StartTLSTests.line(client) == "220 go ahead\n")
                 let secure = try await client.startTLS(try await TestIdentities.clientConfiguration(min: version, max: version), role: .client)
                 try await secure.write([7, 8, 9])
                 var iterator = secure.inbound.makeAsyncIterator()
