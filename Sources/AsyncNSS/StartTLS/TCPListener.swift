@@ -27,11 +27,15 @@ public actor TCPListener {
     /// Binds to `host:port` (port 0 picks a free port) and listens.
     ///
     /// - Parameters:
+    ///   - host: The address to listen on, IPv4 or IPv6 (a name is resolved).
+    ///   - port: The port; 0 picks a free one (read it from ``port``).
+    ///   - backlog: The kernel's queue of connections not yet accepted.
     ///   - proxyProtocol: ``ProxyProtocolPolicy/required`` reads a PROXY
     ///     protocol header (v1 or v2) from each connection before
     ///     ``accept()`` returns it, within `headerTimeout`, each in a task of
     ///     its own; its ``TCPConnection/remoteAddress`` is then the client's.
     ///     A connection without a valid header is closed and logged.
+    ///   - headerTimeout: How long a new connection has to send its header.
     ///   - logger: Where refused headers and accept errors go.
     public static func bind(
         host: String = "127.0.0.1",
