@@ -16,8 +16,11 @@ import Musl
 ///
 /// This file stands alone (it is compiled into the fuzz target too).
 public struct ProxyProtocolHeader: Sendable, Hashable, CustomStringConvertible {
+    /// The header's format.
     public enum Version: Sendable, Hashable {
+        /// A text line (`PROXY TCP4 ...`).
         case v1
+        /// A binary block, with TLVs.
         case v2
     }
 
@@ -25,6 +28,7 @@ public struct ProxyProtocolHeader: Sendable, Hashable, CustomStringConvertible {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         /// `192.0.2.1` or `2001:db8::1`, without brackets.
         public var host: String
+        /// The TCP port.
         public var port: UInt16
 
         /// `192.0.2.1:443` or `[2001:db8::1]:443`.
@@ -35,22 +39,28 @@ public struct ProxyProtocolHeader: Sendable, Hashable, CustomStringConvertible {
 
     /// A version 2 TLV: a type and its bytes.
     public struct Field: Sendable, Hashable {
+        /// The TLV's type, one of the constants below or another.
         public var type: UInt8
+        /// The TLV's bytes.
         public var value: [UInt8]
 
         /// The application protocol the client negotiated with the proxy.
         public static let alpn: UInt8 = 0x01
         /// The host name the client asked the proxy for (its SNI name).
         public static let authority: UInt8 = 0x02
+        /// A CRC-32C of the header (not checked).
         public static let crc32c: UInt8 = 0x03
+        /// Padding, to be ignored.
         public static let noop: UInt8 = 0x04
         /// An opaque ID the proxy gave the connection, at most 128 bytes.
         public static let uniqueID: UInt8 = 0x05
         /// What the proxy's own TLS negotiated with the client.
         public static let ssl: UInt8 = 0x20
+        /// The network namespace the proxy accepted the connection in.
         public static let networkNamespace: UInt8 = 0x30
     }
 
+    /// Version 1 or 2.
     public var version: Version
     /// The client's address and port; nil when the header carries none: a
     /// version 2 LOCAL command (the proxy's own health check), a version 1
@@ -76,6 +86,7 @@ public struct ProxyProtocolHeader: Sendable, Hashable, CustomStringConvertible {
         fields.first { $0.type == Field.alpn }.map { String(decoding: $0.value, as: UTF8.self) }
     }
 
+    /// `PROXY v2 203.0.113.7:50312 -> 192.0.2.1:443`.
     public var description: String {
         let from = source.map(\.description) ?? "unknown"
         let to = destination.map(\.description) ?? "unknown"
