@@ -74,6 +74,10 @@ static inline SECStatus cnss_key_update(PRFileDesc *_Nonnull fd, PRBool requestU
 static inline SECStatus cnss_send_certificate_request(PRFileDesc *_Nonnull fd) {
     return SSL_SendCertificateRequest(fd);
 }
+// SSL_SecretCallback is a macro over SSL_GetExperimentalAPI too.
+static inline SECStatus cnss_secret_callback(PRFileDesc *_Nonnull fd, SSLSecretCallback _Nullable callback, void *_Nullable argument) {
+    return SSL_SecretCallback(fd, callback, argument);
+}
 
 // SECKEY_PrivateKeyInfoTemplate is an array of unknown size, which Swift
 // cannot import: the PKCS#8 DER of an extractable private key, in `der`

@@ -115,6 +115,7 @@ struct ConnectCommand: AsyncParsableCommand {
             configuration.identity = try await TLSIdentity.pem(certificateChainFile: cert, privateKeyFile: key)
         }
         tls.apply(to: &configuration)
+        if let path = tls.keyLogFile { configuration.keyLog = try await KeyLogFiles.open(path) }
         return configuration
     }
 

@@ -308,6 +308,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
         tls.apply(to: &configuration)
+        if let path = tls.keyLogFile { configuration.keyLog = try await KeyLogFiles.open(path) }
         configuration.clientCertificatePolicy = requireClientCert ? .require : requestClientCert ? .request : clientAuth.policy
         configuration.renegotiation = allowClientRenegotiation ? .localAndPeer : .automatic
         configuration.proxyProtocol = proxyProtocol ? .required : .off

@@ -28,6 +28,9 @@ struct TLSOptions: ParsableArguments {
     @Option(name: .customLong("handshake-timeout"), help: ArgumentHelp("Seconds the TLS handshake may take.", valueName: "seconds"))
     var handshakeTimeout = 10.0
 
+    @Option(name: .customLong("keylog"), help: ArgumentHelp("Append the TLS 1.3 secrets of every connection to FILE (SSLKEYLOGFILE format), so that Wireshark can decrypt a capture. For debugging only: whoever reads FILE can decrypt those connections.", valueName: "file"))
+    var keyLogFile: String?
+
     /// The `--alpn` list split at commas; empty without the option.
     var protocolList: [String] {
         guard let applicationProtocols else { return [] }

@@ -45,6 +45,10 @@ public struct TLSConfiguration: Sendable {
     /// it stops accepting, and new clients wait in the kernel's backlog until
     /// a connection closes.
     public var maximumConnections: Int = 10_000
+    /// Writes the TLS 1.3 secrets of every connection to a key log file
+    /// that Wireshark can decrypt captures with. For debugging only; off
+    /// (nil) by default. See ``TLSKeyLog``.
+    public var keyLog: TLSKeyLog?
     /// Whether a listener reads a PROXY protocol header (from HAProxy or a
     /// load balancer) before TLS on each connection. Off by default.
     public var proxyProtocol: ProxyProtocolPolicy = .off

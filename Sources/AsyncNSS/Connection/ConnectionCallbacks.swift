@@ -148,6 +148,12 @@ final class ConnectionCallbacks: Sendable {
               SSL_BadCertHook(fd, NSSCallbackEntryPoints.badCertificateReceived, argument) == SECSuccess else {
             throw TLSError.fromLastNSSError("installing connection callbacks")
         }
+        if settings.keyLog != nil {
+            guard cnss_secret_callback(fd, NSSCallbackEntryPoints.secretDerived, argument) == SECSuccess else {
+                throw TLSError.fromLastNSSError("installing the key log's secret callback")
+            }
+            ReadAheadLayer.watchClientHello(fd)
+        }
         if isServer {
             guard SSL_SNISocketConfigHook(fd, NSSCallbackEntryPoints.serverNameReceived, argument) == SECSuccess else {
                 throw TLSError.fromLastNSSError("installing the SNI hook")
@@ -164,6 +170,18 @@ final class ConnectionCallbacks: Sendable {
         if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: isServer ? requestedServerName.withLock { $0 } : serverName) {
             events.publish(info)
         }
+    }
+
+    /// Writes a TLS 1.3 secret that NSS just derived to the key log, named
+    /// by the ClientHello's random. `written`: the secret protects what this
+    /// side sends.
+    func recordSecret(_ fd: UnsafeMutablePointer<PRFileDesc>, epoch: UInt16, written: Bool, secret: OpaquePointer) {
+        guard let keyLog = settings.keyLog,
+              let label = TLSKeyLog.label(epoch: epoch, fromClient: isServer != written),
+              let random = ReadAheadLayer.clientRandom(fd),
+              PK11_ExtractKeyValue(secret) == SECSuccess,
+              let item = PK11_GetKeyData(secret), let data = item.pointee.data else { return }
+        keyLog.record(label: label, clientRandom: random, secret: Array(UnsafeBufferPointer(start: data, count: Int(item.pointee.len))))
     }
 
     static func from(_ argument: UnsafeMutableRawPointer?) -> ConnectionCallbacks? {

@@ -16,6 +16,8 @@ struct ConnectionSettings: Sendable {
     let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     let unknownServerName: UnknownServerNamePolicy
     let clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
+    /// Where TLS 1.3 secrets go, for debugging; nil almost always.
+    let keyLog: TLSKeyLog?
 
     init(_ configuration: TLSConfiguration, role: TLSRole) {
         self.role = role
@@ -29,5 +31,6 @@ struct ConnectionSettings: Sendable {
         self.serverNameSelector = configuration.serverNameSelector
         self.unknownServerName = configuration.unknownServerName
         self.clientIdentityChooser = configuration.clientIdentityChooser
+        self.keyLog = configuration.keyLog
     }
 }

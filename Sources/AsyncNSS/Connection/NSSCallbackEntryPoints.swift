@@ -51,4 +51,9 @@ enum NSSCallbackEntryPoints {
         guard let fd, let callbacks = ConnectionCallbacks.from(argument) else { return SECFailure }
         return callbacks.handleBadCertificate(fd)
     }
+
+    static let secretDerived: SSLSecretCallback = { fd, epoch, direction, secret, argument in
+        guard let fd, let secret, let callbacks = ConnectionCallbacks.from(argument) else { return }
+        callbacks.recordSecret(fd, epoch: epoch, written: direction == ssl_secret_write, secret: secret)
+    }
 }

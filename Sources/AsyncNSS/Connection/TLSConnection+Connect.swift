@@ -28,6 +28,7 @@ extension TLSConnection {
     ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .client, operation)
+        configuration.keyLog?.announce(to: logger ?? configuration.logger ?? TLSKeyLog.defaultLogger)
         let verification = try await TrustPreparation.verification(for: configuration.trust, services: services)
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)

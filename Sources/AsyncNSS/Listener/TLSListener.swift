@@ -140,6 +140,7 @@ public actor TLSListener: AsyncSequence {
         let live = LiveConnections()
         let delivery = HandlerDelivery()
         let logger = logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener")
+        configuration.keyLog?.announce(to: logger)
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
             setups: setups,
@@ -189,6 +190,7 @@ public actor TLSListener: AsyncSequence {
         }
         try configuration.validate(as: .server, operation)
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
+        configuration.keyLog?.announce(to: logger)
         await setups.replace(with: setup)
     }
 

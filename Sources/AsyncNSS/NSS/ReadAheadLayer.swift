@@ -130,6 +130,23 @@ enum ReadAheadLayer {
         return buffer.discard(count)
     }
 
+    /// Starts watching the first bytes `fd`'s stack receives and sends for a
+    /// ClientHello, whose random a key log names each secret by (NSS has no
+    /// interface that gives it out). Only connections with a key log pay
+    /// for this.
+    static func watchClientHello(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+        guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return }
+        buffer.hello.watching.store(true, ordering: .releasing)
+    }
+
+    /// The 32-byte random of the ClientHello that `fd`'s stack received (a
+    /// server) or sent (a client); nil until one has passed, or when nobody
+    /// watches.
+    static func clientRandom(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [UInt8]? {
+        guard let layer = PR_GetIdentitiesLayer(fd, identity), let buffer = buffer(layer) else { return nil }
+        return buffer.hello.random
+    }
+
     /// Whether `fd`'s stack has this layer; for tests and diagnostics.
     static func isPushed(on fd: UnsafeMutablePointer<PRFileDesc>) -> Bool {
         PR_GetIdentitiesLayer(fd, identity) != nil
@@ -151,6 +168,8 @@ enum ReadAheadLayer {
         let count = Atomic<Int>(0)
         /// Set once the layer above shut down sending.
         let outputShutDown = Atomic<Bool>(false)
+        /// The ClientHello's random, for a key log.
+        let hello = ClientHelloWatch()
         /// See ``ReadAheadLayer/setCollecting(_:_:)``.
         let collecting = Atomic<Bool>(false)
 
@@ -245,13 +264,20 @@ private let readAheadRecv: PRRecvFN = { fd, destination, amount, flags, timeout 
     }
     let peek = flags & PRIntn(PR_MSG_PEEK) != 0
     let buffered = buffer.take(into: destination, amount: Int(amount), peek: peek)
-    if buffered > 0 { return Int32(buffered) }
+    if buffered > 0 {
+        if !peek { buffer.hello.observe(destination, count: buffered, inbound: true) }
+        return Int32(buffered)
+    }
     if flags != 0 || Int(amount) >= ReadAheadLayer.capacity {
-        return recv(lower, destination, amount, flags, timeout)
+        let received = recv(lower, destination, amount, flags, timeout)
+        if received > 0, !peek { buffer.hello.observe(destination, count: Int(received), inbound: true) }
+        return received
     }
     let read = buffer.fill { storage, capacity in recv(lower, storage, capacity, 0, timeout) }
     guard read > 0 else { return read }
-    return Int32(buffer.take(into: destination, amount: Int(amount), peek: false))
+    let taken = buffer.take(into: destination, amount: Int(amount), peek: false)
+    buffer.hello.observe(destination, count: taken, inbound: true)
+    return Int32(taken)
 }
 
 private let readAheadRead: PRReadFN = { fd, destination, amount in
@@ -260,11 +286,20 @@ private let readAheadRead: PRReadFN = { fd, destination, amount in
         return read(lower, destination, amount)
     }
     let buffered = buffer.take(into: destination, amount: Int(amount), peek: false)
-    if buffered > 0 { return Int32(buffered) }
-    if Int(amount) >= ReadAheadLayer.capacity { return read(lower, destination, amount) }
+    if buffered > 0 {
+        buffer.hello.observe(destination, count: buffered, inbound: true)
+        return Int32(buffered)
+    }
+    if Int(amount) >= ReadAheadLayer.capacity {
+        let direct = read(lower, destination, amount)
+        if direct > 0 { buffer.hello.observe(destination, count: Int(direct), inbound: true) }
+        return direct
+    }
     let result = buffer.fill { storage, capacity in read(lower, storage, capacity) }
     guard result > 0 else { return result }
-    return Int32(buffer.take(into: destination, amount: Int(amount), peek: false))
+    let taken = buffer.take(into: destination, amount: Int(amount), peek: false)
+    buffer.hello.observe(destination, count: taken, inbound: true)
+    return Int32(taken)
 }
 
 /// Ready to read at once while bytes are buffered; otherwise the layer below decides.
@@ -308,14 +343,20 @@ private let readAheadShutdown: PRShutdownFN = { fd, how in
 /// half-closed client was waiting for.
 private let readAheadSend: PRSendFN = { fd, source, amount, flags, timeout in
     guard let fd, let lower = fd.pointee.lower, let send = lower.pointee.methods.pointee.send else { return -1 }
-    if let buffer = ReadAheadLayer.buffer(fd), buffer.outputShutDown.load(ordering: .acquiring) { return amount }
-    return send(lower, source, amount, flags, timeout)
+    guard let buffer = ReadAheadLayer.buffer(fd) else { return send(lower, source, amount, flags, timeout) }
+    if buffer.outputShutDown.load(ordering: .acquiring) { return amount }
+    let sent = send(lower, source, amount, flags, timeout)
+    if sent > 0, let source { buffer.hello.observe(source, count: Int(sent), inbound: false) }
+    return sent
 }
 
 private let readAheadWrite: PRWriteFN = { fd, source, amount in
     guard let fd, let lower = fd.pointee.lower, let write = lower.pointee.methods.pointee.write else { return -1 }
-    if let buffer = ReadAheadLayer.buffer(fd), buffer.outputShutDown.load(ordering: .acquiring) { return amount }
-    return write(lower, source, amount)
+    guard let buffer = ReadAheadLayer.buffer(fd) else { return write(lower, source, amount) }
+    if buffer.outputShutDown.load(ordering: .acquiring) { return amount }
+    let written = write(lower, source, amount)
+    if written > 0, let source { buffer.hello.observe(source, count: Int(written), inbound: false) }
+    return written
 }
 
 /// Releases the buffer, then closes the rest of the stack and pops this
@@ -327,4 +368,46 @@ private let readAheadClose: PRCloseFN = { fd in
         Unmanaged<ReadAheadLayer.Buffer>.fromOpaque(UnsafeRawPointer(secret)).release()
     }
     return ReadAheadLayer.defaultClose?(fd) ?? PR_FAILURE
+}
+
+/// Finds the ClientHello among the first bytes a connection receives (a
+/// server) or sends (a client) and keeps its random. Costs one atomic load
+/// per read and write while nobody watches.
+final class ClientHelloWatch: Sendable {
+    /// The record header (5 bytes), the handshake header (4), the version
+    /// (2), then the 32-byte random.
+    static let randomRange = 11..<43
+
+    private struct State {
+        var inbound: [UInt8] = []
+        var outbound: [UInt8] = []
+        var random: [UInt8]?
+    }
+
+    let watching = Atomic<Bool>(false)
+    private let state = Mutex(State())
+
+    var random: [UInt8]? { state.withLock { $0.random } }
+
+    func observe(_ bytes: UnsafeRawPointer, count: Int, inbound: Bool) {
+        guard watching.load(ordering: .acquiring), count > 0 else { return }
+        let found = state.withLock { state -> Bool in
+            if state.random != nil { return true }
+            let prefix = inbound ? state.inbound : state.outbound
+            let needed = Self.randomRange.upperBound - prefix.count
+            guard needed > 0 else { return false }
+            let added = prefix + UnsafeRawBufferPointer(start: bytes, count: min(needed, count))
+            if inbound { state.inbound = added } else { state.outbound = added }
+            state.random = Self.clientRandom(inPrefix: added)
+            return state.random != nil
+        }
+        if found { watching.store(false, ordering: .releasing) }
+    }
+
+    /// The random of the ClientHello that `prefix` (the first bytes of a
+    /// stream) starts with; nil when it is too short or starts otherwise.
+    static func clientRandom(inPrefix prefix: [UInt8]) -> [UInt8]? {
+        guard prefix.count >= randomRange.upperBound, prefix[0] == 0x16, prefix[5] == 0x01 else { return nil }
+        return Array(prefix[randomRange])
+    }
 }

@@ -110,6 +110,7 @@ public actor TCPConnection {
         let operation = "starting TLS with \(remoteAddress)"
         _ = try openSocket(operation)
         try configuration.validate(as: role, operation)
+        configuration.keyLog?.announce(to: configuration.logger ?? TLSKeyLog.defaultLogger)
         guard configuration.proxyProtocol == .off else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "a PROXY protocol header comes before the plain-text protocol: read it with TCPListener.bind(proxyProtocol: .required)")
         }
