@@ -145,15 +145,15 @@ struct Acceptor: Sendable {
         let deadline = started + setup.configuration.handshakeTimeout
         // Behind a proxy, its header comes first and says who the peer is.
         var proxied: ProxiedSocket?
-        if setup.configuration.proxyProtocol == .required {
-            proxied = await readProxyHeader(tcp, peer: peer, setup: setup, loop: loop, deadline: deadline)
+        if setup.readsProxyHeader {
+            proxied = await readProxyHeader(tcp, proxy: peer.description, setup: setup, loop: loop, deadline: deadline)
             if proxied == nil {
                 await setups.finish(lease)
                 release()
                 return nil
             }
         }
-        let peerText = proxied?.header.source?.description ?? peer.description
+        let peerText = proxied?.peerText ?? peer.description
         let socket: SocketHandle
         let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services)
         metrics.connectionStarted()
@@ -184,7 +184,7 @@ struct Acceptor: Sendable {
         }
         do {
             let event = try await driver.run(socket, callbacks: callbacks, peer: peerText, timeout: setup.configuration.handshakeTimeout, startedAt: started)
-            let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event, proxyHeader: proxied?.header)
+            let connection = ProxiedSocket.connection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event, proxied: proxied)
             live.add(connection, callbacks: callbacks)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
@@ -242,13 +242,13 @@ struct Acceptor: Sendable {
     /// Reads the PROXY protocol header of an accepted socket. On failure it
     /// logs why, closes the socket and returns nil.
     @inline(never)
-    private func readProxyHeader(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, setup: ServerSetup, loop: PollLoop, deadline: ContinuousClock.Instant) async -> ProxiedSocket? {
-        let operation = "reading the PROXY protocol header from \(peer)"
+    private func readProxyHeader(_ tcp: UnsafeMutablePointer<PRFileDesc>, proxy: String, setup: ServerSetup, loop: PollLoop, deadline: ContinuousClock.Instant) async -> ProxiedSocket? {
+        let operation = "reading the PROXY protocol header from \(proxy)"
         let socket: SocketHandle
         do {
             socket = try openReadAhead(tcp, loop: loop, operation: operation)
         } catch {
-            (setup.configuration.logger ?? logger).info("PROXY protocol header not read", metadata: ["proxy": "\(peer)", "error": "\(error)"])
+            (setup.configuration.logger ?? logger).info("PROXY protocol header not read", metadata: ["proxy": "\(proxy)", "error": "\(error)"])
             return nil
         }
         do {
@@ -257,7 +257,7 @@ struct Acceptor: Sendable {
         } catch {
             await socket.close()
             if !(error is CancellationError) {
-                (setup.configuration.logger ?? logger).info("PROXY protocol header refused; connection closed", metadata: ["proxy": "\(peer)", "error": "\(error)"])
+                (setup.configuration.logger ?? logger).info("PROXY protocol header refused; connection closed", metadata: ["proxy": "\(proxy)", "error": "\(error)"])
             }
             return nil
         }
@@ -266,6 +266,11 @@ struct Acceptor: Sendable {
     /// Imports a socket whose read-ahead layer is pushed (and may hold bytes
     /// already): for a listener with per-name identities it reads the
     /// ClientHello first, then sets the socket up in place.
+    ///
+    /// Never inlined, for the reason ``importPreselecting(_:setup:callbacks:loop:deadline:operation:)``
+    /// is not: inlined into the handshake, its frame doubled the frame that
+    /// every connection's task keeps (4,784 bytes against 2,320).
+    @inline(never)
     private func importReadAhead(_ socket: SocketHandle, setup: ServerSetup, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
         let chosen = try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
         try socket.withFD(operation()) { fd in
@@ -291,8 +296,27 @@ struct Acceptor: Sendable {
     }
 }
 
-/// An accepted socket whose PROXY protocol header has been read.
-private struct ProxiedSocket {
+/// An accepted socket whose PROXY protocol header has been read. A class, so
+/// that the handshake's async frame, which every connection's task keeps,
+/// holds one word for it.
+private final class ProxiedSocket {
     let socket: SocketHandle
     let header: ProxyProtocolHeader
+
+    init(socket: SocketHandle, header: ProxyProtocolHeader) {
+        self.socket = socket
+        self.header = header
+        self.peerText = header.source?.description
+    }
+
+    /// The header's client as `remoteAddress` spells it; nil for a header
+    /// without one (then the proxy's own address stands).
+    let peerText: String?
+
+    /// Never inlined, so that the header's copies stay out of the
+    /// handshake's frame, which every connection's task keeps.
+    @inline(never)
+    static func connection(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxied: ProxiedSocket?) -> TLSConnection {
+        TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: initialEvent, proxyHeader: proxied?.header)
+    }
 }

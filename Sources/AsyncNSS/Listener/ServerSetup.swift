@@ -13,12 +13,17 @@ final class ServerSetup: Sendable {
     /// What every connection of this setup consults after its handshake;
     /// made once here, not per accepted connection.
     let settings: ConnectionSettings
+    /// Whether connections start with a PROXY protocol header; a flag of its
+    /// own, so that the handshake's frame keeps no copy of the configuration
+    /// for looking.
+    let readsProxyHeader: Bool
 
     private init(configuration: TLSConfiguration, model: SocketHandle, verification: ConnectionCallbacks.Verification, settings: ConnectionSettings) {
         self.configuration = configuration
         self.model = model
         self.verification = verification
         self.settings = settings
+        self.readsProxyHeader = configuration.proxyProtocol == .required
     }
 
     /// Builds the model socket and prepares the trust for `configuration`.

@@ -113,6 +113,9 @@ public actor TLSListener: AsyncSequence {
         guard WorkerEnvironment.isWorker else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "this process was not started by a WorkerLauncher")
         }
+        guard services.serverSessionCache == .inheritedFromParent else {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "start the runtime with NSSRuntime.Options.serverSessionCache = .inheritedFromParent first, or this worker's sessions resume nowhere else")
+        }
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
         let listeningSocket: SocketHandle
         let bound: NetworkAddress
