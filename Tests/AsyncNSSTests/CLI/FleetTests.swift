@@ -92,10 +92,12 @@ extension Integration {
                 let connections = 200
                 var resumed: [String: Int] = [:]
                 for (name, port) in [("one", proxy.ports[0]), ("sticky", proxy.ports[1])] {
-                    for version in ["tls1.2", "tls1.3"] {
-                        let (hits, output) = try await Strsclnt.resumed(port: port, version: version, connections: connections)
-                        resumed["\(name) \(version)"] = hits
-                        #expect(hits * 100 >= (connections - 1) * 99, "\(name) \(version): \(hits) of \(connections - 1) resumed: \(output)")
+                    // TLS 1.2 by session ID and by ticket, TLS 1.3 by ticket.
+                    for (version, tickets) in [("tls1.2", false), ("tls1.2", true), ("tls1.3", true)] {
+                        let (hits, output) = try await Strsclnt.resumed(port: port, version: version, connections: connections, tickets: tickets)
+                        let key = "\(name) \(version)\(tickets ? " tickets" : " session IDs")"
+                        resumed[key] = hits
+                        #expect(hits * 100 >= (connections - 1) * 99, "\(key): \(hits) of \(connections - 1) resumed: \(output)")
                     }
                 }
 

@@ -33,10 +33,15 @@ extension Integration {
             return kill(pid, 0) == 0
         }
 
-        @Test("sessions resume across workers: strsclnt resumes at least 99 % of TLS 1.2 session IDs and TLS 1.3 tickets, EC and RSA, and both workers serve",
+        /// Session IDs live in the shared cache itself; tickets need the
+        /// shared ticket keys.
+        @Test("sessions resume across workers: strsclnt resumes at least 99 % by TLS 1.2 session ID, TLS 1.2 ticket and TLS 1.3 ticket, EC and RSA, and both workers serve",
               .enabled(if: ExternalTool.isInstalled("strsclnt", "certutil"), "needs strsclnt and certutil: apt-get install libnss3-tools"),
-              arguments: [("tls1.2", false), ("tls1.3", false), ("tls1.2", true), ("tls1.3", true)])
-        func resumptionAcrossWorkers(version: String, rsa: Bool) async throws {
+              arguments: [
+                  ("tls1.2", false, false), ("tls1.2", true, false), ("tls1.3", true, false),
+                  ("tls1.2", false, true), ("tls1.3", true, true),
+              ])
+        func resumptionAcrossWorkers(version: String, tickets: Bool, rsa: Bool) async throws {
             try await withTimeout(seconds: 120) {
                 let pki = try await TestPKI.shared()
                 let server = try await ServeProcess.start([
@@ -47,7 +52,7 @@ extension Integration {
                 let workers = await server.process.stderr.waitForLines(count: 2, matching: { $0.contains("worker serving on") })
                 #expect(workers.count == 2, "\(server.process.transcript)")
                 let connections = 200
-                let (hits, output) = try await Strsclnt.resumed(port: server.port, version: version, connections: connections)
+                let (hits, output) = try await Strsclnt.resumed(port: server.port, version: version, connections: connections, tickets: tickets)
                 _ = await server.process.stderr.waitForLines(count: connections, matching: ServeProcess.isConnectionLine, seconds: 20)
                 let byWorker = Self.connectionsByWorker(server)
                 let status = await server.process.stop()
