@@ -27,6 +27,7 @@
 #include <nssb64.h>
 #include <pkcs11uri.h>
 #include <secasn1.h>
+#include <ocsp.h>
 
 // CERT_LIST_HEAD / CERT_LIST_NEXT / CERT_LIST_END are function-like macros.
 static inline CERTCertListNode *_Nullable cnss_cert_list_head(CERTCertList *_Nonnull list) {
@@ -88,6 +89,11 @@ static inline SECStatus cnss_export_private_key_der(SECKEYPrivateKey *_Nonnull k
     SECItem *encoded = SEC_ASN1EncodeItem(NULL, der, info, SECKEY_PrivateKeyInfoTemplate);
     SECKEY_DestroyPrivateKeyInfo(info, PR_TRUE);
     return encoded ? SECSuccess : SECFailure;
+}
+
+// SECOID_AlgorithmIDTemplate is an array of unknown size, which Swift cannot import.
+static inline SECStatus cnss_decode_algorithm_id(PLArenaPool *_Nonnull arena, SECAlgorithmID *_Nonnull algorithm, const SECItem *_Nonnull der) {
+    return SEC_QuickDERDecodeItem(arena, algorithm, SECOID_AlgorithmIDTemplate, der);
 }
 
 #endif

@@ -4,15 +4,20 @@ internal import CNSS
 enum CertificateImport {
     /// Imports DER as a temporary certificate (no database). The caller owns the reference.
     static func temporaryCertificate(_ der: [UInt8], operation: @autoclosure () -> String) throws -> UnsafeMutablePointer<CERTCertificate> {
-        var bytes = der
-        let certificate = bytes.withUnsafeMutableBufferPointer { buffer -> UnsafeMutablePointer<CERTCertificate>? in
-            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
-            return CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, nil, PR_FALSE, PR_TRUE)
-        }
-        guard let certificate else {
+        guard let certificate = temporaryCertificateIfValid(der) else {
             throw TLSError.fromLastNSSError(operation())
         }
         return certificate
+    }
+
+    /// `der` as a temporary certificate, or nil when NSS cannot decode it
+    /// (bytes from a peer).
+    static func temporaryCertificateIfValid(_ der: [UInt8]) -> UnsafeMutablePointer<CERTCertificate>? {
+        var bytes = der
+        return bytes.withUnsafeMutableBufferPointer { buffer in
+            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
+            return CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, nil, PR_FALSE, PR_TRUE)
+        }
     }
 
     /// The DER and subject of an NSS certificate.

@@ -71,8 +71,9 @@ enum SSLSocketSetup {
         let material = identity.material
         let status = try material.certificate.withPointer(operation) { certificate in
             try material.privateKey.withPointer(operation) { key in
-                guard material.sendsChainAsGiven else { return SSL_ConfigServerCert(fd, certificate, key, nil, 0) }
-                return PresentedChain.withServerCertData(material.chain) { data, size in SSL_ConfigServerCert(fd, certificate, key, data, size) }
+                PresentedChain.withServerCertData(material.sendsChainAsGiven ? material.chain : nil, ocspResponse: identity.ocspResponse) { data, size in
+                    SSL_ConfigServerCert(fd, certificate, key, data, size)
+                }
             }
         }
         guard status == SECSuccess else {
@@ -115,6 +116,9 @@ enum SSLSocketSetup {
         guard SSL_SetSockPeerID(fd, SessionCacheKey.peerID(for: configuration)) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting the session cache key")
         }
+        // Every client asks for a stapled OCSP response: it costs the server
+        // nothing when it has none, and TLSConnectionInfo reports its status.
+        try setOption(fd, SSL_ENABLE_OCSP_STAPLING, true, operation)
         // A client that can present a certificate offers TLS 1.3
         // post-handshake authentication, so a server may ask later.
         try setOption(fd, SSL_ENABLE_POST_HANDSHAKE_AUTH, configuration.identity != nil || configuration.clientIdentityChooser != nil, operation)

@@ -6,8 +6,8 @@ import Synchronization
 /// address, port and name. Without more, a connection made with one trust or
 /// client identity could resume a session that another configuration
 /// authenticated, skipping its certificate checks. Every client socket gets a
-/// peer ID (`SSL_SetSockPeerID`) naming its trust, its identity and its
-/// versions, so only a configuration that would have made the same checks
+/// peer ID (`SSL_SetSockPeerID`) naming its trust, its identity, its
+/// versions and its revocation policy, so only a configuration that would have made the same checks
 /// resumes the session.
 enum SessionCacheKey {
     /// Serial numbers for trust anchors and identities: unlike object
@@ -28,6 +28,17 @@ enum SessionCacheKey {
         }
         let identity = configuration.identity.map { "identity-\($0.material.serial)" } ?? "anonymous"
         let versions = "\(configuration.minimumVersion.wireValue)-\(configuration.maximumVersion.wireValue)"
-        return "asyncnss;\(trust);\(identity);\(versions)"
+        return "asyncnss;\(trust);\(identity);\(versions);\(revocation(configuration.revocation))"
+    }
+
+    /// A session made without a revocation check must not resume under a
+    /// policy that requires one.
+    private static func revocation(_ policy: RevocationPolicy) -> String {
+        switch policy.mode {
+        case .off: "rev-off"
+        case .stapledOCSP: "rev-staple"
+        case .ocsp: "rev-ocsp"
+        case .crl(let lists): "rev-crl-\(lists.serial)"
+        }
     }
 }

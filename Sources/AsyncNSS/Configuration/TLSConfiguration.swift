@@ -37,6 +37,10 @@ public struct TLSConfiguration: Sendable {
     /// from the CA names in its request; `nil` sends none. Takes precedence
     /// over ``identity`` for that purpose.
     public var clientIdentityChooser: (@Sendable (ClientCertificateRequest) async -> TLSIdentity?)?
+    /// Whether the peer's certificate is checked for revocation: off by
+    /// default, or one of the hard-failing policies of ``RevocationPolicy``
+    /// (a stapled OCSP response, an OCSP responder, CRLs).
+    public var revocation: RevocationPolicy = .off
     /// Who may start a TLS 1.2 renegotiation. By default a server refuses
     /// the ones its clients start, and a client follows its server's.
     public var renegotiation: RenegotiationPolicy = .automatic
@@ -124,6 +128,12 @@ public struct TLSConfiguration: Sendable {
         }
         if role == .client, proxyProtocol != .off {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the PROXY protocol is for listeners; a client sends no header")
+        }
+        if role == .server, !revocation.worksOnServers {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "RevocationPolicy.\(revocation) is for clients: clients staple no OCSP response, and NSS cannot wait on a server for a responder; use .crl(files:) to check client certificates")
+        }
+        if case .off = revocation.mode {} else if !trust.verifiesPeer {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "RevocationPolicy.\(revocation) needs a trust that verifies the peer, not TLSTrust.insecureNoVerification")
         }
         if role == .server, case .asynchronous = certificateVerifier {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "NSS cannot wait for an asynchronous certificate verdict on a server (SSL_ERROR_FEATURE_NOT_SUPPORTED_FOR_SERVERS); use CertificateVerifier.synchronous")

@@ -6,8 +6,14 @@
 /// blocks the cooperative pool.
 public struct TLSIdentity: Sendable {
     let material: IdentityMaterial
+    /// The DER OCSP response a server staples, checked when it was added
+    /// (``stapling(ocspResponseFile:issuerCertificateFile:)``).
+    let ocspResponse: [UInt8]?
 
-    init(material: IdentityMaterial) { self.material = material }
+    init(material: IdentityMaterial, ocspResponse: [UInt8]? = nil) {
+        self.material = material
+        self.ocspResponse = ocspResponse
+    }
 
     /// The certificate chain, leaf first.
     public var certificateChain: [TLSCertificate] { material.chain }

@@ -19,6 +19,19 @@ extension ConnectionCallbacks {
     func authenticate(_ fd: UnsafeMutablePointer<PRFileDesc>, checkSignature: PRBool, isServer: PRBool) -> SECStatus {
         let status = verify(fd, checkSignature: checkSignature, isServer: isServer)
         guard status == SECSuccess else { return status }
+        // After the chain verified: its anchors are known to NSS by then,
+        // and the response's signer is checked against the issuer.
+        let staple = noteStapledResponse(fd)
+        switch revocationOutcome(staple: staple) {
+        case .passed:
+            break
+        case .refused(let code, let note):
+            refusalNote.withLock { $0 = (code, note) }
+            PORT_SetError(code)
+            return SECFailure
+        case .askResponder:
+            return askResponderThenVerifier(fd)
+        }
         guard settings.certificateVerifier != nil else {
             PeerTrustMemo.remember(fd)
             peerCertificatesAccepted.add(1, ordering: .releasing)
@@ -45,7 +58,10 @@ extension ConnectionCallbacks {
         guard let peer = SSL_PeerCertificate(fd) else { return }
         defer { CERT_DestroyCertificate(peer) }
         guard let note = VerificationNote.explain(code, peer: peer, trust: settings.trust, checkedName: isServer ? nil : serverName, peerIsClient: isServer) else { return }
-        refusalNote.withLock { $0 = (code, note) }
+        // A revocation check that refused the peer left its own note.
+        refusalNote.withLock { noted in
+            if noted?.0 != code { noted = (code, note) }
+        }
     }
 
     /// The handshake's error for NSS's `code`, with what ``VerificationNote``
@@ -64,27 +80,50 @@ extension ConnectionCallbacks {
     }
 
     private func runVerifier(_ fd: UnsafeMutablePointer<PRFileDesc>, builtInFailure: TLSError?) -> SECStatus {
-        let context = PeerCertificateVerification(
-            certificates: ConnectionInfoReader.peerCertificates(fd),
-            expectedServerName: isServer ? nil : serverName,
-            builtInFailure: builtInFailure,
-            isServer: isServer
-        )
+        let context = verification(fd, builtInFailure: builtInFailure)
         switch settings.certificateVerifier {
         case .none:
             return SECFailure
         case .synchronous(let decide):
             return apply(decide(context))
-        case .asynchronous(let decide):
-            deferred.start { [self] in
-                let verdict = await decide(context)
-                if verdict == .accept { peerCertificatesAccepted.add(1, ordering: .releasing) }
-                switch verdict {
-                case .accept: return .certificateVerdict(0)
-                case .reject(let reason): return .certificateVerdict(reason.code)
-                }
-            }
+        case .asynchronous:
+            deferred.start { [self] in await verdict(context) }
             return SECWouldBlock
+        }
+    }
+
+    /// What a ``CertificateVerifier`` is shown about the peer on `fd`.
+    func verification(_ fd: UnsafeMutablePointer<PRFileDesc>, builtInFailure: TLSError?) -> PeerCertificateVerification {
+        PeerCertificateVerification(
+            certificates: ConnectionInfoReader.peerCertificates(fd),
+            expectedServerName: isServer ? nil : serverName,
+            builtInFailure: builtInFailure,
+            isServer: isServer
+        )
+    }
+
+    /// The verifier's verdict on `context`, in a task, as a deferred result:
+    /// without a verifier, the built-in outcome stands.
+    func verdict(_ context: PeerCertificateVerification) async -> DeferredCallbacks.Result {
+        let verdict: CertificateVerdict
+        switch settings.certificateVerifier {
+        case .none:
+            guard let failure = context.builtInFailure else {
+                verdict = .accept
+                break
+            }
+            return .certificateVerdict(failure.nssCode ?? PRErrorCode(SSL_ERROR_BAD_CERTIFICATE.rawValue))
+        case .synchronous(let decide):
+            verdict = decide(context)
+        case .asynchronous(let decide):
+            verdict = await decide(context)
+        }
+        switch verdict {
+        case .accept:
+            peerCertificatesAccepted.add(1, ordering: .releasing)
+            return .certificateVerdict(0)
+        case .reject(let reason):
+            return .certificateVerdict(reason.code)
         }
     }
 
@@ -107,13 +146,19 @@ extension ConnectionCallbacks {
         case .none:
             return SECSuccess
         case .nssDefault:
-            return SSL_AuthCertificate(UnsafeMutableRawPointer(CERT_GetDefaultCertDB()), fd, checkSignature, isServer)
+            guard case .crl = settings.revocation.mode else {
+                return SSL_AuthCertificate(UnsafeMutableRawPointer(CERT_GetDefaultCertDB()), fd, checkSignature, isServer)
+            }
+            return verifyWithPKIX(fd, anchors: nil, peerIsClient: isServer != PR_FALSE)
         case .anchors(let anchors):
-            return verifyAgainstAnchors(fd, anchors: anchors, peerIsClient: isServer != PR_FALSE)
+            return verifyWithPKIX(fd, anchors: anchors, peerIsClient: isServer != PR_FALSE)
         }
     }
 
-    private func verifyAgainstAnchors(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors, peerIsClient: Bool) -> SECStatus {
+    /// Verifies the peer's chain with `CERT_PKIXVerifyCert`, against
+    /// `anchors` alone or, without them, the trust of every loaded token, and
+    /// against the policy's CRLs; then the host name.
+    private func verifyWithPKIX(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors?, peerIsClient: Bool) -> SECStatus {
         guard let peer = SSL_PeerCertificate(fd) else {
             PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))
             return SECFailure
@@ -123,45 +168,24 @@ extension ConnectionCallbacks {
         // A peer certificate that is itself an anchor (a pinned or self-signed
         // certificate) needs no path; it must still be within its validity.
         // Compared in place: no copy of the peer's DER, no anchor list.
-        let peerIsAnchor = peer.pointee.derCert.withBytes { peerDER in
-            anchors.certificates.contains { $0.derBytes.elementsEqual(peerDER) }
-        }
-        if peerIsAnchor {
+        if let anchors, peer.pointee.derCert.withBytes({ peerDER in anchors.certificates.contains { $0.derBytes.elementsEqual(peerDER) } }) {
             guard CERT_CheckCertValidTimes(peer, PR_Now(), PR_FALSE) == secCertTimeValid else {
                 PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
                 return SECFailure
             }
             return verifyName(peer, peerIsClient: peerIsClient)
         }
-
-        guard let list = CERT_NewCertList() else { return SECFailure }
-        defer { CERT_DestroyCertList(list) }
-        do {
-            for anchor in try anchors.objects(services: services) {
-                try anchor.withPointer("trust anchor") { certificate in
-                    if let copy = CERT_DupCertificate(certificate), CERT_AddCertToListTail(list, copy) != SECSuccess {
-                        CERT_DestroyCertificate(copy)
-                    }
-                }
+        var check = RevocationFlags.Check.none
+        if case .crl(let lists) = settings.revocation.mode {
+            do { try lists.cache(services: services) } catch {
+                PORT_SetError((error as? TLSError)?.nssCode ?? PRErrorCode(SEC_ERROR_CRL_INVALID.rawValue))
+                return SECFailure
             }
-        } catch {
-            PORT_SetError(PRErrorCode(SEC_ERROR_UNTRUSTED_ISSUER.rawValue))
+            check = .cachedCRLs
+        }
+        guard PeerChainCheck.verify(peer, anchors: anchors, peerIsClient: peerIsClient, revocation: check, services: services) == SECSuccess else {
             return SECFailure
         }
-
-        var parameters = [CERTValInParam](repeating: CERTValInParam(), count: 4)
-        parameters[0].type = cert_pi_trustAnchors
-        parameters[0].value.pointer.chain = UnsafePointer(list)
-        parameters[1].type = cert_pi_useOnlyTrustAnchors
-        parameters[1].value.scalar.b = PR_TRUE
-        parameters[2].type = cert_pi_revocationFlags
-        parameters[2].value.pointer.revocation = UnsafePointer(CERT_GetClassicOCSPDisabledPolicy())
-        parameters[3].type = cert_pi_end
-        let usage = SECCertificateUsage(peerIsClient ? certificateUsageSSLClient : certificateUsageSSLServer)
-        let verified = parameters.withUnsafeMutableBufferPointer { buffer in
-            CERT_PKIXVerifyCert(peer, usage, buffer.baseAddress, nil, nil)
-        }
-        guard verified == SECSuccess else { return SECFailure }
         return verifyName(peer, peerIsClient: peerIsClient)
     }
 

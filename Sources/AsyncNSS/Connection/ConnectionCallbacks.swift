@@ -75,6 +75,8 @@ final class ConnectionCallbacks: Sendable {
     /// How many peer certificates passed verification, to tell whether a
     /// certificate request was answered with one.
     let peerCertificatesAccepted = Atomic<Int>(0)
+    /// On a client, the status of the OCSP response the server stapled.
+    let stapledOCSP = Mutex<OCSPStatus?>(nil)
     /// The code and ``VerificationNote`` of the last peer certificate this side refused.
     let refusalNote = Mutex<(PRErrorCode, String)?>(nil)
     /// On a server, the host name the client asked for (SNI).
@@ -167,7 +169,7 @@ final class ConnectionCallbacks: Sendable {
     }
 
     func handshakeCompleted(_ fd: UnsafeMutablePointer<PRFileDesc>) {
-        if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: isServer ? requestedServerName.withLock { $0 } : serverName) {
+        if let info = ConnectionInfoReader.read(fd, isServer: isServer, requestedServerName: isServer ? requestedServerName.withLock { $0 } : serverName, stapledOCSPResponse: stapledOCSP.withLock { $0 }) {
             events.publish(info)
         }
     }

@@ -4,7 +4,7 @@ import Synchronization
 /// Reads the negotiated parameters of an SSL socket.
 enum ConnectionInfoReader {
     /// Safe to call from the handshake callback and after the handshake.
-    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, requestedServerName: String?) -> TLSConnectionInfo? {
+    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>, isServer: Bool, requestedServerName: String?, stapledOCSPResponse: OCSPStatus? = nil) -> TLSConnectionInfo? {
         var channel = SSLChannelInfo()
         guard SSL_GetChannelInfo(fd, &channel, PRUintn(MemoryLayout<SSLChannelInfo>.size)) == SECSuccess,
               channel.length > 0 else { return nil }
@@ -14,7 +14,8 @@ enum ConnectionInfoReader {
             applicationProtocol: applicationProtocol(fd),
             serverName: isServer ? (requestedServerName ?? negotiatedHostName(fd)) : requestedServerName,
             resumed: channel.resumed != PR_FALSE,
-            peerCertificates: peerCertificates(fd)
+            peerCertificates: peerCertificates(fd),
+            stapledOCSPResponse: channel.resumed != PR_FALSE ? nil : stapledOCSPResponse
         )
     }
 

@@ -12,6 +12,7 @@ struct ConnectionSettings: Sendable {
     /// What peer certificates are verified against.
     let trust: TLSTrust
     let certificateVerifier: CertificateVerifier?
+    let revocation: RevocationPolicy
     let serverNameIdentities: ServerNameIdentities
     let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     let unknownServerName: UnknownServerNamePolicy
@@ -27,6 +28,7 @@ struct ConnectionSettings: Sendable {
         self.clientCertificatePolicy = configuration.clientCertificatePolicy
         self.trust = configuration.trust
         self.certificateVerifier = configuration.certificateVerifier
+        self.revocation = configuration.revocation
         self.serverNameIdentities = ServerNameIdentities(configuration.serverNameIdentities)
         self.serverNameSelector = configuration.serverNameSelector
         self.unknownServerName = configuration.unknownServerName

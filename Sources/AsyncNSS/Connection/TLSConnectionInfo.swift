@@ -13,6 +13,10 @@ public struct TLSConnectionInfo: Sendable, Hashable {
     /// The peer's certificate chain as it sent it, leaf first. Empty when the
     /// peer sent none (a client that was not asked, for example).
     public var peerCertificates: [TLSCertificate]
+    /// On a client, what the OCSP response that the server stapled says of
+    /// its certificate; nil when it stapled none, on a resumed session (no
+    /// certificate was sent), and on a server.
+    public var stapledOCSPResponse: OCSPStatus?
 
     /// The subject of the peer's leaf certificate, if it sent one.
     public var peerSubject: String? { peerCertificates.first?.subject }

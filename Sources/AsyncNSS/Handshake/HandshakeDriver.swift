@@ -116,7 +116,7 @@ private struct Handshake {
     private func completedEvent() throws -> HandshakeEvent {
         if let event = callbacks.events.latest { return event }
         let info = try socket.withFD(operation) { fd in
-            ConnectionInfoReader.read(fd, isServer: callbacks.isServer, requestedServerName: callbacks.isServer ? callbacks.requestedServerName.withLock { $0 } : callbacks.serverName)
+            ConnectionInfoReader.read(fd, isServer: callbacks.isServer, requestedServerName: callbacks.isServer ? callbacks.requestedServerName.withLock { $0 } : callbacks.serverName, stapledOCSPResponse: callbacks.stapledOCSP.withLock { $0 })
         }
         guard let info else {
             throw TLSError.fromLastNSSError(operation)

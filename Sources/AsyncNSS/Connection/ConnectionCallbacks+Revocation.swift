@@ -1,0 +1,105 @@
+internal import CNSS
+import Synchronization
+
+/// The revocation checks of ``RevocationPolicy`` that follow a chain's
+/// verification: the stapled OCSP response, and the OCSP responder asked from
+/// the blocking pool. CRLs are part of the chain's verification itself.
+extension ConnectionCallbacks {
+    enum RevocationOutcome {
+        case passed
+        /// Refused with this NSS code (its alert) and a note for the error.
+        case refused(PRErrorCode, String)
+        /// No usable staple: the certificate's OCSP responder decides.
+        case askResponder
+    }
+
+    /// On a client, the status of the OCSP response the server stapled, kept
+    /// for ``TLSConnectionInfo/stapledOCSPResponse``; nil when there was none.
+    func noteStapledResponse(_ fd: UnsafeMutablePointer<PRFileDesc>) -> OCSPStatus? {
+        guard !isServer else { return nil }
+        var status: OCSPStatus?
+        if let responses = SSL_PeerStapledOCSPResponses(fd), responses.pointee.len > 0, let first = responses.pointee.items,
+           let peer = SSL_PeerCertificate(fd) {
+            status = OCSPResponseCheck.status(of: peer, in: first)
+            CERT_DestroyCertificate(peer)
+        }
+        stapledOCSP.withLock { $0 = status }
+        return status
+    }
+
+    /// What the policy makes of the staple's status, once the chain verified.
+    func revocationOutcome(staple: OCSPStatus?) -> RevocationOutcome {
+        switch settings.revocation.mode {
+        case .off, .crl:
+            return .passed
+        case .stapledOCSP:
+            guard let staple else {
+                return .refused(PRErrorCode(SSL_ERROR_BAD_CERTIFICATE.rawValue), "The server stapled no OCSP response, and RevocationPolicy.requireStapledOCSP requires one.")
+            }
+            return outcome(staple)
+        case .ocsp:
+            switch staple {
+            case .good?, .revoked?, .unknown?:
+                return staple.map(outcome) ?? .askResponder
+            case .expired?, .invalid?, nil:
+                return .askResponder
+            }
+        }
+    }
+
+    private func outcome(_ staple: OCSPStatus) -> RevocationOutcome {
+        switch staple {
+        case .good:
+            .passed
+        case .revoked:
+            .refused(PRErrorCode(SEC_ERROR_REVOKED_CERTIFICATE.rawValue), "The server's stapled OCSP response says its certificate is revoked.")
+        case .unknown:
+            .refused(PRErrorCode(SEC_ERROR_OCSP_UNKNOWN_CERT.rawValue), "The server's stapled OCSP response says the responder does not know its certificate.")
+        case .expired:
+            .refused(PRErrorCode(SEC_ERROR_OCSP_OLD_RESPONSE.rawValue), "The server's stapled OCSP response has expired: its nextUpdate has passed.")
+        case .invalid(let reason):
+            .refused(PRErrorCode(SEC_ERROR_OCSP_MALFORMED_RESPONSE.rawValue), "The server's stapled OCSP response cannot be used: \(reason).")
+        }
+    }
+
+    /// Asks the certificate's OCSP responder from the blocking pool while
+    /// NSS waits (`SECWouldBlock`), then lets the verifier, if any, decide.
+    func askResponderThenVerifier(_ fd: UnsafeMutablePointer<PRFileDesc>) -> SECStatus {
+        guard let peer = SSL_PeerCertificate(fd) else {
+            PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))
+            return SECFailure
+        }
+        let certificate = CertificateObject(certificate: peer, services: services)
+        var anchors: TrustAnchors?
+        if case .anchors(let trusted) = verificationState.withLock({ $0 }) { anchors = trusted }
+        let context = verification(fd, builtInFailure: nil)
+        deferred.start { [self, anchors] in
+            var context = context
+            let code = await askResponder(certificate, anchors: anchors)
+            if code != 0 {
+                let note = "RevocationPolicy.ocsp: the server stapled no usable OCSP response, and its certificate's OCSP responder gave no good answer."
+                refusalNote.withLock { $0 = (code, note) }
+                var failure = TLSError.fromNSSCode(code, "checking the server's certificate with its OCSP responder")
+                failure.message += " " + note
+                context.builtInFailure = failure
+            }
+            return await verdict(context)
+        }
+        return SECWouldBlock
+    }
+
+    /// 0 when the responder says the certificate is good; NSS's code otherwise.
+    private func askResponder(_ certificate: CertificateObject, anchors: TrustAnchors?) async -> PRErrorCode {
+        let services = services
+        do {
+            return try await services.blockingPool.run {
+                try certificate.withPointer("checking the server's certificate with its OCSP responder") { peer in
+                    let status = PeerChainCheck.verify(peer, anchors: anchors, peerIsClient: false, revocation: .ocspResponder, services: services)
+                    return status == SECSuccess ? 0 : PR_GetError()
+                }
+            }
+        } catch {
+            return PRErrorCode(SEC_ERROR_OCSP_SERVER_ERROR.rawValue)
+        }
+    }
+}
