@@ -22,7 +22,7 @@ extension ConnectionCallbacks {
         // After the chain verified: its anchors are known to NSS by then,
         // and the response's signer is checked against the issuer.
         let staple = noteStapledResponse(fd)
-        switch revocationOutcome(staple: staple) {
+        switch revocationOutcome(fd, staple: staple) {
         case .passed:
             break
         case .refused(let code, let note):

@@ -28,10 +28,13 @@ extension ConnectionCallbacks {
     }
 
     /// What the policy makes of the staple's status, once the chain verified.
-    func revocationOutcome(staple: OCSPStatus?) -> RevocationOutcome {
+    func revocationOutcome(_ fd: UnsafeMutablePointer<PRFileDesc>, staple: OCSPStatus?) -> RevocationOutcome {
         switch settings.revocation.mode {
-        case .off, .crl:
+        case .off:
             return .passed
+        case .crl(let lists):
+            guard let (code, note) = lists.uncovered(fd) else { return .passed }
+            return .refused(code, note)
         case .stapledOCSP:
             guard let staple else {
                 return .refused(PRErrorCode(SSL_ERROR_BAD_CERTIFICATE.rawValue), "The server stapled no OCSP response, and RevocationPolicy.requireStapledOCSP requires one.")
@@ -70,14 +73,10 @@ extension ConnectionCallbacks {
             return SECFailure
         }
         let certificate = CertificateObject(certificate: peer, services: services)
-        var anchors: TrustAnchors?
-        if case .anchors(let trusted) = verificationState.withLock({ $0 }) { anchors = trusted }
         let context = verification(fd, builtInFailure: nil)
-        deferred.start { [self, anchors] in
+        deferred.start { [self] in
             var context = context
-            let code = await askResponder(certificate, anchors: anchors)
-            if code != 0 {
-                let note = "RevocationPolicy.ocsp: the server stapled no usable OCSP response, and its certificate's OCSP responder gave no good answer."
+            if let (code, note) = await OCSPResponderQuery.status(of: certificate, timeout: settings.handshakeTimeout, services: services) {
                 refusalNote.withLock { $0 = (code, note) }
                 var failure = TLSError.fromNSSCode(code, "checking the server's certificate with its OCSP responder")
                 failure.message += " " + note
@@ -86,20 +85,5 @@ extension ConnectionCallbacks {
             return await verdict(context)
         }
         return SECWouldBlock
-    }
-
-    /// 0 when the responder says the certificate is good; NSS's code otherwise.
-    private func askResponder(_ certificate: CertificateObject, anchors: TrustAnchors?) async -> PRErrorCode {
-        let services = services
-        do {
-            return try await services.blockingPool.run {
-                try certificate.withPointer("checking the server's certificate with its OCSP responder") { peer in
-                    let status = PeerChainCheck.verify(peer, anchors: anchors, peerIsClient: false, revocation: .ocspResponder, services: services)
-                    return status == SECSuccess ? 0 : PR_GetError()
-                }
-            }
-        } catch {
-            return PRErrorCode(SEC_ERROR_OCSP_SERVER_ERROR.rawValue)
-        }
     }
 }

@@ -7,17 +7,15 @@ enum RevocationFlags {
         /// No revocation check at all.
         case none
         /// Every certificate of the chain against NSS's CRL cache, where
-        /// ``RevocationLists`` put the policy's lists: a certificate whose
-        /// issuer has no fresh list fails. No network.
+        /// ``RevocationLists`` put the policy's lists: a revoked certificate
+        /// fails. A missing list does not: NSS (libpkix) counts a cached list
+        /// as fresh only for certificates without a CRL distribution point,
+        /// so ``RevocationLists/uncovered(_:)`` checks coverage itself. No network.
         case cachedCRLs
-        /// The leaf by OCSP, asking the responder its certificate names
-        /// over the network when the cache has no fresh answer: no answer fails.
-        case ocspResponder
     }
 
     /// Calls `body` with the flags of `check`, valid during the call.
     static func with<Result>(_ check: Check, _ body: (UnsafePointer<CERTRevocationFlags>) throws -> Result) rethrows -> Result {
-        let hardFail = PRUint64(CERT_REV_M_TEST_USING_THIS_METHOD | CERT_REV_M_REQUIRE_INFO_ON_MISSING_SOURCE | CERT_REV_M_FAIL_ON_MISSING_FRESH_INFO)
         let skip = PRUint64(CERT_REV_M_DO_NOT_TEST_USING_THIS_METHOD)
         var leaf: [PRUint64]
         var chain: [PRUint64]
@@ -27,15 +25,11 @@ enum RevocationFlags {
             return try body(CERT_GetClassicOCSPDisabledPolicy())
         case .cachedCRLs:
             // Indexed by CERTRevocationMethodIndex: CRL, then OCSP.
-            leaf = [hardFail | PRUint64(CERT_REV_M_FORBID_NETWORK_FETCHING), skip]
+            leaf = [PRUint64(CERT_REV_M_TEST_USING_THIS_METHOD | CERT_REV_M_FORBID_NETWORK_FETCHING), skip]
             chain = leaf
             preferred = [cert_revocation_method_crl]
-        case .ocspResponder:
-            leaf = [skip, hardFail | PRUint64(CERT_REV_M_ALLOW_NETWORK_FETCHING)]
-            chain = [skip, skip]
-            preferred = [cert_revocation_method_ocsp]
         }
-        let independent = PRUint64(CERT_REV_MI_TEST_ALL_LOCAL_INFORMATION_FIRST | CERT_REV_MI_REQUIRE_SOME_FRESH_INFO_AVAILABLE)
+        let independent = PRUint64(CERT_REV_MI_TEST_ALL_LOCAL_INFORMATION_FIRST)
         return try leaf.withUnsafeMutableBufferPointer { leaf in
             try chain.withUnsafeMutableBufferPointer { chain in
                 try preferred.withUnsafeMutableBufferPointer { preferred in
@@ -48,7 +42,7 @@ enum RevocationFlags {
                         chainTests: CERTRevocationTests(
                             number_of_defined_methods: UInt32(chain.count), cert_rev_flags_per_method: chain.baseAddress,
                             number_of_preferred_methods: UInt32(preferred.count), preferred_methods: preferred.baseAddress,
-                            cert_rev_method_independent_flags: check == .ocspResponder ? 0 : independent
+                            cert_rev_method_independent_flags: independent
                         )
                     )
                     return try body(&flags)

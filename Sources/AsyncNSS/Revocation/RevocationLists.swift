@@ -19,6 +19,10 @@ final class RevocationLists: RuntimeResource, Sendable {
 
     /// The DER of each list.
     let lists: [[UInt8]]
+    /// The DER name of each list's issuer.
+    private let issuers: [[UInt8]]
+    /// When each list stops being fresh, if it says.
+    private let nextUpdates: [PRTime?]
     /// Identifies these lists in client session-cache keys.
     let serial = SessionCacheKey.nextSerial()
     var count: Int { lists.count }
@@ -29,10 +33,13 @@ final class RevocationLists: RuntimeResource, Sendable {
         guard !sources.isEmpty else {
             throw TLSError(kind: .invalidConfiguration, operation: "loading certificate revocation lists", message: "no list given")
         }
-        lists = try sources.map { bytes, source in try Self.der(bytes, source: source) }
+        let decoded = try sources.map { bytes, source in try Self.decode(bytes, source: source) }
+        lists = decoded.map(\.der)
+        issuers = decoded.map(\.issuer)
+        nextUpdates = decoded.map(\.nextUpdate)
     }
 
-    private static func der(_ bytes: [UInt8], source: String) throws -> [UInt8] {
+    private static func decode(_ bytes: [UInt8], source: String) throws -> (der: [UInt8], issuer: [UInt8], nextUpdate: PRTime?) {
         let operation = "loading the certificate revocation list \(source)"
         var der = bytes
         if bytes.starts(with: Array("-----BEGIN".utf8)) {
@@ -45,14 +52,59 @@ final class RevocationLists: RuntimeResource, Sendable {
             }
             der = block.der
         }
-        let decoded = der.withUnsafeMutableBufferPointer { buffer -> Bool in
-            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
-            guard let crl = CERT_DecodeDERCrlWithFlags(nil, &item, SEC_CRL_TYPE, CRL_DECODE_DEFAULT_OPTIONS) else { return false }
-            SEC_DestroyCrl(crl)
-            return true
+        let fields = Self.withDecoded(der) { crl -> ([UInt8], PRTime?) in
+            var nextUpdate: PRTime = 0
+            let hasNextUpdate = crl.pointee.crl.nextUpdate.len > 0 && DER_DecodeTimeChoice(&nextUpdate, &crl.pointee.crl.nextUpdate) == SECSuccess
+            return (crl.pointee.crl.derName.bytes, hasNextUpdate ? nextUpdate : nil)
         }
-        guard decoded else { throw TLSError.fromLastNSSError(operation) }
-        return der
+        guard let fields else { throw TLSError.fromLastNSSError(operation) }
+        return (der, fields.0, fields.1)
+    }
+
+    private static func withDecoded<Result>(_ der: [UInt8], _ body: (UnsafeMutablePointer<CERTSignedCrl>) -> Result) -> Result? {
+        var copy = der
+        return copy.withUnsafeMutableBufferPointer { buffer -> Result? in
+            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
+            guard let crl = CERT_DecodeDERCrlWithFlags(nil, &item, SEC_CRL_TYPE, CRL_DECODE_DEFAULT_OPTIONS) else { return nil }
+            defer { SEC_DestroyCrl(crl) }
+            return body(crl)
+        }
+    }
+
+    /// Why the peer's chain on `fd` is not covered, or nil when it is: every
+    /// certificate it presented, but a self-issued one (a root), needs a list
+    /// here from its issuer, signed by that issuer and not past its
+    /// `nextUpdate`. NSS's own CRL check (soft: it finds a revoked entry, but
+    /// takes a missing list for a pass) has run before.
+    func uncovered(_ fd: UnsafeMutablePointer<PRFileDesc>) -> (PRErrorCode, String)? {
+        var problem: (PRErrorCode, String)?
+        ConnectionInfoReader.forEachPeerCertificate(fd) { certificate in
+            guard problem == nil else { return }
+            problem = uncovered(certificate)
+        }
+        return problem
+    }
+
+    private func uncovered(_ certificate: UnsafeMutablePointer<CERTCertificate>) -> (PRErrorCode, String)? {
+        let issuerName = certificate.pointee.derIssuer.bytes
+        guard issuerName != certificate.pointee.derSubject.bytes else { return nil }
+        let issuerText = certificate.pointee.issuerName.map { String(cString: $0) } ?? "its issuer"
+        guard let index = issuers.firstIndex(of: issuerName) else {
+            return (PRErrorCode(SEC_ERROR_CRL_NOT_FOUND.rawValue), "RevocationPolicy.crl has no revocation list from \(issuerText).")
+        }
+        if let nextUpdate = nextUpdates[index], nextUpdate < PR_Now() {
+            return (PRErrorCode(SEC_ERROR_CRL_EXPIRED.rawValue), "The revocation list from \(issuerText) is past its nextUpdate; give RevocationPolicy.crl a fresh one.")
+        }
+        guard let issuer = CERT_FindCertIssuer(certificate, PR_Now(), certUsageAnyCA), let key = CERT_ExtractPublicKey(issuer) else {
+            return (PRErrorCode(SEC_ERROR_UNKNOWN_ISSUER.rawValue), "The issuer of a certificate in the chain is not known, so its revocation list cannot be checked.")
+        }
+        CERT_DestroyCertificate(issuer)
+        defer { SECKEY_DestroyPublicKey(key) }
+        let signed = Self.withDecoded(lists[index]) { CERT_VerifySignedDataWithPublicKey(&$0.pointee.signatureWrap, key, nil) == SECSuccess } ?? false
+        guard signed else {
+            return (PRErrorCode(SEC_ERROR_CRL_BAD_SIGNATURE.rawValue), "The revocation list from \(issuerText) is not signed by that issuer.")
+        }
+        return nil
     }
 
     /// Adds the lists to NSS's cache once per runtime.
