@@ -47,9 +47,21 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The PKCS#8 PEM private key of --cert.", valueName: "pem-file"))
     var key: String?
 
+    @Option(help: ArgumentHelp("Check the server's certificate for revocation: off; staple (the server must staple a good OCSP response); ocsp (its staple, or else its OCSP responder). Both fail hard. The server's OCSP staple is printed in any case.", valueName: "policy"))
+    var revocation = RevocationArgument.off
+
+    @Option(help: ArgumentHelp("Check every certificate of the server's chain against this CRL file, DER or PEM (repeatable); a certificate whose issuer has no CRL here fails. Excludes --revocation.", valueName: "file"))
+    var crl: [String] = []
+
     @OptionGroup var tls: TLSOptions
 
     func validate() throws {
+        if !crl.isEmpty, revocation != .off {
+            throw ValidationError("--crl and --revocation \(revocation) exclude each other: choose one way to check revocation.")
+        }
+        if insecure, !crl.isEmpty || revocation != .off {
+            throw ValidationError("--insecure verifies nothing, so it cannot check revocation either.")
+        }
         let trustFlags = [ca.map { _ in "--ca" }, db.map { _ in "--db" }, insecure ? "--insecure" : nil].compactMap { $0 }
         if trustFlags.count > 1 {
             throw ValidationError("\(trustFlags.joined(separator: ", ")) exclude each other: choose one way to trust the server.")
@@ -116,6 +128,7 @@ struct ConnectCommand: AsyncParsableCommand {
         }
         tls.apply(to: &configuration)
         if let path = tls.keyLogFile { configuration.keyLog = try await KeyLogFiles.open(path) }
+        configuration.revocation = crl.isEmpty ? revocation.policy : try await .crl(files: crl)
         return configuration
     }
 

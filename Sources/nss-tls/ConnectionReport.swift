@@ -26,6 +26,7 @@ enum ConnectionReport {
             "resumed: \(info.resumed ? "yes" : "no")",
             "server-name: \(nonEmpty(info.serverName) ?? "none")",
             "peer-subject: \(nonEmpty(info.peerSubject) ?? "none")",
+            "ocsp-staple: \(info.stapledOCSPResponse.map { "\($0)" } ?? "none")",
         ]
     }
 

@@ -20,6 +20,9 @@ struct ServeCommand: AsyncParsableCommand {
             --pkcs11-module with --key-uri serves with a key that stays on a PKCS#11 \
             token (an HSM); --cert gives its certificate chain.
 
+            --ocsp-response staples an OCSP response to the certificate; \
+            --client-crl checks client certificates against CRLs.
+
             Once bound it prints "nss-tls: listening on HOST:PORT" on standard output \
             (useful with --port 0). It logs one line per connection on standard error: \
             the peer, the TLS version, the cipher suite and how the connection ended. \
@@ -37,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
             is echoed until it closes. SIGINT or SIGTERM stops accepting, gives open \
             connections --grace-period seconds to finish, closes the rest with \
             close_notify, then exits 0. SIGHUP re-reads --cert/--key (and the other \
-            files) for new connections; open ones go on. With --reload-on-change, \
+            files: --ocsp-response, --client-crl, ...) for new connections; open ones go on. With --reload-on-change, \
             so does a change of those files on disk.
 
             GET /health answers 200 ok; with --drain-delay, SIGINT or SIGTERM first \
@@ -89,6 +92,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(name: .customLong("require-client-cert"), help: "Require a client certificate on the initial handshake (same as --client-auth require).")
     var requireClientCert = false
+
+    @Option(name: .customLong("ocsp-response"), help: ArgumentHelp("Staple this DER OCSP response (openssl ocsp -respout) to the certificate for clients that ask. It must be good, fresh, for this certificate and signed by its issuer; SIGHUP (or --reload-on-change) reads it again.", valueName: "der-file"))
+    var ocspResponse: String?
+
+    @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The issuer's PEM certificate, to check --ocsp-response's signature when the --cert chain does not hold it.", valueName: "pem-file"))
+    var ocspIssuer: String?
+
+    @Option(name: .customLong("client-crl"), help: ArgumentHelp("Check client certificates against this CRL file, DER or PEM (repeatable); a certificate whose issuer has no CRL here fails. Read again on SIGHUP.", valueName: "file"))
+    var clientCRL: [String] = []
 
     @Option(name: .customLong("client-ca"), help: ArgumentHelp("Verify client certificates (initial handshake and /private) against the CA certificates of this PEM file (default: the system roots).", valueName: "pem-file"))
     var clientCA: String?
@@ -180,6 +192,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if verbose, logLevel != nil {
             throw ValidationError("Use either --verbose or --log-level, not both.")
+        }
+        if ocspIssuer != nil, ocspResponse == nil {
+            throw ValidationError("--ocsp-issuer needs --ocsp-response.")
+        }
+        if ocspResponse != nil, cert == nil, db == nil, keyURI == nil {
+            throw ValidationError("--ocsp-response needs the certificate it is about: --cert/--key, --db/--nickname or --key-uri.")
         }
     }
 
@@ -287,13 +305,13 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The files ``makeConfiguration(logger:)`` reads.
     private var watchedFiles: [String] {
-        [cert, key, clientCA, pkcs11PinFile].compactMap { $0 } + serverNames.flatMap { [$0.certificateFile, $0.keyFile] }
+        [cert, key, clientCA, pkcs11PinFile, ocspResponse, ocspIssuer].compactMap { $0 } + clientCRL + serverNames.flatMap { [$0.certificateFile, $0.keyFile] }
     }
 
     /// The server configuration: the identity from the flags (or a self-signed
     /// one), versions, ALPN and handshake timeout.
     private func makeConfiguration(logger: Logger) async throws -> TLSConfiguration {
-        let identity: TLSIdentity
+        var identity: TLSIdentity
         if let keyURI {
             let uri = pkcs11PinFile.map { PKCS11URIQuery.adding("pin-source", $0, to: keyURI) } ?? keyURI
             identity = try await TLSIdentity.pkcs11(keyURI: uri, modulePath: pkcs11Module, certificateChainFile: cert)
@@ -306,6 +324,9 @@ struct ServeCommand: AsyncParsableCommand {
             identity = try await TLSIdentity.selfSigned(names: names)
             logger.notice("no --cert/--key or --db given: using an in-memory self-signed certificate for \(names.joined(separator: ", "))")
         }
+        if let ocspResponse {
+            identity = try await identity.stapling(ocspResponseFile: ocspResponse, issuerCertificateFile: ocspIssuer)
+        }
         var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
         tls.apply(to: &configuration)
         if let path = tls.keyLogFile { configuration.keyLog = try await KeyLogFiles.open(path) }
@@ -317,6 +338,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let clientCA {
             configuration.trust = try await TLSTrust.pem(file: clientCA)
+        }
+        if !clientCRL.isEmpty {
+            configuration.revocation = try await .crl(files: clientCRL)
         }
         return configuration
     }

@@ -116,6 +116,35 @@ extension Integration {
             }
         }
 
+        @Test("every truncation and one-byte change of a response is refused or accepted cleanly, never a crash")
+        func mutatedResponses() async throws {
+            try await withTimeout(seconds: 120) {
+                let ocsp = try await TestOCSP.shared()
+                let identity = try await TLSIdentity.pem(certificateChainFile: ocsp.certificate(.ec), privateKeyFile: ocsp.key(.ec))
+                let good = Array(try Data(contentsOf: URL(fileURLWithPath: ocsp.response(.delegatedEC))))
+                var accepted = 0
+                var variants: [[UInt8]] = (0..<good.count).map { Array(good.prefix($0)) }
+                for index in good.indices {
+                    var changed = good
+                    changed[index] ^= 0x41
+                    variants.append(changed)
+                }
+                let caCertificate = try await TLSIdentity.pem(certificateChainFile: ocsp.caCertificate, privateKeyFile: ocsp.directory.file("ca.key")).certificateChain[0]
+                for variant in variants {
+                    do {
+                        _ = try await identity.stapling(ocspResponse: variant, issuerCertificate: caCertificate)
+                        accepted += 1
+                    } catch let error as TLSError {
+                        #expect(error.kind == .invalidIdentity)
+                    }
+                }
+                // Only changes that leave the signed part and the signature
+                // intact (in the unsigned certificate list, say) may pass.
+                #expect(accepted < good.count / 2, "\(accepted) of \(variants.count) variants accepted")
+                _ = try await identity.stapling(ocspResponse: good, issuerCertificate: caCertificate)
+            }
+        }
+
         // MARK: Our client reads staples from openssl s_server
 
         @Test("our client reports and requires openssl s_server's staple: good, revoked, expired, missing", arguments: versions)
@@ -183,6 +212,34 @@ extension Integration {
                     #expect(connection.info.stapledOCSPResponse == .good)
                     await connection.close()
                 }
+            }
+        }
+
+        @Test("a server with RevocationPolicy.crl refuses openssl s_client's revoked client certificate and accepts the other", arguments: ["-tls1_2", "-tls1_3"])
+        func serverChecksClientCRL(versionFlag: String) async throws {
+            try await withTimeout(seconds: 60) {
+                let ocsp = try await TestOCSP.shared()
+                let identity = try await TLSIdentity.pem(certificateChainFile: ocsp.certificate(.ec), privateKeyFile: ocsp.key(.ec))
+                var configuration = TLSConfiguration.makeServerConfiguration(identity: identity)
+                configuration.trust = try await .pem(file: ocsp.caCertificate)
+                configuration.clientCertificatePolicy = .require
+                configuration.revocation = try await .crl(files: [ocsp.crl])
+                let listener = try await TLSListener.bind(port: 0, configuration: configuration)
+                let server = Task { await TestServers.pong(listener) }
+                for client in [TestOCSP.Leaf.client, .revokedClient] {
+                    let output = try await ExternalTool.run("openssl", [
+                        "s_client", "-connect", "127.0.0.1:\(listener.port)", "-servername", "localhost", versionFlag,
+                        "-CAfile", ocsp.caCertificate, "-cert", ocsp.certificate(client), "-key", ocsp.key(client), "-ign_eof",
+                    ], input: "ping\n")
+                    if client == .client {
+                        #expect(output.stdout.contains("pong: ping"), "\(output)")
+                    } else {
+                        #expect(!output.stdout.contains("pong: ping"), "\(output)")
+                        #expect((output.stdout + output.stderr).contains("certificate revoked"), "\(output)")
+                    }
+                }
+                await listener.close()
+                await server.value
             }
         }
 

@@ -4,7 +4,7 @@ import Foundation
 /// run: server certificates (EC and RSA) whose Authority Information Access
 /// names an OCSP responder on loopback, one of them revoked, a delegated OCSP
 /// signer, DER OCSP responses made by `openssl ocsp` (good, revoked, delegated,
-/// expired through `faketime`), and a CRL.
+/// expired through `faketime`), and a CRL; client certificates too.
 final class TestOCSP: Sendable {
     let directory: TemporaryDirectory
     /// The port the certificates' AIA names: `openssl ocsp -port` listens there.
@@ -20,6 +20,8 @@ final class TestOCSP: Sendable {
 
     enum Leaf: String, Sendable, CaseIterable {
         case ec = "leaf-ec", rsa = "leaf-rsa", revoked = "leaf-revoked"
+        /// Client certificates (RSA, EC): the second one revoked.
+        case client = "client-ok", revokedClient = "client-revoked"
     }
 
     enum Response: String, Sendable {
@@ -115,6 +117,11 @@ final class TestOCSP: Sendable {
             subjectAltName = DNS:localhost,IP:127.0.0.1
             authorityInfoAccess = OCSP;URI:http://127.0.0.1:\(pki.responderPort)/
             authorityKeyIdentifier = keyid
+            [ client_ext ]
+            basicConstraints = critical,CA:false
+            keyUsage = critical,digitalSignature
+            extendedKeyUsage = clientAuth
+            authorityKeyIdentifier = keyid
 
             """)
         let config = dir.file("ca.cnf")
@@ -129,7 +136,11 @@ final class TestOCSP: Sendable {
         try await issue(Leaf.ec.rawValue, ec, "leaf_ext")
         try await issue(Leaf.rsa.rawValue, ["-newkey", "rsa:2048"], "leaf_ext")
         try await issue(Leaf.revoked.rawValue, ec, "leaf_ext")
-        try await run("openssl", ["ca", "-batch", "-config", config, "-revoke", pki.certificate(.revoked), "-crl_reason", "keyCompromise"])
+        try await issue(Leaf.client.rawValue, ["-newkey", "rsa:2048"], "client_ext")
+        try await issue(Leaf.revokedClient.rawValue, ec, "client_ext")
+        for revoked in [Leaf.revoked, .revokedClient] {
+            try await run("openssl", ["ca", "-batch", "-config", config, "-revoke", pki.certificate(revoked), "-crl_reason", "keyCompromise"])
+        }
         try await run("openssl", ["ca", "-batch", "-config", config, "-gencrl", "-out", pki.crl])
 
         func respond(_ leaf: Leaf, _ kind: Response, signer: String = "ca", faked: String? = nil) async throws {
