@@ -13,7 +13,7 @@ extension TLSIdentity {
     /// certificate's issuer (or a responder the issuer delegated to), be about
     /// this certificate, say it is good, and not have expired. To pick up a
     /// fresh response, load it again and ``TLSListener/reload(_:)``, or watch
-    /// the file with ``TLSListener/reloadWhenFilesChange(_:interval:makeConfiguration:)``.
+    /// the file with ``TLSListener/reloadWhenFilesChange(_:checkingEvery:makeConfiguration:)``.
     ///
     /// - Parameters:
     ///   - ocspResponseFile: The DER OCSP response.
