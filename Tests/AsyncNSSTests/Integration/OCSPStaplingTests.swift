@@ -84,6 +84,8 @@ extension Integration {
                     let configuration = try await Self.client(ocsp, revocation: .requireStapledOCSP, version: version)
                     let connection = try await TLSConnection.connect(host: "localhost", port: listener.port, configuration: configuration)
                     #expect(connection.info.stapledOCSPResponse == .good)
+                    try await connection.write(Array("ping\n".utf8))
+                    #expect(try await TestServers.read(connection, through: "\n").hasPrefix("pong: ping"))
                     await connection.close()
                 }
                 await listener.close()
