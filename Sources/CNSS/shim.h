@@ -96,4 +96,24 @@ static inline SECStatus cnss_decode_algorithm_id(PLArenaPool *_Nonnull arena, SE
     return SEC_QuickDERDecodeItem(arena, algorithm, SECOID_AlgorithmIDTemplate, der);
 }
 
+// Encrypted Client Hello: NSS's experimental API, reached through
+// SSL_GetExperimentalAPI by these macros.
+static inline SECStatus cnss_set_server_ech_configs(PRFileDesc *_Nonnull fd, const SECKEYPublicKey *_Nonnull publicKey, const SECKEYPrivateKey *_Nonnull privateKey, const PRUint8 *_Nonnull list, unsigned int length) {
+    return SSL_SetServerEchConfigs(fd, publicKey, privateKey, list, length);
+}
+static inline SECStatus cnss_set_client_ech_configs(PRFileDesc *_Nonnull fd, const PRUint8 *_Nonnull list, unsigned int length) {
+    return SSL_SetClientEchConfigs(fd, list, length);
+}
+static inline SECStatus cnss_get_ech_retry_configs(PRFileDesc *_Nonnull fd, SECItem *_Nonnull retryConfigs) {
+    return SSL_GetEchRetryConfigs(fd, retryConfigs);
+}
+/// An ECHConfigList for an X25519 key, offering HKDF-SHA256 with AES-128-GCM and ChaCha20-Poly1305.
+static inline SECStatus cnss_encode_ech_config(PRUint8 configId, const char *_Nonnull publicName, const SECKEYPublicKey *_Nonnull publicKey, PRUint8 *_Nonnull out, unsigned int *_Nonnull length, unsigned int capacity) {
+    HpkeSymmetricSuite suites[] = {
+        { HpkeKdfHkdfSha256, HpkeAeadAes128Gcm },
+        { HpkeKdfHkdfSha256, HpkeAeadChaCha20Poly1305 },
+    };
+    return SSL_EncodeEchConfigId(configId, publicName, 100, HpkeDhKemX25519Sha256, publicKey, suites, 2, out, length, capacity);
+}
+
 #endif

@@ -80,6 +80,7 @@ enum SSLSocketSetup {
             throw TLSError.fromLastNSSError("\(operation): configuring the identity from \(material.source)")
         }
         try setClientCertificatePolicy(configuration.clientCertificatePolicy, on: fd, operation)
+        try configuration.encryptedClientHelloKeys?.material.install(on: fd, operation)
     }
 
     /// Whether the next full handshake asks the client for a certificate, and
@@ -115,6 +116,13 @@ enum SSLSocketSetup {
         }
         guard SSL_SetSockPeerID(fd, SessionCacheKey.peerID(for: configuration)) == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): setting the session cache key")
+        }
+        if let list = configuration.encryptedClientHelloConfigList {
+            let status = list.withUnsafeBufferPointer { list -> SECStatus in
+                guard let base = list.baseAddress else { return SECFailure }
+                return cnss_set_client_ech_configs(fd, base, UInt32(list.count))
+            }
+            guard status == SECSuccess else { throw TLSError.fromLastNSSError("\(operation): setting the ECH configuration") }
         }
         // Every client asks for a stapled OCSP response: it costs the server
         // nothing when it has none, and TLSConnectionInfo reports its status.

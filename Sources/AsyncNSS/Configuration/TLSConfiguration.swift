@@ -53,6 +53,17 @@ public struct TLSConfiguration: Sendable {
     /// that Wireshark can decrypt captures with. For debugging only; off
     /// (nil) by default. See ``TLSKeyLog``.
     public var keyLog: TLSKeyLog?
+    /// On a server, the keys that let clients encrypt their ClientHello
+    /// (Encrypted Client Hello), hiding the name they ask for from the
+    /// network. TLS 1.3 only; nil (the default) turns ECH off.
+    public var encryptedClientHelloKeys: EncryptedClientHelloKeys?
+    /// On a client, the server's ECHConfigList (from its DNS HTTPS record's
+    /// `ech=`, or ``EncryptedClientHelloKeys/configList``): the ClientHello's
+    /// real server name is encrypted, and only the configuration's public
+    /// name goes in the clear. A server that rejects the configuration but
+    /// sends a current one gets one more try with it. The handshake fails
+    /// unless the server accepts ECH; nil (the default) sends none.
+    public var encryptedClientHelloConfigList: [UInt8]?
     /// Whether a listener reads a PROXY protocol header (from HAProxy or a
     /// load balancer) before TLS on each connection. Off by default.
     public var proxyProtocol: ProxyProtocolPolicy = .off
@@ -128,6 +139,20 @@ public struct TLSConfiguration: Sendable {
         }
         if role == .client, proxyProtocol != .off {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the PROXY protocol is for listeners; a client sends no header")
+        }
+        if role == .server, encryptedClientHelloConfigList != nil {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "encryptedClientHelloConfigList is for clients; a server uses encryptedClientHelloKeys")
+        }
+        if role == .client, encryptedClientHelloKeys != nil {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "encryptedClientHelloKeys are for servers; a client uses encryptedClientHelloConfigList")
+        }
+        if role == .client, let list = encryptedClientHelloConfigList {
+            guard ECHConfigList(list) != nil else {
+                throw TLSError(kind: .invalidConfiguration, operation: operation, message: "encryptedClientHelloConfigList is not an ECHConfigList of version 0xfe0d (base64-decode the ech= value of the DNS HTTPS record)")
+            }
+            guard maximumVersion >= .tls13 else {
+                throw TLSError(kind: .invalidConfiguration, operation: operation, message: "Encrypted Client Hello needs TLS 1.3; the maximum version is \(maximumVersion)")
+            }
         }
         if role == .server, !revocation.worksOnServers {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "RevocationPolicy.\(revocation) is for clients: clients staple no OCSP response, and NSS cannot wait on a server for a responder; use .crl(files:) to check client certificates")

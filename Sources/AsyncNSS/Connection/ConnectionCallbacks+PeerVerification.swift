@@ -145,6 +145,10 @@ extension ConnectionCallbacks {
             return SECFailure
         case .none:
             return SECSuccess
+        case .nssDefault where settings.encryptsClientHello:
+            return verifyWithPKIX(fd, anchors: nil, peerIsClient: false, name: Self.nameToCheck(fd, serverName))
+        case .anchors(let anchors) where settings.encryptsClientHello:
+            return verifyWithPKIX(fd, anchors: anchors, peerIsClient: false, name: Self.nameToCheck(fd, serverName))
         case .nssDefault:
             guard case .crl = settings.revocation.mode else {
                 return SSL_AuthCertificate(UnsafeMutableRawPointer(CERT_GetDefaultCertDB()), fd, checkSignature, isServer)
@@ -158,7 +162,15 @@ extension ConnectionCallbacks {
     /// Verifies the peer's chain with `CERT_PKIXVerifyCert`, against
     /// `anchors` alone or, without them, the trust of every loaded token, and
     /// against the policy's CRLs; then the host name.
-    private func verifyWithPKIX(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors?, peerIsClient: Bool) -> SECStatus {
+    /// The name a client with Encrypted Client Hello checks: the server's,
+    /// or the configuration's public name when the server rejected the
+    /// configuration (RFC 9849 §6.1.7: NSS then fails the handshake with
+    /// its retry configurations, or without).
+    private static func nameToCheck(_ fd: UnsafeMutablePointer<PRFileDesc>, _ serverName: String?) -> String? {
+        ConnectionInfoReader.rejectedEncryptedClientHelloPublicName(fd) ?? serverName
+    }
+
+    private func verifyWithPKIX(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors?, peerIsClient: Bool, name: String? = nil) -> SECStatus {
         guard let peer = SSL_PeerCertificate(fd) else {
             PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))
             return SECFailure
@@ -173,7 +185,7 @@ extension ConnectionCallbacks {
                 PORT_SetError(PRErrorCode(SEC_ERROR_EXPIRED_CERTIFICATE.rawValue))
                 return SECFailure
             }
-            return verifyName(peer, peerIsClient: peerIsClient)
+            return verifyName(peer, peerIsClient: peerIsClient, name: name)
         }
         var check = RevocationFlags.Check.none
         if case .crl(let lists) = settings.revocation.mode {
@@ -186,12 +198,13 @@ extension ConnectionCallbacks {
         guard PeerChainCheck.verify(peer, anchors: anchors, peerIsClient: peerIsClient, revocation: check, services: services) == SECSuccess else {
             return SECFailure
         }
-        return verifyName(peer, peerIsClient: peerIsClient)
+        return verifyName(peer, peerIsClient: peerIsClient, name: name)
     }
 
-    /// A client checks the server's certificate against the name it asked for.
-    private func verifyName(_ peer: UnsafeMutablePointer<CERTCertificate>, peerIsClient: Bool) -> SECStatus {
-        guard !peerIsClient, let serverName else { return SECSuccess }
+    /// A client checks the server's certificate against the name it asked
+    /// for, or `name`.
+    private func verifyName(_ peer: UnsafeMutablePointer<CERTCertificate>, peerIsClient: Bool, name: String? = nil) -> SECStatus {
+        guard !peerIsClient, let serverName = name ?? serverName else { return SECSuccess }
         guard CERT_VerifyCertName(peer, serverName) == SECSuccess else {
             PORT_SetError(PRErrorCode(SSL_ERROR_BAD_CERT_DOMAIN.rawValue))
             return SECFailure

@@ -15,7 +15,8 @@ enum ConnectionInfoReader {
             serverName: isServer ? (requestedServerName ?? negotiatedHostName(fd)) : requestedServerName,
             resumed: channel.resumed != PR_FALSE,
             peerCertificates: peerCertificates(fd),
-            stapledOCSPResponse: channel.resumed != PR_FALSE ? nil : stapledOCSPResponse
+            stapledOCSPResponse: channel.resumed != PR_FALSE ? nil : stapledOCSPResponse,
+            encryptedClientHelloAccepted: channel.echAccepted != PR_FALSE
         )
     }
 
@@ -49,6 +50,16 @@ enum ConnectionInfoReader {
                   state == SSL_NEXT_PROTO_NEGOTIATED || state == SSL_NEXT_PROTO_SELECTED else { return nil }
             return String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<Int(length)]), as: UTF8.self)
         }
+    }
+
+    /// On a client whose ECH configuration the server rejected, the
+    /// configuration's public name: the certificate must carry that name.
+    static func rejectedEncryptedClientHelloPublicName(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {
+        var info = SSLPreliminaryChannelInfo()
+        guard SSL_GetPreliminaryChannelInfo(fd, &info, PRUintn(MemoryLayout<SSLPreliminaryChannelInfo>.size)) == SECSuccess,
+              info.valuesSet & PRUint32(ssl_preinfo_ech) != 0, info.echAccepted == PR_FALSE,
+              let name = info.echPublicName else { return nil }
+        return String(cString: name)
     }
 
     static func negotiatedHostName(_ fd: UnsafeMutablePointer<PRFileDesc>) -> String? {

@@ -13,6 +13,8 @@ struct ConnectionSettings: Sendable {
     let trust: TLSTrust
     let certificateVerifier: CertificateVerifier?
     let revocation: RevocationPolicy
+    /// Whether a client offers Encrypted Client Hello.
+    let encryptsClientHello: Bool
     let serverNameIdentities: ServerNameIdentities
     let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     let unknownServerName: UnknownServerNamePolicy
@@ -29,6 +31,7 @@ struct ConnectionSettings: Sendable {
         self.trust = configuration.trust
         self.certificateVerifier = configuration.certificateVerifier
         self.revocation = configuration.revocation
+        self.encryptsClientHello = configuration.encryptedClientHelloConfigList != nil
         self.serverNameIdentities = ServerNameIdentities(configuration.serverNameIdentities)
         self.serverNameSelector = configuration.serverNameSelector
         self.unknownServerName = configuration.unknownServerName

@@ -34,10 +34,24 @@ extension TLSConnection {
         let serverName = configuration.serverName ?? NetworkAddress.bareHost(host)
         let deadline = ContinuousClock.now + configuration.handshakeTimeout
         let metrics = ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .client)
-        return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
-            try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
-                              logger: logger ?? configuration.logger ?? ConnectionLogging.disabled,
-                              metrics: metrics, services: services)
+        let logger = logger ?? configuration.logger ?? ConnectionLogging.disabled
+        do {
+            return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
+                try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
+                                  logger: logger, metrics: metrics, services: services)
+            }
+        } catch let retry as EncryptedClientHelloRetry {
+            // The server rejected the ECH configuration and sent its current
+            // one: one more try with it (RFC 9849 §6.1.6), and no more.
+            logger.debug("the server rejected the ECH configuration and sent another: trying once more with it")
+            var retried = configuration
+            retried.encryptedClientHelloConfigList = retry.configList
+            do {
+                return try await connect(to: retry.address, configuration: retried, serverName: serverName, verification: verification,
+                                         deadline: .now + configuration.handshakeTimeout, logger: logger, metrics: metrics, services: services)
+            } catch let again as EncryptedClientHelloRetry {
+                throw again.error
+            }
         }
     }
 
@@ -94,17 +108,50 @@ extension TLSConnection {
                 try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
                 return try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: max(.zero, deadline - .now))
             }
+            if configuration.encryptedClientHelloConfigList != nil, !event.info.encryptedClientHelloAccepted {
+                // NSS fails a TLS 1.3 handshake that rejected ECH itself, but
+                // lets one that fell back to TLS 1.2 succeed.
+                throw TLSError(kind: .nss, operation: "handshake with \(remoteAddress)", nssCode: PRErrorCode(SSL_ERROR_ECH_RETRY_WITHOUT_ECH.rawValue),
+                               nssName: "SSL_ERROR_ECH_RETRY_WITHOUT_ECH",
+                               message: "the server did not accept Encrypted Client Hello (it negotiated \(event.info.protocolVersion)); connect without encryptedClientHelloConfigList only if the server name may go in the clear")
+            }
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
             return connection
         } catch {
+            let retry = EncryptedClientHelloRetry(after: error, on: socket, address: address)
             await socket.close()
             callbacks.connectionEnded()
+            if let retry { throw retry }
             if !(error is CancellationError) {
                 callbacks.logger.debug("connecting failed", metadata: ["error": "\(error)"])
             }
             throw error
         }
+    }
+}
+
+/// A handshake that the server failed with `SSL_ERROR_ECH_RETRY_WITH_ECH`,
+/// and the configuration list it sent for another try.
+struct EncryptedClientHelloRetry: Error {
+    let error: any Error
+    let configList: [UInt8]
+    let address: NetworkAddress
+
+    /// The retry of a failed handshake on `socket`, if `error` asks for one;
+    /// read before the socket closes.
+    init?(after error: any Error, on socket: SocketHandle, address: NetworkAddress) {
+        guard let tlsError = error as? TLSError, tlsError.nssCode == PRErrorCode(SSL_ERROR_ECH_RETRY_WITH_ECH.rawValue) else { return nil }
+        let list = try? socket.withFD("reading the server's ECH retry configurations") { fd -> [UInt8]? in
+            var item = SECItem()
+            guard cnss_get_ech_retry_configs(fd, &item) == SECSuccess else { return nil }
+            defer { SECITEM_FreeItem(&item, PR_FALSE) }
+            return item.bytes
+        }
+        guard let configList = list ?? nil, ECHConfigList(configList) != nil else { return nil }
+        self.error = error
+        self.configList = configList
+        self.address = address
     }
 }
 

@@ -17,6 +17,10 @@ public struct TLSConnectionInfo: Sendable, Hashable {
     /// its certificate; nil when it stapled none, on a resumed session (no
     /// certificate was sent), and on a server.
     public var stapledOCSPResponse: OCSPStatus?
+    /// Whether the ClientHello was encrypted (Encrypted Client Hello) and
+    /// the server decrypted it: the server name went over the network
+    /// hidden. Both sides know.
+    public var encryptedClientHelloAccepted: Bool = false
 
     /// The subject of the peer's leaf certificate, if it sent one.
     public var peerSubject: String? { peerCertificates.first?.subject }

@@ -1,0 +1,167 @@
+import AsyncNSS
+@testable import AsyncNSS
+import Foundation
+import Testing
+
+extension Integration {
+    /// Encrypted Client Hello. Debian 12's OpenSSL (3.0) and GnuTLS (3.7.9)
+    /// have no ECH, so the real peers are NSS's own tstclnt and selfserv.
+    @Suite("Encrypted Client Hello: our client and server, tstclnt -N and selfserv -X")
+    struct EncryptedClientHelloTests {
+        static let publicName = "public.example"
+        static let secretName = "secret.example"
+
+        /// A server for both names, and a client that trusts its certificate.
+        private static func pair() async throws -> (identity: TLSIdentity, client: TLSConfiguration) {
+            let identity = try await TLSIdentity.selfSigned(names: [publicName, secretName])
+            var client = TLSConfiguration.makeClientConfiguration(trust: .certificates(identity.certificateChain))
+            client.serverName = secretName
+            return (identity, client)
+        }
+
+        /// The extension types of the ClientHello in `bytes` (whole records).
+        static func extensionTypes(_ bytes: [UInt8]) -> [UInt16] {
+            var index = 5 + 4 + 2 + 32
+            func u16(_ at: Int) -> Int { at + 1 < bytes.count ? Int(bytes[at]) << 8 | Int(bytes[at + 1]) : 0 }
+            guard index < bytes.count else { return [] }
+            index += 1 + Int(bytes[index])
+            index += 2 + u16(index)
+            guard index < bytes.count else { return [] }
+            index += 1 + Int(bytes[index])
+            let end = index + 2 + u16(index)
+            index += 2
+            var types: [UInt16] = []
+            while index + 4 <= min(end, bytes.count) {
+                types.append(UInt16(u16(index)))
+                index += 4 + u16(index + 2)
+            }
+            return types
+        }
+
+        @Test("accepted: the server sees the secret name, both sides report ECH, TLS 1.3")
+        func accepted() async throws {
+            try await withTimeout(seconds: 60) {
+                let (identity, client) = try await Self.pair()
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                #expect(keys.publicName == Self.publicName)
+                var server = TLSConfiguration.makeServerConfiguration(identity: identity)
+                server.encryptedClientHelloKeys = keys
+                let listener = try await TLSListener.bind(port: 0, configuration: server)
+                let accepted = Task { () -> TLSConnectionInfo? in
+                    for try await connection in listener {
+                        let info = connection.info
+                        _ = try await TestServers.read(connection, through: "\n")
+                        try await connection.write(Array("ok\n".utf8))
+                        await connection.close()
+                        return info
+                    }
+                    return nil
+                }
+                var configuration = client
+                configuration.encryptedClientHelloConfigList = keys.configList
+                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
+                #expect(connection.info.encryptedClientHelloAccepted)
+                #expect(connection.info.protocolVersion == .tls13)
+                try await connection.write(Array("hello\n".utf8))
+                #expect(try await TestServers.read(connection, through: "\n") == "ok\n")
+                await connection.close()
+                let serverInfo = try await accepted.value
+                #expect(serverInfo?.encryptedClientHelloAccepted == true)
+                #expect(serverInfo?.serverName == Self.secretName)
+                await listener.close()
+            }
+        }
+
+        @Test("on the wire, the ClientHello names only the public name and carries the ECH extension")
+        func outerNameOnTheWire() async throws {
+            try await withTimeout(seconds: 60) {
+                let (_, client) = try await Self.pair()
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                let listener = try await TCPListener.bind(host: "127.0.0.1", port: 0)
+                let captured = Task { () -> [UInt8] in
+                    let connection = try await listener.accept()
+                    var bytes: [UInt8] = []
+                    while case .needMore = ClientHelloServerName.parse(bytes), let chunk = try await connection.receive() { bytes += chunk }
+                    await connection.close()
+                    return bytes
+                }
+                var configuration = client
+                configuration.encryptedClientHelloConfigList = keys.configList
+                configuration.handshakeTimeout = .seconds(5)
+                _ = try? await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
+                let hello = try await captured.value
+                #expect(ClientHelloServerName.parse(hello) == .complete(serverName: Self.publicName))
+                #expect(Self.extensionTypes(hello).contains(0xfe0d), "\(Self.extensionTypes(hello))")
+                #expect(!String(decoding: hello, as: UTF8.self).contains(Self.secretName))
+                await listener.close()
+            }
+        }
+
+        @Test("a client with another key's configuration gets the server's in retry and connects on the second try")
+        func retryConfigs() async throws {
+            try await withTimeout(seconds: 60) {
+                let (identity, client) = try await Self.pair()
+                let current = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                let outdated = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                var server = TLSConfiguration.makeServerConfiguration(identity: identity)
+                server.encryptedClientHelloKeys = current
+                let listener = try await TLSListener.bind(port: 0, configuration: server)
+                // The first try's handshake completes on the server, which then
+                // reads the client's ech_required alert.
+                let serving = Task {
+                    await TestServers.respond(listener, until: "\n", expected: { ($0 as? TLSError)?.nssName == "SSL_ERROR_ECH_REQUIRED_ALERT" }) { request, _ in
+                        "pong: \(request)"
+                    }
+                }
+                var configuration = client
+                configuration.encryptedClientHelloConfigList = outdated.configList
+                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
+                #expect(connection.info.encryptedClientHelloAccepted)
+                try await connection.write(Array("ping\n".utf8))
+                #expect(try await TestServers.read(connection, through: "\n").hasPrefix("pong: ping"))
+                await connection.close()
+                await listener.close()
+                await serving.value
+            }
+        }
+
+        @Test("a server without ECH, or one that speaks only TLS 1.2, fails the client: the name is never sent in the clear by surprise",
+              arguments: [TLSVersion.tls13, .tls12])
+        func serverWithoutECH(version: TLSVersion) async throws {
+            try await withTimeout(seconds: 60) {
+                let (identity, client) = try await Self.pair()
+                var server = TLSConfiguration.makeServerConfiguration(identity: identity)
+                server.maximumVersion = version
+                let listener = try await TLSListener.bind(port: 0, configuration: server)
+                let serving = Task { for try await connection in listener { await connection.close() } }
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                var configuration = client
+                configuration.encryptedClientHelloConfigList = keys.configList
+                let error = await #expect(throws: TLSError.self) {
+                    _ = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
+                }
+                #expect(error?.nssName == "SSL_ERROR_ECH_RETRY_WITHOUT_ECH", "\(String(describing: error))")
+                await listener.close()
+                _ = await serving.result
+            }
+        }
+
+        @Test("keys round-trip through their PEM encoding, and bad public names and lists are refused")
+        func keysRoundTrip() async throws {
+            try await withTimeout(seconds: 60) {
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                let directory = try TemporaryDirectory()
+                let file = try directory.write("ech.pem", keys.pemEncoded)
+                let loaded = try await EncryptedClientHelloKeys.load(file: file)
+                #expect(loaded.configList == keys.configList)
+                #expect(loaded.configListBase64 == keys.configListBase64)
+                for bad in ["", "127.0.0.1", "bad name", "under_score.example", "x.123"] {
+                    await #expect(throws: TLSError.self, "\(bad)") { _ = try await EncryptedClientHelloKeys.generate(publicName: bad) }
+                }
+                var client = TLSConfiguration.makeClientConfiguration()
+                client.encryptedClientHelloConfigList = [0, 3, 1, 2, 3]
+                await #expect(throws: TLSError.self) { _ = try await TLSConnection.connect(host: "127.0.0.1", port: 9, configuration: client) }
+            }
+        }
+    }
+}
