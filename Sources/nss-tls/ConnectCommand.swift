@@ -53,9 +53,15 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Check every certificate of the server's chain against this CRL file, DER or PEM (repeatable); a certificate whose issuer has no CRL here fails. Excludes --revocation.", valueName: "file"))
     var crl: [String] = []
 
+    @Option(help: ArgumentHelp("Encrypt the ClientHello (ECH) with this base64 ECHConfigList, the ech= value of the server's DNS HTTPS record; only its public name goes in the clear. Fails unless the server accepts ECH.", valueName: "base64"))
+    var ech: String?
+
     @OptionGroup var tls: TLSOptions
 
     func validate() throws {
+        if let ech, (try? EncryptedClientHelloKeys.configList(base64: ech)) == nil {
+            throw ValidationError("--ech is not the base64 of an ECHConfigList (the ech= value of a DNS HTTPS record).")
+        }
         if !crl.isEmpty, revocation != .off {
             throw ValidationError("--crl and --revocation \(revocation) exclude each other: choose one way to check revocation.")
         }
@@ -129,6 +135,7 @@ struct ConnectCommand: AsyncParsableCommand {
         tls.apply(to: &configuration)
         if let path = tls.keyLogFile { configuration.keyLog = try await KeyLogFiles.open(path) }
         configuration.revocation = crl.isEmpty ? revocation.policy : try await .crl(files: crl)
+        configuration.encryptedClientHelloConfigList = try ech.map(EncryptedClientHelloKeys.configList(base64:))
         return configuration
     }
 

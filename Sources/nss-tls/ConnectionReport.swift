@@ -14,6 +14,7 @@ enum ConnectionReport {
             "resumed: \(info.resumed ? "yes" : "no")",
             "sni: \(nonEmpty(info.serverName) ?? "none")",
             "client-certificate: \(nonEmpty(info.peerSubject) ?? "none")",
+            "ech: \(info.encryptedClientHelloAccepted ? "accepted" : "no")",
         ]
     }
 
@@ -27,6 +28,7 @@ enum ConnectionReport {
             "server-name: \(nonEmpty(info.serverName) ?? "none")",
             "peer-subject: \(nonEmpty(info.peerSubject) ?? "none")",
             "ocsp-staple: \(info.stapledOCSPResponse.map { "\($0)" } ?? "none")",
+            "ech: \(info.encryptedClientHelloAccepted ? "accepted" : "no")",
         ]
     }
 

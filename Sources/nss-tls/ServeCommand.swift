@@ -21,7 +21,8 @@ struct ServeCommand: AsyncParsableCommand {
             token (an HSM); --cert gives its certificate chain.
 
             --ocsp-response staples an OCSP response to the certificate; \
-            --client-crl checks client certificates against CRLs.
+            --client-crl checks client certificates against CRLs. --ech-keys \
+            decrypts Encrypted Client Hellos.
 
             Once bound it prints "nss-tls: listening on HOST:PORT" on standard output \
             (useful with --port 0). It logs one line per connection on standard error: \
@@ -98,6 +99,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The issuer's PEM certificate, to check --ocsp-response's signature when the --cert chain does not hold it.", valueName: "pem-file"))
     var ocspIssuer: String?
+
+    @Option(name: .customLong("ech-keys"), help: ArgumentHelp("Encrypted Client Hello keys (PEM: PRIVATE KEY and ECHCONFIG blocks). With --ech-public-name and no such file, new keys are made and written there (mode 0600). The ECHConfigList to publish is logged.", valueName: "pem-file"))
+    var echKeys: String?
+
+    @Option(name: .customLong("ech-public-name"), help: ArgumentHelp("The public name of new ECH keys: the name clients send in the clear. The certificate must cover it too.", valueName: "name"))
+    var echPublicName: String?
 
     @Option(name: .customLong("client-crl"), help: ArgumentHelp("Check client certificates against this CRL file, DER or PEM (repeatable); a certificate whose issuer has no CRL here fails. Read again on SIGHUP.", valueName: "file"))
     var clientCRL: [String] = []
@@ -192,6 +199,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if verbose, logLevel != nil {
             throw ValidationError("Use either --verbose or --log-level, not both.")
+        }
+        if echPublicName != nil, echKeys == nil {
+            throw ValidationError("--ech-public-name needs --ech-keys, the file to keep the new keys in.")
         }
         if ocspIssuer != nil, ocspResponse == nil {
             throw ValidationError("--ocsp-issuer needs --ocsp-response.")
@@ -305,7 +315,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The files ``makeConfiguration(logger:)`` reads.
     private var watchedFiles: [String] {
-        [cert, key, clientCA, pkcs11PinFile, ocspResponse, ocspIssuer].compactMap { $0 } + clientCRL + serverNames.flatMap { [$0.certificateFile, $0.keyFile] }
+        [cert, key, clientCA, pkcs11PinFile, ocspResponse, ocspIssuer, echKeys].compactMap { $0 } + clientCRL + serverNames.flatMap { [$0.certificateFile, $0.keyFile] }
     }
 
     /// The server configuration: the identity from the flags (or a self-signed
@@ -342,6 +352,24 @@ struct ServeCommand: AsyncParsableCommand {
         if !clientCRL.isEmpty {
             configuration.revocation = try await .crl(files: clientCRL)
         }
+        if let echKeys {
+            configuration.encryptedClientHelloKeys = try await Self.loadOrMakeECHKeys(echKeys, publicName: echPublicName, logger: logger)
+        }
         return configuration
+    }
+
+    /// The ECH keys of `file`, made first when `publicName` is given and the
+    /// file does not exist yet; the list to publish goes to the log.
+    private static func loadOrMakeECHKeys(_ file: String, publicName: String?, logger: Logger) async throws -> EncryptedClientHelloKeys {
+        let keys: EncryptedClientHelloKeys
+        if let publicName, access(file, F_OK) != 0 {
+            keys = try await EncryptedClientHelloKeys.generate(publicName: publicName)
+            try await keys.write(toFile: file)
+            logger.notice("made new ECH keys in \(file)")
+        } else {
+            keys = try await EncryptedClientHelloKeys.load(file: file)
+        }
+        logger.info("ECH on: public name \(keys.publicName); ECHConfigList (the DNS HTTPS record's ech=): \(keys.configListBase64)")
+        return keys
     }
 }

@@ -1,4 +1,7 @@
 internal import CNSS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A server's Encrypted Client Hello keys: an X25519 key pair and the
 /// ECHConfigList that clients encrypt their ClientHello to.
@@ -10,7 +13,7 @@ internal import CNSS
 ///
 /// ```swift
 /// let keys = try await EncryptedClientHelloKeys.generate(publicName: "public.example.com")
-/// try keys.pemEncoded.write(toFile: "ech.pem", atomically: true, encoding: .utf8)   // mode 0600
+/// try await keys.write(toFile: "ech.pem")   // mode 0600
 /// server.encryptedClientHelloKeys = keys
 /// ```
 public struct EncryptedClientHelloKeys: Sendable {
@@ -30,12 +33,47 @@ public struct EncryptedClientHelloKeys: Sendable {
         PEM.encode(label: "PRIVATE KEY", der: material.privateKeyDER) + PEM.encode(label: "ECHCONFIG", der: configList)
     }
 
+    /// The ECHConfigList in `base64` (a DNS HTTPS record's `ech=` value), checked.
+    ///
+    /// - Throws: ``TLSError/Kind/invalidConfiguration`` when it is not base64
+    ///   or not a list of version 0xfe0d configurations.
+    public static func configList(base64: String) throws -> [UInt8] {
+        guard let bytes = Base64.decode(Array(base64.utf8)), ECHConfigList(bytes) != nil else {
+            throw TLSError(kind: .invalidConfiguration, operation: "reading an ECHConfigList", message: "not the base64 of an ECHConfigList of version 0xfe0d")
+        }
+        return bytes
+    }
+
     /// Makes a new key pair and its configuration for `publicName`, a DNS
     /// name (not an IP address) that the server has a certificate for.
     public static func generate(publicName: String) async throws -> EncryptedClientHelloKeys {
         let services = try Runtime.shared.services()
         return try await services.blockingPool.run {
             EncryptedClientHelloKeys(material: try ECHKeyMaterial.generate(publicName: publicName, services: services))
+        }
+    }
+
+    /// Writes ``pemEncoded`` to a new file at `path`, readable by its owner
+    /// alone (mode 0600). An existing file is left alone: this throws.
+    public func write(toFile path: String) async throws {
+        let services = try Runtime.shared.services()
+        let bytes = Array(pemEncoded.utf8)
+        try await services.blockingPool.run {
+            let operation = "writing ECH keys to \(path)"
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                throw TLSError(kind: .invalidConfiguration, operation: operation, message: String(cString: strerror(errno)))
+            }
+            defer { close(descriptor) }
+            var written = 0
+            while written < bytes.count {
+                let count = bytes[written...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+                guard count > 0 else {
+                    if count < 0, errno == EINTR { continue }
+                    throw TLSError(kind: .invalidConfiguration, operation: operation, message: String(cString: strerror(errno)))
+                }
+                written += count
+            }
         }
     }
 

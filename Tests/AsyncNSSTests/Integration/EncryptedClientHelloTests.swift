@@ -146,6 +146,85 @@ extension Integration {
             }
         }
 
+        @Test("NSS's tstclnt -N hides the name from our server's public name, and our server decrypts it",
+              .enabled(if: ExternalTool.isInstalled("tstclnt", "certutil"), "needs tstclnt: apt-get install libnss3-tools"))
+        func tstclntClient() async throws {
+            try await withTimeout(seconds: 60) {
+                let (identity, _) = try await Self.pair()
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                var server = TLSConfiguration.makeServerConfiguration(identity: identity)
+                server.encryptedClientHelloKeys = keys
+                let listener = try await TLSListener.bind(port: 0, configuration: server)
+                let accepted = Task { () -> TLSConnectionInfo? in
+                    for try await connection in listener {
+                        let info = connection.info
+                        _ = try await TestServers.read(connection, through: "\n")
+                        try await connection.write(Array("ech ok\n".utf8))
+                        await connection.close()
+                        return info
+                    }
+                    return nil
+                }
+                // tstclnt needs a database, even an empty one; -o accepts the certificate.
+                let directory = try TemporaryDirectory()
+                let database = "sql:" + directory.file("db")
+                try FileManager.default.createDirectory(atPath: directory.file("db"), withIntermediateDirectories: true)
+                _ = try await ExternalTool.run("certutil", ["-N", "-d", database, "--empty-password"])
+                // The request comes from a file (-A): tstclnt polls a closed pipe forever.
+                let request = try directory.write("request", "hello\n")
+                let output = try await ExternalTool.run("tstclnt", [
+                    "-4", "-d", database, "-h", "127.0.0.1", "-p", "\(listener.port)", "-a", Self.secretName, "-N", keys.configListBase64,
+                    "-V", "tls1.3:tls1.3", "-o", "-A", request,
+                ])
+                #expect(output.stdout.contains("ech ok"), "\(output)")
+                #expect(output.status == 0, "\(output)")
+                // Ends the server's loop if tstclnt never connected.
+                if output.status != 0 { await listener.close() }
+                let info = try await accepted.value
+                #expect(info?.encryptedClientHelloAccepted == true, "\(output)")
+                #expect(info?.serverName == Self.secretName)
+                await listener.close()
+            }
+        }
+
+        @Test("our client hides the name from NSS's selfserv -X, which answers for the secret name",
+              .enabled(if: ExternalTool.isInstalled("selfserv", "certutil", "pk12util", "openssl"), "needs libnss3-tools and openssl"))
+        func selfservServer() async throws {
+            try await withTimeout(seconds: 90) {
+                let directory = try TemporaryDirectory()
+                let certificate = directory.file("server.pem"), key = directory.file("server.key")
+                try await SelfSignedFiles.make(certificate: certificate, key: key, subject: "/CN=\(Self.publicName)", altName: "DNS:\(Self.publicName),DNS:\(Self.secretName)")
+                let database = "sql:" + directory.file("db")
+                try FileManager.default.createDirectory(atPath: directory.file("db"), withIntermediateDirectories: true)
+                for (tool, arguments) in [
+                    ("openssl", ["pkcs12", "-export", "-in", certificate, "-inkey", key, "-name", "server", "-out", directory.file("server.p12"), "-passout", "pass:p"]),
+                    ("certutil", ["-N", "-d", database, "--empty-password"]),
+                    ("pk12util", ["-i", directory.file("server.p12"), "-d", database, "-W", "p"]),
+                ] {
+                    let output = try await ExternalTool.run(tool, arguments)
+                    #expect(output.status == 0, "\(output)")
+                }
+                // selfserv -X takes base64 of a 2-byte length, the PKCS#8 key, then the ECHConfigList.
+                let keys = try await EncryptedClientHelloKeys.generate(publicName: Self.publicName)
+                let pem = try PEM.parse(keys.pemEncoded)
+                let pkcs8 = pem[0].der
+                let parameters = Base64.encode([UInt8(pkcs8.count >> 8), UInt8(pkcs8.count & 0xff)] + pkcs8 + keys.configList)
+                let port = try RawTCP.freePort()
+                let server = try ChildProcess("selfserv", ["-d", database, "-n", "server", "-p", "\(port)", "-V", "tls1.3:tls1.3", "-X", parameters])
+                defer { server.stop() }
+                try await RawTCP.waitUntilListening(port: port)
+                var configuration = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: certificate))
+                configuration.serverName = Self.secretName
+                configuration.encryptedClientHelloConfigList = keys.configList
+                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
+                #expect(connection.info.encryptedClientHelloAccepted)
+                try await connection.write(Array("GET / HTTP/1.0\r\n\r\n".utf8))
+                let (page, _) = try await TestServers.readToEnd(connection)
+                #expect(page.contains("HTTP/1.0 200 OK"), "\(page)")
+                await connection.close()
+            }
+        }
+
         @Test("keys round-trip through their PEM encoding, and bad public names and lists are refused")
         func keysRoundTrip() async throws {
             try await withTimeout(seconds: 60) {
