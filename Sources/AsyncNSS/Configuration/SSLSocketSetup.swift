@@ -68,6 +68,13 @@ enum SSLSocketSetup {
         let verifiesClients = configuration.clientCertificatePolicy != .none
         try setOption(fd, SSL_ENABLE_SESSION_TICKETS, !verifiesClients, operation)
         try setOption(fd, SSL_NO_CACHE, verifiesClients, operation)
+        try configureIdentity(identity, on: fd, operation)
+        try setClientCertificatePolicy(configuration.clientCertificatePolicy, on: fd, operation)
+        try configuration.encryptedClientHelloKeys?.material.install(on: fd, operation)
+    }
+
+    /// The certificate, key, chain and stapled OCSP response a server presents.
+    static func configureIdentity(_ identity: TLSIdentity, on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
         let material = identity.material
         let status = try material.certificate.withPointer(operation) { certificate in
             try material.privateKey.withPointer(operation) { key in
@@ -79,8 +86,6 @@ enum SSLSocketSetup {
         guard status == SECSuccess else {
             throw TLSError.fromLastNSSError("\(operation): configuring the identity from \(material.source)")
         }
-        try setClientCertificatePolicy(configuration.clientCertificatePolicy, on: fd, operation)
-        try configuration.encryptedClientHelloKeys?.material.install(on: fd, operation)
     }
 
     /// Whether the next full handshake asks the client for a certificate, and

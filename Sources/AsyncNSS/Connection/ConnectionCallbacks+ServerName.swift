@@ -10,7 +10,16 @@ extension ConnectionCallbacks {
     /// up, else the unknown-name policy. A name with an identity of its own
     /// that was not chosen beforehand is refused rather than answered with
     /// the default identity.
-    func selectIdentity(for name: String) -> PRInt32 {
+    ///
+    /// After an encrypted ClientHello (ECH), the name is known only here, and
+    /// this sets up the identity for `name` (the name inside when NSS
+    /// decrypted it, the public name when it could not). `SSL_ConfigServerCert`
+    /// replaces the identity set up before when both have the same key type;
+    /// with another key type NSS keeps both, and may present either.
+    func selectIdentity(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
+        if choosesIdentityAfterDecryption.load(ordering: .relaxed) {
+            return setUpIdentityAfterDecryption(for: name, on: fd)
+        }
         if let chosen = preselectedServerName.withLock({ $0 }), chosen.lowercased() == name.lowercased() {
             return 0
         }
@@ -19,5 +28,23 @@ extension ConnectionCallbacks {
             return SSL_SNI_SEND_ALERT
         }
         return settings.unknownServerName == .reject ? SSL_SNI_SEND_ALERT : SSL_SNI_CURRENT_CONFIG_IS_USED
+    }
+
+    private func setUpIdentityAfterDecryption(for name: String, on fd: UnsafeMutablePointer<PRFileDesc>) -> PRInt32 {
+        if let chosen = preselectedServerName.withLock({ $0 }), chosen.lowercased() == name.lowercased() {
+            return 0
+        }
+        let named = settings.serverNameIdentities.identity(for: name) ?? settings.serverNameSelector?(name)
+        guard let identity = named ?? (settings.unknownServerName == .reject ? nil : settings.defaultIdentity) else {
+            return SSL_SNI_SEND_ALERT
+        }
+        do {
+            try SSLSocketSetup.configureIdentity(identity, on: fd, "choosing the identity for \(name)")
+        } catch {
+            logger.info("could not set up the identity for a decrypted server name", metadata: ["sni": "\(name)", "error": "\(error)"])
+            return SSL_SNI_SEND_ALERT
+        }
+        preselectedServerName.withLock { $0 = name }
+        return 0
     }
 }

@@ -84,6 +84,9 @@ final class ConnectionCallbacks: Sendable {
     /// On a server, the SNI name whose identity the socket was set up with
     /// before the handshake (``ServerNamePreselection``); nil for the default.
     let preselectedServerName = Mutex<String?>(nil)
+    /// On a server, whether the socket was set up without an identity for
+    /// the SNI hook to choose one once NSS decrypted the ClientHello (ECH).
+    let choosesIdentityAfterDecryption = Atomic<Bool>(false)
 
     init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
         self.settings = settings

@@ -15,6 +15,11 @@ struct ConnectionSettings: Sendable {
     let revocation: RevocationPolicy
     /// Whether a client offers Encrypted Client Hello.
     let encryptsClientHello: Bool
+    /// Whether a server has keys to decrypt Encrypted Client Hellos.
+    let decryptsClientHello: Bool
+    /// A server's default identity, which its SNI hook sets up for an
+    /// encrypted ClientHello whose name has no identity of its own.
+    let defaultIdentity: TLSIdentity?
     let serverNameIdentities: ServerNameIdentities
     let serverNameSelector: (@Sendable (String) -> TLSIdentity?)?
     let unknownServerName: UnknownServerNamePolicy
@@ -32,6 +37,8 @@ struct ConnectionSettings: Sendable {
         self.certificateVerifier = configuration.certificateVerifier
         self.revocation = configuration.revocation
         self.encryptsClientHello = configuration.encryptedClientHelloConfigList != nil
+        self.decryptsClientHello = role == .server && configuration.encryptedClientHelloKeys != nil
+        self.defaultIdentity = role == .server ? configuration.identity : nil
         self.serverNameIdentities = ServerNameIdentities(configuration.serverNameIdentities)
         self.serverNameSelector = configuration.serverNameSelector
         self.unknownServerName = configuration.unknownServerName

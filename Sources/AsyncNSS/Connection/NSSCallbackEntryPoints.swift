@@ -28,13 +28,13 @@ enum NSSCallbackEntryPoints {
     }
 
     /// Records the SNI name and answers for the identity chosen for it.
-    static let serverNameReceived: SSLSNISocketConfig = { _, names, count, argument in
-        guard let callbacks = ConnectionCallbacks.from(argument),
+    static let serverNameReceived: SSLSNISocketConfig = { fd, names, count, argument in
+        guard let fd, let callbacks = ConnectionCallbacks.from(argument),
               let names, count > 0, let data = names.pointee.data,
               names.pointee.len > 0, names.pointee.len <= 255 else { return SSL_SNI_CURRENT_CONFIG_IS_USED }
         let name = String(decoding: UnsafeBufferPointer(start: data, count: Int(names.pointee.len)), as: UTF8.self)
         callbacks.requestedServerName.withLock { $0 = name }
-        return callbacks.selectIdentity(for: name)
+        return callbacks.selectIdentity(for: name, on: fd)
     }
 
     static let authenticateCertificate: SSLAuthCertificate = { argument, fd, checkSignature, isServer in

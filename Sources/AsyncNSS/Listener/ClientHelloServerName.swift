@@ -9,6 +9,10 @@ enum ClientHelloServerName {
     enum Parse: Equatable {
         /// The whole ClientHello is here; the name it asks for, if any.
         case complete(serverName: String?)
+        /// The whole ClientHello is here, and it carries an encrypted one
+        /// (Encrypted Client Hello): its name is only the public name, and
+        /// the name the client asks for is inside, for NSS to decrypt.
+        case encrypted(outerServerName: String?)
         /// The bytes so far are the start of a ClientHello.
         case needMore
         /// Not a ClientHello that this parser can read; NSS will judge it.
@@ -39,29 +43,36 @@ enum ClientHelloServerName {
             guard bodyLength <= maximumLength else { return .unreadable }
             if message.count >= 4 + bodyLength {
                 var body = Cursor(message[4..<(4 + bodyLength)])
-                return .complete(serverName: serverName(in: &body))
+                let (name, encrypted) = serverName(in: &body)
+                return encrypted ? .encrypted(outerServerName: name) : .complete(serverName: name)
             }
         }
         return .needMore
     }
 
-    /// The first host_name of the server_name extension; nil if there is
-    /// none, or if the body ends early (NSS then refuses it).
-    private static func serverName(in body: inout Cursor) -> String? {
+    /// The first host_name of the server_name extension (nil if there is
+    /// none, or if the body ends early: NSS then refuses it), and whether an
+    /// encrypted_client_hello extension (0xfe0d) came too.
+    private static func serverName(in body: inout Cursor) -> (String?, encrypted: Bool) {
         guard body.skip(2 + 32),                      // legacy_version, random
               body.skipVector(lengthBytes: 1),        // legacy_session_id
               body.skipVector(lengthBytes: 2),        // cipher_suites
               body.skipVector(lengthBytes: 1),        // legacy_compression_methods
-              var extensions = body.vector(lengthBytes: 2) else { return nil }
+              var extensions = body.vector(lengthBytes: 2) else { return (nil, false) }
+        var name: String?
+        var encrypted = false
         while let type = extensions.integer(bytes: 2), var data = extensions.vector(lengthBytes: 2) {
-            guard type == 0 else { continue }
-            guard var names = data.vector(lengthBytes: 2) else { return nil }
-            while let nameType = names.integer(bytes: 1), let name = names.vector(lengthBytes: 2) {
-                if nameType == 0, !name.isEmpty, name.count <= 255 { return String(decoding: name.remaining, as: UTF8.self) }
+            if type == 0xfe0d { encrypted = true }
+            guard type == 0, name == nil else { continue }
+            guard var names = data.vector(lengthBytes: 2) else { return (nil, encrypted) }
+            while let nameType = names.integer(bytes: 1), let value = names.vector(lengthBytes: 2) {
+                if nameType == 0, !value.isEmpty, value.count <= 255 {
+                    name = String(decoding: value.remaining, as: UTF8.self)
+                    break
+                }
             }
-            return nil
         }
-        return nil
+        return (name, encrypted)
     }
 
     /// Reads big-endian integers and length-prefixed vectors; every read

@@ -14,10 +14,17 @@ import Synchronization
 /// afterwards as if it came from the socket, and only then is the socket
 /// imported into NSS.
 enum ServerNamePreselection {
-    /// The name a ClientHello asked for and the identity chosen for it.
-    struct Choice: Sendable {
-        let name: String
-        let identity: TLSIdentity
+    /// What the ClientHello decided.
+    enum Choice: Sendable {
+        /// The name it asked for, and the identity chosen for it.
+        case identity(name: String, TLSIdentity)
+        /// It is an Encrypted Client Hello that this server can decrypt: the
+        /// name is known only once NSS has decrypted it, and NSS's SNI hook
+        /// sets the identity up then (``ConnectionCallbacks/selectIdentity(for:on:)``).
+        /// Until then the socket has the public name's identity, if it has
+        /// one of its own, or the default: NSS chooses the cipher suite
+        /// before the hook, and only among suites that some certificate serves.
+        case afterDecryption(publicName: String?, TLSIdentity?)
     }
 
     /// Whether a server with `settings` presents other identities than its default.
@@ -27,14 +34,23 @@ enum ServerNamePreselection {
 
     /// `configuration` with the identity chosen for the ClientHello's name
     /// (see ``choose(on:settings:deadline:operation:)``), which it records in
-    /// `callbacks` for NSS's SNI hook; nil when `configuration`'s own identity
-    /// serves, or when the settings have no per-name identities.
+    /// `callbacks` for NSS's SNI hook; nil when `configuration`'s own identity serves, or when the settings
+    /// have no per-name identities.
     static func configuration(_ configuration: TLSConfiguration, for socket: SocketHandle, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> TLSConfiguration? {
         guard isNeeded(callbacks.settings),
               let choice = try await choose(on: socket, settings: callbacks.settings, deadline: deadline, operation: operation()) else { return nil }
-        callbacks.preselectedServerName.withLock { $0 = choice.name }
         var chosen = configuration
-        chosen.identity = choice.identity
+        switch choice {
+        case .identity(let name, let identity):
+            callbacks.preselectedServerName.withLock { $0 = name }
+            chosen.identity = identity
+        case .afterDecryption(let publicName, let identity):
+            callbacks.choosesIdentityAfterDecryption.store(true, ordering: .relaxed)
+            if let publicName, let identity {
+                callbacks.preselectedServerName.withLock { $0 = publicName }
+                chosen.identity = identity
+            }
+        }
         return chosen
     }
 
@@ -59,10 +75,13 @@ enum ServerNamePreselection {
                 return (parsed, read, read < 0 ? PR_GetError() : 0)
             }
             switch step.0 {
-            case .complete(let name?):
+            case .encrypted(let publicName) where settings.decryptsClientHello:
+                let identity = publicName.flatMap { settings.serverNameIdentities.identity(for: $0) ?? settings.serverNameSelector?($0) }
+                return .afterDecryption(publicName: identity == nil ? nil : publicName, identity)
+            case .complete(let name?), .encrypted(let name?):
                 let fixed = settings.serverNameIdentities.identity(for: name)
-                return (fixed ?? settings.serverNameSelector?(name)).map { Choice(name: name, identity: $0) }
-            case .complete(serverName: nil), .unreadable:
+                return (fixed ?? settings.serverNameSelector?(name)).map { .identity(name: name, $0) }
+            case .complete(serverName: nil), .encrypted(outerServerName: nil), .unreadable:
                 return nil
             case .needMore:
                 if step.readMore > 0 { continue }
