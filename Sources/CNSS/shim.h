@@ -116,4 +116,21 @@ static inline SECStatus cnss_encode_ech_config(PRUint8 configId, const char *_No
     return SSL_EncodeEchConfigId(configId, publicName, 100, HpkeDhKemX25519Sha256, publicKey, suites, 2, out, length, capacity);
 }
 
+// TLS 1.3 early data (0-RTT): NSS's experimental anti-replay API.
+static inline SSLAntiReplayContext *_Nullable cnss_create_anti_replay_context(PRTime window) {
+    SSLAntiReplayContext *context = NULL;
+    // 7 hashes over 2^14-bit Bloom filters: NSS selfserv's parameters.
+    if (SSL_CreateAntiReplayContext(PR_Now(), window, 7, 14, &context) != SECSuccess) return NULL;
+    return context;
+}
+static inline SECStatus cnss_release_anti_replay_context(SSLAntiReplayContext *_Nonnull context) {
+    return SSL_ReleaseAntiReplayContext(context);
+}
+static inline SECStatus cnss_set_anti_replay_context(PRFileDesc *_Nonnull fd, SSLAntiReplayContext *_Nonnull context) {
+    return SSL_SetAntiReplayContext(fd, context);
+}
+static inline SECStatus cnss_set_max_early_data_size(PRFileDesc *_Nonnull fd, PRUint32 size) {
+    return SSL_SetMaxEarlyDataSize(fd, size);
+}
+
 #endif

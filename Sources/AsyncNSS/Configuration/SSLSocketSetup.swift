@@ -71,6 +71,21 @@ enum SSLSocketSetup {
         try configureIdentity(identity, on: fd, operation)
         try setClientCertificatePolicy(configuration.clientCertificatePolicy, on: fd, operation)
         try configuration.encryptedClientHelloKeys?.material.install(on: fd, operation)
+        try setEarlyData(configuration.earlyData, acceptable: !verifiesClients, on: fd, operation)
+    }
+
+    /// Early data on a server: the option, the size tickets allow, and the
+    /// runtime's anti-replay context for the window. A listener that asks
+    /// for client certificates issues no tickets, so it never gets any.
+    private static func setEarlyData(_ policy: EarlyDataPolicy, acceptable: Bool, on fd: UnsafeMutablePointer<PRFileDesc>, _ operation: String) throws {
+        let accepts = policy.isOn && acceptable
+        try setOption(fd, SSL_ENABLE_0RTT_DATA, accepts, operation)
+        guard accepts else { return }
+        let context = try Runtime.shared.services().antiReplay.context(window: policy.antiReplayWindow)
+        guard cnss_set_anti_replay_context(fd, context) == SECSuccess,
+              cnss_set_max_early_data_size(fd, UInt32(policy.maximumSize)) == SECSuccess else {
+            throw TLSError.fromLastNSSError("\(operation): setting up early data")
+        }
     }
 
     /// The certificate, key, chain and stapled OCSP response a server presents.

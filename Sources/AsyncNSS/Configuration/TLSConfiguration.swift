@@ -53,6 +53,11 @@ public struct TLSConfiguration: Sendable {
     /// that Wireshark can decrypt captures with. For debugging only; off
     /// (nil) by default. See ``TLSKeyLog``.
     public var keyLog: TLSKeyLog?
+    /// Whether a server accepts TLS 1.3 early data (0-RTT) on resumed
+    /// sessions; off by default. See ``EarlyDataPolicy`` for what it risks,
+    /// and ``TLSConnection/connect(host:port:configuration:earlyData:logger:metrics:)``
+    /// for sending it.
+    public var earlyData: EarlyDataPolicy = .off
     /// On a server, the keys that let clients encrypt their ClientHello
     /// (Encrypted Client Hello), hiding the name they ask for from the
     /// network. TLS 1.3 only; nil (the default) turns ECH off.
@@ -139,6 +144,14 @@ public struct TLSConfiguration: Sendable {
         }
         if role == .client, proxyProtocol != .off {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the PROXY protocol is for listeners; a client sends no header")
+        }
+        if role == .client, earlyData.isOn {
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "earlyData is a server's policy; a client sends early data with connect(..., earlyData:)")
+        }
+        if earlyData.isOn {
+            guard earlyData.maximumSize <= 1 << 24, earlyData.antiReplayWindow >= .milliseconds(1) else {
+                throw TLSError(kind: .invalidConfiguration, operation: operation, message: "early data needs a maximum size of at most 16 MiB and an anti-replay window of at least 1 ms")
+            }
         }
         if role == .server, encryptedClientHelloConfigList != nil {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "encryptedClientHelloConfigList is for clients; a server uses encryptedClientHelloKeys")

@@ -16,7 +16,28 @@ enum ConnectionInfoReader {
             resumed: channel.resumed != PR_FALSE,
             peerCertificates: peerCertificates(fd),
             stapledOCSPResponse: channel.resumed != PR_FALSE ? nil : stapledOCSPResponse,
-            encryptedClientHelloAccepted: channel.echAccepted != PR_FALSE
+            encryptedClientHelloAccepted: channel.echAccepted != PR_FALSE,
+            earlyDataAccepted: channel.earlyDataAccepted != PR_FALSE
+        )
+    }
+
+    /// On a server that accepted early data and awaits the client's
+    /// Finished: what is known already. The session is resumed, so no
+    /// certificate came.
+    static func readPreliminary(_ fd: UnsafeMutablePointer<PRFileDesc>, requestedServerName: String?) -> TLSConnectionInfo? {
+        var info = SSLPreliminaryChannelInfo()
+        guard SSL_GetPreliminaryChannelInfo(fd, &info, PRUintn(MemoryLayout<SSLPreliminaryChannelInfo>.size)) == SECSuccess,
+              info.valuesSet & PRUint32(ssl_preinfo_version | ssl_preinfo_cipher_suite) == PRUint32(ssl_preinfo_version | ssl_preinfo_cipher_suite) else { return nil }
+        return TLSConnectionInfo(
+            protocolVersion: TLSVersion(wireValue: info.protocolVersion),
+            cipherSuite: cipherSuiteName(info.cipherSuite),
+            applicationProtocol: applicationProtocol(fd),
+            serverName: requestedServerName ?? negotiatedHostName(fd),
+            resumed: true,
+            peerCertificates: [],
+            stapledOCSPResponse: nil,
+            encryptedClientHelloAccepted: info.echAccepted != PR_FALSE,
+            earlyDataAccepted: true
         )
     }
 

@@ -15,6 +15,9 @@ struct ConnectionSettings: Sendable {
     let revocation: RevocationPolicy
     /// Whether a client offers Encrypted Client Hello.
     let encryptsClientHello: Bool
+    /// Whether a server accepts early data (0-RTT), and so may hand a
+    /// connection over before its handshake completed.
+    let acceptsEarlyData: Bool
     /// Whether a server has keys to decrypt Encrypted Client Hellos.
     let decryptsClientHello: Bool
     /// A server's default identity, which its SNI hook sets up for an
@@ -38,6 +41,7 @@ struct ConnectionSettings: Sendable {
         self.revocation = configuration.revocation
         self.encryptsClientHello = configuration.encryptedClientHelloConfigList != nil
         self.decryptsClientHello = role == .server && configuration.encryptedClientHelloKeys != nil
+        self.acceptsEarlyData = role == .server && configuration.earlyData.isOn && configuration.clientCertificatePolicy == .none
         self.defaultIdentity = role == .server ? configuration.identity : nil
         self.serverNameIdentities = ServerNameIdentities(configuration.serverNameIdentities)
         self.serverNameSelector = configuration.serverNameSelector

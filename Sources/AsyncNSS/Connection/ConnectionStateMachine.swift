@@ -111,6 +111,15 @@ struct ConnectionStateMachine: Sendable {
         }
     }
 
+    /// Puts chunks that arrived before any read (early data, or what came
+    /// with a handshake's completion) after those buffered already.
+    mutating func prefill(_ chunks: [[UInt8]]) {
+        for chunk in chunks where !chunk.isEmpty {
+            buffered.append(chunk)
+            bufferedByteCount += chunk.count
+        }
+    }
+
     /// Up to `maxBytes` of the oldest buffered chunk.
     private mutating func takeBuffered(maxBytes: Int) -> [UInt8]? {
         guard let first = buffered.first else { return nil }

@@ -18,6 +18,7 @@ extension TLSConnection {
     ///   ``TLSError/Kind/renegotiationRefused`` when a TLS 1.2 client declined;
     ///   the errors of ``rehandshake(flushSession:)``.
     public func requestClientCertificate() async throws -> [TLSCertificate] {
+        try await waitForHandshakeCompletion()
         do {
             let chain = try await askForClientCertificate()
             logger.debug("client certificate received", metadata: ["subject": "\(chain.first?.subject ?? "-")"])

@@ -26,6 +26,34 @@ extension TLSConnection {
         logger: Logger? = nil,
         metrics: (any MetricsFactory)? = nil
     ) async throws -> TLSConnection {
+        try await connect(host: host, port: port, configuration: configuration, earlyData: [], logger: logger, metrics: metrics)
+    }
+
+    /// Connects like ``connect(host:port:configuration:logger:metrics:)``
+    /// and sends `earlyData` first: as TLS 1.3 early data (0-RTT), with the
+    /// ClientHello, when a session with this server resumes and allows it,
+    /// a round trip sooner; otherwise, or for what the server refused, right
+    /// after the handshake. Either way the server receives it once, in order.
+    /// ``TLSConnectionInfo/earlyDataAccepted`` says which way it went.
+    ///
+    /// Early data may be replayed by an attacker: send only requests that do
+    /// no harm when repeated.
+    ///
+    /// - Parameters:
+    ///   - host: A name or an address; each address it resolves to is tried in turn.
+    ///   - port: The server's port.
+    ///   - configuration: A client configuration: trust, versions, identity.
+    ///   - earlyData: The first bytes to send.
+    ///   - logger: Where the connection logs; `nil`: ``TLSConfiguration/logger``, else nowhere.
+    ///   - metrics: Where the client's swift-metrics go; `nil` uses `MetricsSystem.factory`.
+    public static func connect(
+        host: String,
+        port: Int,
+        configuration: TLSConfiguration = .makeClientConfiguration(),
+        earlyData: [UInt8],
+        logger: Logger? = nil,
+        metrics: (any MetricsFactory)? = nil
+    ) async throws -> TLSConnection {
         let operation = "connecting to \(host):\(port)"
         let (port, services) = try configuration.prepare(port: port, as: .client, operation)
         configuration.keyLog?.announce(to: logger ?? configuration.logger ?? TLSKeyLog.defaultLogger)
@@ -38,7 +66,7 @@ extension TLSConnection {
         do {
             return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: Self.isConnectFailure) { address in
                 try await connect(to: address, configuration: configuration, serverName: serverName, verification: verification, deadline: deadline,
-                                  logger: logger, metrics: metrics, services: services)
+                                  earlyData: earlyData, logger: logger, metrics: metrics, services: services)
             }
         } catch let retry as EncryptedClientHelloRetry {
             // The server rejected the ECH configuration and sent its current
@@ -48,7 +76,7 @@ extension TLSConnection {
             retried.encryptedClientHelloConfigList = retry.configList
             do {
                 return try await connect(to: retry.address, configuration: retried, serverName: serverName, verification: verification,
-                                         deadline: .now + configuration.handshakeTimeout, logger: logger, metrics: metrics, services: services)
+                                         deadline: .now + configuration.handshakeTimeout, earlyData: earlyData, logger: logger, metrics: metrics, services: services)
             } catch let again as EncryptedClientHelloRetry {
                 throw again.error
             }
@@ -80,6 +108,7 @@ extension TLSConnection {
         serverName: String,
         verification: ConnectionCallbacks.Verification,
         deadline: ContinuousClock.Instant,
+        earlyData: [UInt8],
         logger: Logger,
         metrics: ConnectionMetrics,
         services: RuntimeServices
@@ -99,14 +128,15 @@ extension TLSConnection {
                 try TCPSocketOptions.setNonblocking(fd)
                 try TCPSocketOptions.setNoDelay(fd)
                 try SSLSocketSetup.apply(configuration, to: fd, as: .client, serverName: serverName, operation: operation)
+                try SSLSocketSetup.setOption(fd, SSL_ENABLE_0RTT_DATA, !earlyData.isEmpty, operation)
                 try callbacks.install(on: fd)
             }
             let remoteAddress = address.description
             // The connect and the handshake run on the socket's loop, where
             // each of their waits is polled.
-            let event = try await withTaskExecutorPreference(socket.pollLoop) {
+            let (event, sentEarly) = try await withTaskExecutorPreference(socket.pollLoop) {
                 try await TCPConnect.run(socket, to: address, deadline: deadline, operation: operation)
-                return try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: max(.zero, deadline - .now))
+                return try await HandshakeDriver(loop: socket.pollLoop).run(socket, callbacks: callbacks, peer: remoteAddress, timeout: max(.zero, deadline - .now), sendingEarly: earlyData)
             }
             if configuration.encryptedClientHelloConfigList != nil, !event.info.encryptedClientHelloAccepted {
                 // NSS fails a TLS 1.3 handshake that rejected ECH itself, but
@@ -117,6 +147,16 @@ extension TLSConnection {
             }
             let connection = TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: event)
             if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
+            // NSS does not send again what the server refused as early data.
+            let unsent = event.info.earlyDataAccepted ? earlyData.dropFirst(sentEarly) : earlyData[...]
+            if !unsent.isEmpty {
+                do {
+                    try await connection.write(Array(unsent))
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            }
             return connection
         } catch {
             let retry = EncryptedClientHelloRetry(after: error, on: socket, address: address)

@@ -25,6 +25,7 @@ extension TLSConnection {
     ///   `CancellationError`, which closes it too.
     @discardableResult
     public func rehandshake(flushSession: Bool = true) async throws -> HandshakeEvent {
+        try await waitForHandshakeCompletion()
         try await handshakeTurn.acquire()
         defer { handshakeTurn.release() }
         do {

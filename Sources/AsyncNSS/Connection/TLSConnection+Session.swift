@@ -21,7 +21,8 @@ extension TLSConnection {
     ///   no key updates.
     @discardableResult
     public func updateKeys(requestPeerUpdate: Bool = false) async throws -> HandshakeEvent {
-        try await HandshakeDriver(loop: pollLoop).updateKeys(self, requestPeerUpdate: requestPeerUpdate, operation: "updating keys with \(remoteAddress)")
+        try await waitForHandshakeCompletion()
+        return try await HandshakeDriver(loop: pollLoop).updateKeys(self, requestPeerUpdate: requestPeerUpdate, operation: "updating keys with \(remoteAddress)")
     }
 
     /// Waits until NSS has handed every buffered record to the kernel.

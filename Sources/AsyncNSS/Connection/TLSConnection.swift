@@ -72,9 +72,16 @@ public actor TLSConnection {
     public nonisolated var proxyHeader: ProxyProtocolHeader? { proxied?.header }
     /// Boxed, so that a connection without a header pays one word for it.
     private nonisolated let proxied: ProxiedBy?
+    /// On a server that accepted early data: the early bytes and the rest of
+    /// the handshake, which completes after the connection was handed over.
+    nonisolated let early: EarlyHandshake?
+    /// Whether reads took every early chunk and the handshake's outcome.
+    private var earlyTaken = false
+    private var earlyReaderActive = false
 
-    init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxyHeader: ProxyProtocolHeader? = nil) {
+    init(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxyHeader: ProxyProtocolHeader? = nil, early: EarlyHandshake? = nil) {
         self.proxied = proxyHeader.map(ProxiedBy.init)
+        self.early = early
         self.socket = socket
         self.callbacks = callbacks
         self.remoteAddress = remoteAddress
@@ -120,7 +127,14 @@ public actor TLSConnection {
 
     /// Receives the next chunk of at most `maxBytes` bytes, or `nil` once the
     /// peer has closed with close_notify.
+    ///
+    /// After early data (``earlyDataByteCount``), the first chunks are the
+    /// early bytes, each returned apart from later bytes, before the
+    /// handshake has completed.
     public func receive(maxBytes: Int = 16 * 1024) async throws -> [UInt8]? {
+        if let early, !earlyTaken, machine.bufferedByteCount == 0 {
+            try await takeEarly(early)
+        }
         // A rehandshake waits while this task drives NSS; let it look again
         // after each read and once this read ends.
         defer { callbacks.interruptions.interruptWaits() }
@@ -139,6 +153,41 @@ public actor TLSConnection {
                 throw error ?? CancellationError()
             }
         }
+    }
+
+    /// Moves the next early chunk, or what came with the handshake's
+    /// completion, into the read buffer; throws the handshake's error.
+    @inline(never)
+    private func takeEarly(_ early: EarlyHandshake) async throws {
+        guard !earlyReaderActive else {
+            throw TLSError(kind: .concurrentOperation, operation: readOperation, message: "another task is already reading; the inbound sequence has a single consumer")
+        }
+        earlyReaderActive = true
+        defer { earlyReaderActive = false }
+        switch try await early.next() {
+        case .data(let bytes):
+            machine.prefill([bytes])
+        case .completed(let data):
+            earlyTaken = true
+            machine.prefill(data)
+        case .failed(let error):
+            throw error
+        }
+    }
+
+    /// How many bytes at the start of the stream came as TLS 1.3 early data
+    /// (0-RTT), which an attacker may have replayed; 0 when none did. It
+    /// grows while early data arrives and is final once the handshake has
+    /// completed (``waitForHandshakeCompletion()``).
+    public nonisolated var earlyDataByteCount: Int { early?.byteCount ?? 0 }
+
+    /// Returns once the initial handshake has completed: at once, unless the
+    /// connection was handed over after early data. Bytes received before
+    /// this returns cannot have been replayed once it returned.
+    ///
+    /// - Throws: the handshake's error, which closed the connection.
+    public func waitForHandshakeCompletion() async throws {
+        try await early?.waitForCompletion()
     }
 
     /// Where a read goes after its steps that need no wait.
@@ -188,6 +237,9 @@ public actor TLSConnection {
     /// Writes every byte, waiting while the peer or the network is slow.
     /// Returns once NSS has taken all of them.
     public func write(_ bytes: [UInt8]) async throws {
+        // A server cannot write before the client's Finished (NSS sends no
+        // 0.5-RTT data): after early data, writes wait for the handshake.
+        if let early, !early.isFinished { try await early.waitForCompletion() }
         try await acquireWriteTurn()
         defer { releaseWriteTurn() }
         if case .fail(let error) = machine.beginWrite() { throw error }

@@ -21,6 +21,9 @@ public struct TLSConnectionInfo: Sendable, Hashable {
     /// the server decrypted it: the server name went over the network
     /// hidden. Both sides know.
     public var encryptedClientHelloAccepted: Bool = false
+    /// Whether the server accepted the client's early data (TLS 1.3 0-RTT).
+    /// Both sides know.
+    public var earlyDataAccepted: Bool = false
 
     /// The subject of the peer's leaf certificate, if it sent one.
     public var peerSubject: String? { peerCertificates.first?.subject }

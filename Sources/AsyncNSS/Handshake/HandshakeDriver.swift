@@ -1,4 +1,5 @@
 internal import CNSS
+import Logging
 import Synchronization
 
 /// Drives every handshake of a connection: the initial one (`SSL_ForceHandshake`,
@@ -49,6 +50,77 @@ actor HandshakeDriver {
     func run(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, startedAt started: ContinuousClock.Instant = .now) async throws -> HandshakeEvent {
         try await Handshake(socket: socket, callbacks: callbacks, peer: peer).run(timeout: timeout, startedAt: started)
     }
+
+    /// A client's handshake that sends `earlyData` as TLS 1.3 early data
+    /// (0-RTT) if its resumed session allows: once the ClientHello is out,
+    /// as much as the session's limit takes. Returns the event and how many
+    /// bytes went early; whether the server took them is the event's
+    /// ``TLSConnectionInfo/earlyDataAccepted``.
+    func run(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, sendingEarly earlyData: [UInt8]) async throws -> (HandshakeEvent, sentEarly: Int) {
+        let started = ContinuousClock.now
+        let handshake = Handshake(socket: socket, callbacks: callbacks, peer: peer)
+        do {
+            guard case .completed(let event, _, _, let sent) = try await handshake.drive(until: started + timeout, timeout: timeout, early: .ignore, sending: earlyData) else {
+                throw TLSError(kind: .runtime, operation: "handshake with \(peer)", message: "a client's handshake stopped for early data")
+            }
+            callbacks.metrics?.handshakeSucceeded(after: .now - started)
+            return (event, sent)
+        } catch {
+            if !(error is CancellationError) { callbacks.metrics?.handshakeFailed(error) }
+            throw error
+        }
+    }
+
+    /// How a server's initial handshake that may accept early data ended.
+    enum InitialOutcome: Sendable {
+        /// It completed; `data` came with it, after any early data (read
+        /// while draining early data, in the moment the handshake completed).
+        case completed(HandshakeEvent, earlyData: [[UInt8]], data: [[UInt8]])
+        /// It accepted early data and waits for the client's Finished: the
+        /// connection can be handed over now (``finishAfterEarlyData(_:callbacks:peer:timeout:startedAt:early:)``).
+        case earlyData([[UInt8]], preliminary: HandshakeEvent)
+    }
+
+    /// ``run(_:callbacks:peer:timeout:startedAt:)`` for a server that accepts
+    /// early data: it returns as soon as early data has arrived.
+    func runAcceptingEarlyData(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, startedAt started: ContinuousClock.Instant) async throws -> InitialOutcome {
+        let handshake = Handshake(socket: socket, callbacks: callbacks, peer: peer)
+        do {
+            switch try await handshake.drive(until: started + timeout, timeout: timeout, early: .handOver) {
+            case .completed(let event, let early, let data, _):
+                callbacks.metrics?.handshakeSucceeded(after: .now - started)
+                return .completed(event, earlyData: early, data: data)
+            case .earlyData(let chunks):
+                return .earlyData(chunks, preliminary: try handshake.preliminaryEvent())
+            }
+        } catch {
+            if !(error is CancellationError) { callbacks.metrics?.handshakeFailed(error) }
+            throw error
+        }
+    }
+
+    /// Drives the rest of a handshake that handed its connection over after
+    /// early data, passing later early data and the outcome to `early`. On
+    /// failure the socket is closed here: the connection is the
+    /// application's already.
+    func finishAfterEarlyData(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, startedAt started: ContinuousClock.Instant, early: EarlyHandshake) async {
+        let handshake = Handshake(socket: socket, callbacks: callbacks, peer: peer)
+        do {
+            guard case .completed(_, let chunks, let data, _) = try await handshake.drive(until: started + timeout, timeout: timeout, early: .deliver(early)) else { return }
+            for chunk in chunks { early.deliver(chunk) }
+            callbacks.metrics?.handshakeSucceeded(after: .now - started)
+            if callbacks.logLevel <= .debug { callbacks.logger.debug("handshake completed after early data", metadata: ["early-bytes": "\(early.byteCount)"]) }
+            early.finish(nil, then: data)
+        } catch {
+            let failure = (error as? TLSError) ?? TLSError(kind: .closed, operation: "handshake with \(peer)", message: "\(error)")
+            if !(error is CancellationError) {
+                callbacks.metrics?.handshakeFailed(error)
+                callbacks.logger.info("handshake failed after early data", metadata: ["error": "\(error)"])
+            }
+            early.finish(failure)
+            await socket.close()
+        }
+    }
 }
 
 /// One handshake of ``HandshakeDriver``: a value whose methods run on the
@@ -73,17 +145,71 @@ private struct Handshake {
         }
     }
 
+    /// What a server does with early data while it drives the handshake.
+    enum EarlyData {
+        /// Nothing: none is accepted.
+        case ignore
+        /// Return as soon as some arrived.
+        case handOver
+        /// Pass it on; the connection was handed over already.
+        case deliver(EarlyHandshake)
+
+        var isIgnored: Bool {
+            if case .ignore = self { return true }
+            return false
+        }
+    }
+
+    enum Driven {
+        /// `sentEarly`: how many bytes a client sent as early data.
+        case completed(HandshakeEvent, earlyData: [[UInt8]], data: [[UInt8]], sentEarly: Int)
+        case earlyData([[UInt8]])
+    }
+
     private func drive(until deadline: ContinuousClock.Instant, timeout: Duration) async throws -> HandshakeEvent {
+        guard case .completed(let event, _, _, _) = try await drive(until: deadline, timeout: timeout, early: .ignore) else {
+            throw TLSError(kind: .runtime, operation: operation, message: "a handshake that accepts no early data stopped for early data")
+        }
+        return event
+    }
+
+    func drive(until deadline: ContinuousClock.Instant, timeout: Duration, early: EarlyData, sending: [UInt8] = []) async throws -> Driven {
         var machine = HandshakeStateMachine()
         var action = machine.start()
+        var earlyData: [[UInt8]] = []
+        var data: [[UInt8]] = []
+        var sent = 0
         while true {
             switch action {
             case .step:
-                action = machine.stepped(step())
+                let result = step()
+                if case .wouldBlock = result, sent < sending.count {
+                    sent = sendEarlyData(sending, from: sent)
+                }
+                if case .wouldBlock = result, !(early.isIgnored) {
+                    let drained = try drainEarlyData()
+                    data += drained.data
+                    switch early {
+                    case .ignore:
+                        break
+                    case .handOver:
+                        earlyData += drained.early
+                        if !earlyData.isEmpty, drained.data.isEmpty, callbacks.events.latest == nil { return .earlyData(earlyData) }
+                    case .deliver(let sink):
+                        for chunk in drained.early { sink.deliver(chunk) }
+                    }
+                    // Draining completed the handshake: the bytes after the
+                    // early data came with it.
+                    if callbacks.events.latest != nil {
+                        action = machine.stepped(.complete)
+                        continue
+                    }
+                }
+                action = machine.stepped(result)
             case .waitReadable:
                 action = machine.waited(await callbacks.deferred.wait(on: socket, for: .read, deadline: deadline))
             case .succeed:
-                return try completedEvent()
+                return .completed(try completedEvent(), earlyData: earlyData, data: data, sentEarly: sent)
             case .fail(let failure), .closeAndFail(let failure):
                 // The initial handshake's caller closes the socket.
                 throw HandshakeDriver.error(for: failure, operation: operation, timeout: timeout)
@@ -109,6 +235,58 @@ private struct Handshake {
         } catch {
             return .failed(TLSError(kind: .closed, operation: operation, message: "\(error)"))
         }
+    }
+
+    /// Writes what it can of `data` from `offset` as early data, once the
+    /// session allows (NSS returns 0 when the session's limit is reached);
+    /// returns how far it got.
+    private func sendEarlyData(_ data: [UInt8], from offset: Int) -> Int {
+        (try? socket.withFD(operation) { fd -> Int in
+            var info = SSLPreliminaryChannelInfo()
+            guard SSL_GetPreliminaryChannelInfo(fd, &info, PRUintn(MemoryLayout<SSLPreliminaryChannelInfo>.size)) == SECSuccess,
+                  info.canSendEarlyData != PR_FALSE else { return offset }
+            var sent = offset
+            while sent < data.count {
+                let count = data.withUnsafeBufferPointer { bytes -> Int32 in
+                    guard let base = bytes.baseAddress else { return -1 }
+                    return PR_Write(fd, base + sent, Int32(bytes.count - sent))
+                }
+                guard count > 0 else { break }
+                sent += Int(count)
+            }
+            return sent
+        }) ?? offset
+    }
+
+    /// Reads what early data NSS holds (`PR_Read` hands it out before the
+    /// handshake completes), once the server accepted early data. A read that
+    /// completes the handshake returns what came after it: `data`, not early.
+    private func drainEarlyData() throws -> (early: [[UInt8]], data: [[UInt8]]) {
+        try socket.withFD(operation) { fd in
+            guard EarlyDataReader.accepted(fd) else { return ([], []) }
+            var early: [[UInt8]] = []
+            var data: [[UInt8]] = []
+            while true {
+                let completedBefore = callbacks.events.latest != nil
+                guard let chunk = EarlyDataReader.read(fd) else { break }
+                if completedBefore || callbacks.events.latest != nil {
+                    data.append(chunk)
+                } else {
+                    early.append(chunk)
+                }
+            }
+            return (early, data)
+        }
+    }
+
+    /// The connection's parameters as they stand while the client's Finished
+    /// is awaited after early data.
+    func preliminaryEvent() throws -> HandshakeEvent {
+        let info = try socket.withFD(operation) { fd in
+            ConnectionInfoReader.readPreliminary(fd, requestedServerName: callbacks.requestedServerName.withLock { $0 })
+        }
+        guard let info else { throw TLSError.fromLastNSSError(operation) }
+        return HandshakeEvent(kind: .initial, sequenceNumber: 1, info: info)
     }
 
     /// The event the handshake callback published; read the info directly if

@@ -183,6 +183,9 @@ struct Acceptor: Sendable {
             return nil
         }
         do {
+            if setup.settings.acceptsEarlyData {
+                return try await handshakeAcceptingEarlyData(socket, callbacks: callbacks, peer: peerText, proxied: proxied, timeout: setup.configuration.handshakeTimeout, startedAt: started, driver: driver)
+            }
             let event = try await driver.run(socket, callbacks: callbacks, peer: peerText, timeout: setup.configuration.handshakeTimeout, startedAt: started)
             let connection = ProxiedSocket.connection(socket: socket, callbacks: callbacks, remoteAddress: peerText, initialEvent: event, proxied: proxied)
             live.add(connection, callbacks: callbacks)
@@ -195,6 +198,34 @@ struct Acceptor: Sendable {
             callbacks.logger.info("handshake failed", metadata: ["error": "\(error)"])
             return nil
         }
+    }
+
+    /// The handshake of a listener that accepts early data: a connection
+    /// whose client sent some is handed over as soon as it arrived, and a
+    /// task of its own completes the handshake (``EarlyHandshake``).
+    @inline(never)
+    private func handshakeAcceptingEarlyData(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, proxied: ProxiedSocket?, timeout: Duration, startedAt started: ContinuousClock.Instant, driver: isolated HandshakeDriver) async throws -> TLSConnection {
+        let connection: TLSConnection
+        switch try await driver.runAcceptingEarlyData(socket, callbacks: callbacks, peer: peer, timeout: timeout, startedAt: started) {
+        case .completed(let event, let earlyData, let data):
+            var early: EarlyHandshake?
+            if !earlyData.isEmpty || !data.isEmpty {
+                early = EarlyHandshake(firstData: earlyData)
+                early?.finish(nil, then: data)
+            }
+            connection = ProxiedSocket.connection(socket: socket, callbacks: callbacks, remoteAddress: peer, initialEvent: event, proxied: proxied, early: early)
+            if callbacks.logLevel <= .debug { connection.logger.debug("handshake completed") }
+        case .earlyData(let chunks, let preliminary):
+            let early = EarlyHandshake(firstData: chunks)
+            connection = ProxiedSocket.connection(socket: socket, callbacks: callbacks, remoteAddress: peer, initialEvent: preliminary, proxied: proxied, early: early)
+            let loop = driver.loop
+            Task(executorPreference: loop) {
+                await HandshakeDriver(loop: loop).finishAfterEarlyData(socket, callbacks: callbacks, peer: peer, timeout: timeout, startedAt: started, early: early)
+            }
+            if callbacks.logLevel <= .debug { connection.logger.debug("early data accepted; handing the connection over before the handshake completes", metadata: ["early-bytes": "\(early.byteCount)"]) }
+        }
+        live.add(connection, callbacks: callbacks)
+        return connection
     }
 
     /// Gotchas 1 and 2: accepted sockets are blocking and inherit the model's
@@ -316,7 +347,7 @@ private final class ProxiedSocket {
     /// Never inlined, so that the header's copies stay out of the
     /// handshake's frame, which every connection's task keeps.
     @inline(never)
-    static func connection(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxied: ProxiedSocket?) -> TLSConnection {
-        TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: initialEvent, proxyHeader: proxied?.header)
+    static func connection(socket: SocketHandle, callbacks: ConnectionCallbacks, remoteAddress: String, initialEvent: HandshakeEvent, proxied: ProxiedSocket?, early: EarlyHandshake? = nil) -> TLSConnection {
+        TLSConnection(socket: socket, callbacks: callbacks, remoteAddress: remoteAddress, initialEvent: initialEvent, proxyHeader: proxied?.header, early: early)
     }
 }

@@ -69,6 +69,8 @@ final class RuntimeServices: Sendable {
     let resources: ResourceRegistry
     /// Databases and modules opened on demand; see ``TokenModules``.
     let modules: TokenModules
+    /// Early data's anti-replay contexts.
+    let antiReplay = AntiReplayContexts()
 
     /// Where this runtime's server session cache lives.
     let serverSessionCache: NSSRuntime.ServerSessionCache
@@ -130,6 +132,7 @@ final class Runtime: Sendable {
         }
         guard let (services, context) = taken else { return }
         await services.resources.releaseAll()
+        services.antiReplay.releaseAll()
         services.pollGroup.shutdown()
         services.modules.closeAll()
         services.blockingPool.shutdown()
