@@ -29,8 +29,10 @@ extension Integration {
                                 do {
                                     let request = try await TestServers.read(connection, through: "\n")
                                     let early = connection.earlyDataByteCount
-                                    try await connection.write(Array("early=\(early)\n".utf8))
+                                    // Recorded before the reply, which waits for the
+                                    // handshake: a replay would be seen here.
                                     recorder.add(Seen(request: request, earlyBytes: early, accepted: connection.info.earlyDataAccepted))
+                                    try await connection.write(Array("early=\(early)\n".utf8))
                                 } catch {}
                                 await connection.close()
                             }
@@ -87,6 +89,86 @@ extension Integration {
                 #expect(seen.last?.request == "early hello\n")
                 #expect(seen.last?.earlyBytes == request.count)
                 #expect(seen.first?.earlyBytes == 0)
+                await listener.close()
+                await server.value
+            }
+        }
+
+        /// Relays one connection from `listener` to `port`, holding the
+        /// server's first bytes back a moment, and returns what the client
+        /// sent before it saw any: its ClientHello and early data.
+        static func relayOnce(from listener: TCPListener, to port: Int) async throws -> [UInt8] {
+            let client = try await listener.accept()
+            let server = try await TCPConnection.connect(host: "127.0.0.1", port: port)
+            let firstFlight = FirstFlight()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while let chunk = try await client.receive() {
+                        firstFlight.record(chunk)
+                        try await server.write(chunk)
+                    }
+                }
+                group.addTask {
+                    var first = true
+                    while let chunk = try await server.receive() {
+                        if first {
+                            // The client sends nothing more until it has
+                            // the server's answer: what came so far is all.
+                            try await Task.sleep(for: .milliseconds(100))
+                            firstFlight.close()
+                            first = false
+                        }
+                        try await client.write(chunk)
+                    }
+                }
+                _ = try await group.next()
+                group.cancelAll()
+            }
+            await client.close()
+            await server.close()
+            return firstFlight.bytes
+        }
+
+        final class FirstFlight: @unchecked Sendable {
+            // @unchecked Sendable: the fields are only touched under `lock`.
+            private let lock = NSLock()
+            private var recorded: [UInt8] = []
+            private var closed = false
+            func record(_ chunk: [UInt8]) { lock.withLock { if !closed { recorded += chunk } } }
+            func close() { lock.withLock { closed = true } }
+            var bytes: [UInt8] { lock.withLock { recorded } }
+        }
+
+        @Test("a recorded ClientHello with early data, replayed within the window, gets nothing to the application")
+        func replayRefused() async throws {
+            try await withTimeout(seconds: 60) {
+                let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
+                let (listener, server, recorder) = try await Self.server(window: .seconds(2), identity: identity)
+                let configuration = Self.client(for: identity)
+                // Both connections through the proxy: the client keys its
+                // tickets by the address it connects to.
+                let proxy = try await TCPListener.bind(host: "127.0.0.1", port: 0)
+                let relay = Task {
+                    _ = try await Self.relayOnce(from: proxy, to: listener.port)
+                    return try await Self.relayOnce(from: proxy, to: listener.port)
+                }
+                try await Self.primeTicket(port: proxy.port, configuration: configuration)
+                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: configuration, earlyData: Array("transfer 100\n".utf8))
+                #expect(connection.info.earlyDataAccepted)
+                #expect(try await TestServers.read(connection, through: "\n") == "early=13\n")
+                await connection.close()
+                let flight = try await relay.value
+                #expect(flight.count > 13)
+
+                // The same bytes again, on a new connection, within the window.
+                let replay = try RawTCP(port: listener.port, timeout: 2)
+                replay.send(flight)
+                let answer = replay.readAll()
+                replay.close()
+                #expect(!answer.isEmpty, "the server answers the ClientHello, and waits for a Finished that never comes")
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(recorder.all.map(\.request) == ["first\n", "transfer 100\n"], "\(recorder.all.map(\.request))")
+                await proxy.close()
                 await listener.close()
                 await server.value
             }
