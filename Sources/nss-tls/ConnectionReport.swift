@@ -5,7 +5,7 @@ enum ConnectionReport {
     /// What `serve` tells an HTTP client: its address as the server sees it
     /// (behind a proxy, the one its PROXY header gave), version, cipher,
     /// ALPN, resumption, SNI and the client certificate's subject.
-    static func serverLines(_ info: TLSConnectionInfo, peer: String) -> [String] {
+    static func serverLines(_ info: TLSConnectionInfo, peer: String, earlyBytes: Int = 0) -> [String] {
         [
             "peer: \(peer)",
             "version: \(info.protocolVersion)",
@@ -15,6 +15,7 @@ enum ConnectionReport {
             "sni: \(nonEmpty(info.serverName) ?? "none")",
             "client-certificate: \(nonEmpty(info.peerSubject) ?? "none")",
             "ech: \(info.encryptedClientHelloAccepted ? "accepted" : "no")",
+            "early-data: \(info.earlyDataAccepted ? "\(earlyBytes) bytes" : "no")",
         ]
     }
 
@@ -33,8 +34,8 @@ enum ConnectionReport {
     }
 
     /// The body of the `200 OK` page: the server lines, one per line.
-    static func serverBody(_ info: TLSConnectionInfo, peer: String) -> String {
-        serverLines(info, peer: peer).map { $0 + "\n" }.joined()
+    static func serverBody(_ info: TLSConnectionInfo, peer: String, earlyBytes: Int = 0) -> String {
+        serverLines(info, peer: peer, earlyBytes: earlyBytes).map { $0 + "\n" }.joined()
     }
 
     private static func nonEmpty(_ text: String?) -> String? {

@@ -22,7 +22,7 @@ struct ServeCommand: AsyncParsableCommand {
 
             --ocsp-response staples an OCSP response to the certificate; \
             --client-crl checks client certificates against CRLs. --ech-keys \
-            decrypts Encrypted Client Hellos.
+            decrypts Encrypted Client Hellos. --early-data accepts TLS 1.3 0-RTT.
 
             Once bound it prints "nss-tls: listening on HOST:PORT" on standard output \
             (useful with --port 0). It logs one line per connection on standard error: \
@@ -99,6 +99,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The issuer's PEM certificate, to check --ocsp-response's signature when the --cert chain does not hold it.", valueName: "pem-file"))
     var ocspIssuer: String?
+
+    @Flag(name: .customLong("early-data"), help: "Accept TLS 1.3 early data (0-RTT) from resuming clients, up to --max-early-data bytes; the page says how many bytes came early. Not with --workers: each process would keep its own anti-replay state.")
+    var earlyData = false
+
+    @Option(name: .customLong("max-early-data"), help: ArgumentHelp("The most early data a client may send, with --early-data.", valueName: "bytes"))
+    var maxEarlyData = 16_384
 
     @Option(name: .customLong("ech-keys"), help: ArgumentHelp("Encrypted Client Hello keys (PEM: PRIVATE KEY and ECHCONFIG blocks). With --ech-public-name and no such file, new keys are made and written there (mode 0600). The ECHConfigList to publish is logged.", valueName: "pem-file"))
     var echKeys: String?
@@ -199,6 +205,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if verbose, logLevel != nil {
             throw ValidationError("Use either --verbose or --log-level, not both.")
+        }
+        if earlyData, workers != nil {
+            throw ValidationError("--early-data and --workers exclude each other: each worker would keep its own anti-replay state, so a replay to another worker would be accepted.")
+        }
+        guard (1...(1 << 24)).contains(maxEarlyData) else {
+            throw ValidationError("--max-early-data must be between 1 and 16777216.")
         }
         if echPublicName != nil, echKeys == nil {
             throw ValidationError("--ech-public-name needs --ech-keys, the file to keep the new keys in.")
@@ -351,6 +363,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if !clientCRL.isEmpty {
             configuration.revocation = try await .crl(files: clientCRL)
+        }
+        if earlyData {
+            configuration.earlyData = .accept(maximumSize: maxEarlyData)
         }
         if let echKeys {
             configuration.encryptedClientHelloKeys = try await Self.loadOrMakeECHKeys(echKeys, publicName: echPublicName, logger: logger)

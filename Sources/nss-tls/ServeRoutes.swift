@@ -25,7 +25,7 @@ enum ServeRoutes {
         case "/rekey":
             return try await rekeyPage(connection, keepAlive: head.keepAlive)
         default:
-            return HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: head.keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress, earlyBytes: connection.earlyDataByteCount), keepAlive: head.keepAlive)
         }
     }
 
@@ -36,12 +36,12 @@ enum ServeRoutes {
 
     private static func privatePage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
         if let subject = connection.info.peerSubject {
-            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress, earlyBytes: connection.earlyDataByteCount), keepAlive: keepAlive)
         }
         do {
             let chain = try await connection.requestClientCertificate()
             let subject = chain.first?.subject ?? ""
-            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress), keepAlive: keepAlive)
+            return HTTPResponse(status: 200, reason: "OK", body: "subject: \(subject)\n" + ConnectionReport.serverBody(connection.info, peer: connection.remoteAddress, earlyBytes: connection.earlyDataByteCount), keepAlive: keepAlive)
         } catch let error as TLSError where [.peerCertificateMissing, .notOfferedByPeer, .renegotiationRefused].contains(error.kind) {
             return HTTPResponse(status: 403, reason: "Forbidden", body: "a client certificate is needed: \(error.message)\n", keepAlive: keepAlive && error.kind != .renegotiationRefused)
         }

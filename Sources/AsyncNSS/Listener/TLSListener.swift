@@ -116,6 +116,11 @@ public actor TLSListener: AsyncSequence {
         guard services.serverSessionCache == .inheritedFromParent else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "start the runtime with NSSRuntime.Options.serverSessionCache = .inheritedFromParent first, or this worker's sessions resume nowhere else")
         }
+        guard !configuration.earlyData.isOn else {
+            // NSS's anti-replay state lives in each process: a ClientHello
+            // replayed to another worker would be accepted there.
+            throw TLSError(kind: .invalidConfiguration, operation: operation, message: "early data is not accepted by workers that share a port: each process keeps its own anti-replay state, so a replay sent to another worker would be accepted")
+        }
         let setup = try await ServerSetup.make(configuration, services: services, operation: operation)
         let listeningSocket: SocketHandle
         let bound: NetworkAddress

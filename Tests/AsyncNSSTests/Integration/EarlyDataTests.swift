@@ -174,6 +174,67 @@ extension Integration {
             }
         }
 
+        @Test("our client's early data reaches gnutls-serv --earlydata, which echoes it",
+              .enabled(if: ExternalTool.isInstalled("gnutls-serv", "openssl"), "needs gnutls-bin and openssl"))
+        func gnutlsServer() async throws {
+            try await withTimeout(seconds: 90) {
+                let directory = try TemporaryDirectory()
+                let certificate = directory.file("server.pem"), key = directory.file("server.key")
+                try await SelfSignedFiles.make(certificate: certificate, key: key, subject: "/CN=localhost", altName: "DNS:localhost")
+                let port = try RawTCP.freePort()
+                let server = try ChildProcess("gnutls-serv", ["--port", "\(port)", "--x509certfile", certificate, "--x509keyfile", key, "--earlydata", "--echo",
+                                                              "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.3"])
+                defer { server.stop() }
+                try await RawTCP.waitUntilListening(port: port)
+                var configuration = TLSConfiguration.makeClientConfiguration(trust: try await .pem(file: certificate))
+                configuration.serverName = "localhost"
+                configuration.minimumVersion = .tls13
+                var accepted = false
+                // GnuTLS refuses early data for a while after it starts (its
+                // anti-replay window); a fresh ticket each round.
+                for _ in 0..<15 where !accepted {
+                    let first = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration)
+                    try await first.write(Array("first\n".utf8))
+                    _ = try await TestServers.read(first, through: "\n")
+                    await first.close()
+                    let connection = try await TLSConnection.connect(host: "127.0.0.1", port: port, configuration: configuration, earlyData: Array("early ping\n".utf8))
+                    #expect(connection.info.resumed)
+                    #expect(try await TestServers.read(connection, through: "\n") == "early ping\n")
+                    accepted = connection.info.earlyDataAccepted
+                    await connection.close()
+                    if !accepted { try await Task.sleep(for: .seconds(1)) }
+                }
+                #expect(accepted, "gnutls-serv never accepted early data: \(server.stop())")
+            }
+        }
+
+        @Test("openssl s_client -early_data and gnutls-cli --earlydata get their request to our server early",
+              .enabled(if: ExternalTool.isInstalled("openssl", "gnutls-cli"), "needs openssl and gnutls-bin"))
+        func realClients() async throws {
+            try await withTimeout(seconds: 90) {
+                let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
+                let directory = try TemporaryDirectory()
+                let ca = try directory.write("ca.pem", identity.certificateChain.map(\.pemRepresentation).joined())
+                let (listener, server, recorder) = try await Self.server(identity: identity)
+                let request = try directory.write("request", "openssl early\n")
+                let session = directory.file("session.pem")
+                let first = try await ExternalTool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(listener.port)", "-tls1_3", "-CAfile", ca, "-sess_out", session, "-ign_eof"], input: "first\n")
+                #expect(first.status == 0, "\(first)")
+                let second = try await ExternalTool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(listener.port)", "-tls1_3", "-CAfile", ca, "-sess_in", session, "-early_data", request, "-ign_eof"])
+                #expect(second.stdout.contains("Early data was accepted"), "\(second)")
+                #expect(second.stdout.contains("early=14"), "\(second)")
+
+                let gnutlsRequest = try directory.write("gnutls-request", "gnutls early\n")
+                let gnutls = try await ExternalTool.run("gnutls-cli", ["--x509cafile=\(ca)", "--verify-hostname=localhost", "-p", "\(listener.port)", "127.0.0.1", "-r",
+                                                                       "--earlydata=\(gnutlsRequest)", "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.3"])
+                #expect(gnutls.stdout.contains("early=13"), "\(gnutls)")
+                let early = recorder.all.filter { $0.earlyBytes > 0 }.map(\.request)
+                #expect(early.contains("openssl early\n") && early.contains("gnutls early\n"), "\(recorder.all.map(\.request))")
+                await listener.close()
+                await server.value
+            }
+        }
+
         @Test("without a ticket, the same call sends the bytes right after the handshake, once")
         func withoutTicket() async throws {
             try await withTimeout(seconds: 60) {
