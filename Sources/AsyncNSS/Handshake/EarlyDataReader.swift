@@ -12,13 +12,24 @@ enum EarlyDataReader {
         return info.valuesSet & PRUint32(ssl_preinfo_0rtt_cipher_suite) != 0
     }
 
-    /// The next chunk NSS gives, or nil when it would block, ended or failed
-    /// (the handshake's next step meets the same error and reports it).
-    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>) -> [UInt8]? {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16 * 1024) { buffer -> [UInt8]? in
+    enum Read {
+        case bytes([UInt8])
+        case wouldBlock
+        /// The peer closed, or NSS failed with this code.
+        case ended(PRErrorCode?)
+    }
+
+    /// One `PR_Read`. Before the handshake completes it hands out early
+    /// data, and it drives the handshake too; unlike `SSL_ForceHandshake`,
+    /// it stops (would block) at the client's EndOfEarlyData while early
+    /// data is still held, so early bytes never come after the handshake.
+    static func read(_ fd: UnsafeMutablePointer<PRFileDesc>) -> Read {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16 * 1024) { buffer -> Read in
             let count = PR_Read(fd, buffer.baseAddress, Int32(buffer.count))
-            guard count > 0 else { return nil }
-            return Array(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))
+            if count > 0 { return .bytes(Array(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))) }
+            if count == 0 { return .ended(nil) }
+            let code = PR_GetError()
+            return code == NSSErrors.wouldBlock ? .wouldBlock : .ended(code)
         }
     }
 }

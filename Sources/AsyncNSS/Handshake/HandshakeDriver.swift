@@ -179,15 +179,23 @@ private struct Handshake {
         var earlyData: [[UInt8]] = []
         var data: [[UInt8]] = []
         var sent = 0
+        var readsDriveHandshake = false
         while true {
             switch action {
             case .step:
-                let result = step()
+                // Once the server accepted early data, reads drive the
+                // handshake: they hand the early data out before it completes.
+                let result = readsDriveHandshake ? .wouldBlock : step()
                 if case .wouldBlock = result, sent < sending.count {
                     sent = sendEarlyData(sending, from: sent)
                 }
-                if case .wouldBlock = result, !(early.isIgnored) {
-                    let drained = try drainEarlyData()
+                if case .wouldBlock = result, !early.isIgnored {
+                    let drained: Drained
+                    do { drained = try drainEarlyData() } catch let error as TLSError {
+                        action = machine.stepped(.failed(error))
+                        continue
+                    }
+                    readsDriveHandshake = readsDriveHandshake || drained.accepted
                     data += drained.data
                     switch early {
                     case .ignore:
@@ -198,8 +206,8 @@ private struct Handshake {
                     case .deliver(let sink):
                         for chunk in drained.early { sink.deliver(chunk) }
                     }
-                    // Draining completed the handshake: the bytes after the
-                    // early data came with it.
+                    // A read completed the handshake: what it returned
+                    // came after the early data.
                     if callbacks.events.latest != nil {
                         action = machine.stepped(.complete)
                         continue
@@ -258,24 +266,44 @@ private struct Handshake {
         }) ?? offset
     }
 
-    /// Reads what early data NSS holds (`PR_Read` hands it out before the
-    /// handshake completes), once the server accepted early data. A read that
-    /// completes the handshake returns what came after it: `data`, not early.
-    private func drainEarlyData() throws -> (early: [[UInt8]], data: [[UInt8]]) {
+    struct Drained {
+        /// Whether the server accepted early data.
+        var accepted = false
+        var early: [[UInt8]] = []
+        /// Bytes a read returned as it completed the handshake: not early.
+        var data: [[UInt8]] = []
+    }
+
+    /// Reads what early data NSS holds, once the server accepted early data
+    /// (`PR_Read` hands it out before the handshake completes, and drives
+    /// the handshake meanwhile). A read that completes the handshake returns
+    /// what came after it: `data`, not early.
+    ///
+    /// - Throws: the handshake's error, when a read ends in one.
+    private func drainEarlyData() throws -> Drained {
         try socket.withFD(operation) { fd in
-            guard EarlyDataReader.accepted(fd) else { return ([], []) }
-            var early: [[UInt8]] = []
-            var data: [[UInt8]] = []
+            var drained = Drained()
+            guard EarlyDataReader.accepted(fd) else { return drained }
+            drained.accepted = true
             while true {
                 let completedBefore = callbacks.events.latest != nil
-                guard let chunk = EarlyDataReader.read(fd) else { break }
-                if completedBefore || callbacks.events.latest != nil {
-                    data.append(chunk)
-                } else {
-                    early.append(chunk)
+                switch EarlyDataReader.read(fd) {
+                case .bytes(let chunk):
+                    if completedBefore || callbacks.events.latest != nil {
+                        drained.data.append(chunk)
+                    } else {
+                        drained.early.append(chunk)
+                    }
+                case .wouldBlock:
+                    return drained
+                case .ended(let code?):
+                    throw callbacks.handshakeError(callbacks.deferred.rejection ?? code, operation)
+                case .ended(nil):
+                    // The peer closed; after a completed handshake, reads meet it.
+                    if callbacks.events.latest != nil { return drained }
+                    throw TLSError(kind: .closed, operation: operation, message: "the peer closed the connection during the handshake")
                 }
             }
-            return (early, data)
         }
     }
 

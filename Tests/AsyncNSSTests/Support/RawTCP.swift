@@ -94,4 +94,24 @@ struct RawTCP {
         }
         throw TimedOut(seconds: seconds)
     }
+
+    /// Waits for a listening socket on `port` in the kernel's tables, without
+    /// connecting: `openssl ocsp` serves one connection at a time, and a probe
+    /// that sends nothing holds it up for good; `openssl s_server -early_data`
+    /// counts the probe as one of its connections.
+    static func waitUntilListeningWithoutConnecting(port: Int) async throws {
+        let hexPort = String(format: ":%04X ", port)
+        for _ in 0..<200 {
+            for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+                // Field 2 is the local address, field 4 the state: 0A is LISTEN.
+                if text.split(separator: "\n").contains(where: { line in
+                    let fields = line.split(separator: " ")
+                    return fields.count > 3 && (fields[1] + " ").hasSuffix(hexPort) && fields[3] == "0A"
+                }) { return }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TimedOut(seconds: 10)
+    }
 }
