@@ -13,9 +13,9 @@ enum ConnectionReport {
             "alpn: \(info.applicationProtocol ?? "none")",
             "resumed: \(info.resumed ? "yes" : "no")",
             "sni: \(nonEmpty(info.serverName) ?? "none")",
-            "client-certificate: \(nonEmpty(info.peerSubject) ?? "none")",
             "ech: \(info.encryptedClientHelloAccepted ? "accepted" : "no")",
             "early-data: \(info.earlyDataAccepted ? "\(earlyBytes) bytes" : "no")",
+            "client-certificate: \(nonEmpty(info.peerSubject) ?? "none")",
         ]
     }
 
