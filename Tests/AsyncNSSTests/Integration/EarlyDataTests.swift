@@ -172,7 +172,7 @@ extension Integration {
         func replayRefused() async throws {
             try await withTimeout(seconds: 60) {
                 let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
-                let (listener, server, recorder) = try await Self.server(window: .seconds(2), identity: identity)
+                let (listener, server, recorder) = try await Self.server(window: .seconds(1), identity: identity)
                 let configuration = Self.client(for: identity)
                 // Both connections through the proxy: the client keys its
                 // tickets by the address it connects to.
@@ -190,12 +190,12 @@ extension Integration {
                 #expect(flight.count > 13)
 
                 // The same bytes again, on a new connection, within the window.
-                let replay = try RawTCP(port: listener.port, timeout: 2)
+                let replay = try RawTCP(port: listener.port, timeout: 0.5)
                 replay.send(flight)
                 let answer = replay.readAll()
                 replay.close()
                 #expect(!answer.isEmpty, "the server answers the ClientHello, and waits for a Finished that never comes")
-                try await Task.sleep(for: .milliseconds(300))
+                try await Task.sleep(for: .milliseconds(200))
                 #expect(recorder.all.map(\.request) == ["first\n", "transfer 100\n"], "\(recorder.all.map(\.request))")
                 await proxy.close()
                 await listener.close()
@@ -303,7 +303,7 @@ extension Integration {
             try await withTimeout(seconds: 60) {
                 let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
                 // A window wide enough for the ticket age the late flight claims.
-                let (listener, server, recorder) = try await Self.server(window: .seconds(2), identity: identity)
+                let (listener, server, recorder) = try await Self.server(window: .seconds(1), identity: identity)
                 var configuration = Self.client(for: identity)
                 let proxy = try await TCPListener.bind(host: "127.0.0.1", port: 0)
                 let prime = Task { try await Self.relayOnce(from: proxy, to: listener.port) }
@@ -322,15 +322,15 @@ extension Integration {
                     await client.close()
                     return flight.bytes
                 }
-                configuration.handshakeTimeout = .seconds(2)
+                configuration.handshakeTimeout = .seconds(1)
                 _ = try? await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: configuration, earlyData: Array("lost request\n".utf8))
                 let flight = try await captured.value
                 // The server sees the flight first here, so it accepts the early data.
-                let tcp = try RawTCP(port: listener.port, timeout: 1)
+                let tcp = try RawTCP(port: listener.port, timeout: 0.3)
                 tcp.send(flight)
                 _ = tcp.readAll()
                 tcp.close()
-                try await Task.sleep(for: .milliseconds(500))
+                try await Task.sleep(for: .milliseconds(300))
                 #expect(recorder.all.last?.request == "lost request\n")
                 #expect(recorder.all.last?.earlyBytes == 13)
                 #expect(recorder.completed("lost request\n") == false)
