@@ -42,7 +42,7 @@ run_one() {
     local built=$SECONDS
     printf '\n==> swift test --sanitize=%s\n' "$sanitizer"
     local status=0
-    env "$options_var=$options:log_path=$reports/report" \
+    env "$options_var=$options:log_path=$reports/report" ASYNCNSS_SANITIZER="$sanitizer" \
         timeout --kill-after=30 "$limit" swift test --sanitize="$sanitizer" --scratch-path "$scratch" "$@" || status=$?
     local finished=$SECONDS
     local count

@@ -19,6 +19,21 @@ extension Integration {
             return (identity, client)
         }
 
+        /// Answers the first connection's line with `reply`, and returns what
+        /// its handshake negotiated (nil if the listener closed first).
+        static func answerOnce(_ listener: TLSListener, with reply: String) -> Task<TLSConnectionInfo?, any Error> {
+            Task {
+                for try await connection in listener {
+                    let info = connection.info
+                    _ = try await TestServers.read(connection, through: "\n")
+                    try await connection.write(Array(reply.utf8))
+                    await connection.close()
+                    return info
+                }
+                return nil
+            }
+        }
+
         /// The extension types of the ClientHello in `bytes` (whole records).
         static func extensionTypes(_ bytes: [UInt8]) -> [UInt16] {
             var index = 5 + 4 + 2 + 32
@@ -47,16 +62,7 @@ extension Integration {
                 var server = TLSConfiguration.makeServerConfiguration(identity: identity)
                 server.encryptedClientHelloKeys = keys
                 let listener = try await TLSListener.bind(port: 0, configuration: server)
-                let accepted = Task { () -> TLSConnectionInfo? in
-                    for try await connection in listener {
-                        let info = connection.info
-                        _ = try await TestServers.read(connection, through: "\n")
-                        try await connection.write(Array("ok\n".utf8))
-                        await connection.close()
-                        return info
-                    }
-                    return nil
-                }
+                let accepted = Self.answerOnce(listener, with: "ok\n")
                 var configuration = client
                 configuration.encryptedClientHelloConfigList = keys.configList
                 let connection = try await TLSConnection.connect(host: "127.0.0.1", port: listener.port, configuration: configuration)
@@ -180,16 +186,7 @@ extension Integration {
                 var server = TLSConfiguration.makeServerConfiguration(identity: identity)
                 server.encryptedClientHelloKeys = keys
                 let listener = try await TLSListener.bind(port: 0, configuration: server)
-                let accepted = Task { () -> TLSConnectionInfo? in
-                    for try await connection in listener {
-                        let info = connection.info
-                        _ = try await TestServers.read(connection, through: "\n")
-                        try await connection.write(Array("ech ok\n".utf8))
-                        await connection.close()
-                        return info
-                    }
-                    return nil
-                }
+                let accepted = Self.answerOnce(listener, with: "ech ok\n")
                 // tstclnt needs a database, even an empty one; -o accepts the certificate.
                 let directory = try TemporaryDirectory()
                 let database = "sql:" + directory.file("db")
