@@ -158,6 +158,11 @@ private struct Handshake {
             if case .ignore = self { return true }
             return false
         }
+
+        var isDelivering: Bool {
+            if case .deliver = self { return true }
+            return false
+        }
     }
 
     enum Driven {
@@ -179,7 +184,8 @@ private struct Handshake {
         var earlyData: [[UInt8]] = []
         var data: [[UInt8]] = []
         var sent = 0
-        var readsDriveHandshake = false
+        // After the hand-over the server has accepted early data already.
+        var readsDriveHandshake = early.isDelivering
         while true {
             switch action {
             case .step:
