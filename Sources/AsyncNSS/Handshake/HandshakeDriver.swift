@@ -57,6 +57,9 @@ actor HandshakeDriver {
     /// bytes went early; whether the server took them is the event's
     /// ``TLSConnectionInfo/earlyDataAccepted``.
     func run(_ socket: SocketHandle, callbacks: ConnectionCallbacks, peer: String, timeout: Duration, sendingEarly earlyData: [UInt8]) async throws -> (HandshakeEvent, sentEarly: Int) {
+        if earlyData.isEmpty {
+            return (try await run(socket, callbacks: callbacks, peer: peer, timeout: timeout), 0)
+        }
         let started = ContinuousClock.now
         let handshake = Handshake(socket: socket, callbacks: callbacks, peer: peer)
         do {
@@ -171,13 +174,34 @@ private struct Handshake {
         case earlyData([[UInt8]])
     }
 
+    /// The handshake of almost every connection: no early data either way.
+    /// Kept apart from ``drive(until:timeout:early:sending:)`` so that its
+    /// async frame, which every connection's task holds during its
+    /// handshake, stays small (1.2 KiB against 4.3 KiB).
     private func drive(until deadline: ContinuousClock.Instant, timeout: Duration) async throws -> HandshakeEvent {
-        guard case .completed(let event, _, _, _) = try await drive(until: deadline, timeout: timeout, early: .ignore) else {
-            throw TLSError(kind: .runtime, operation: operation, message: "a handshake that accepts no early data stopped for early data")
+        var machine = HandshakeStateMachine()
+        var action = machine.start()
+        while true {
+            switch action {
+            case .step:
+                action = machine.stepped(step())
+            case .waitReadable:
+                action = machine.waited(await callbacks.deferred.wait(on: socket, for: .read, deadline: deadline))
+            case .succeed:
+                return try completedEvent()
+            case .fail(let failure), .closeAndFail(let failure):
+                // The initial handshake's caller closes the socket.
+                throw HandshakeDriver.error(for: failure, operation: operation, timeout: timeout)
+            case .look, .pump, .yieldThenLook, .waitForInterruption:
+                // Actions of later handshakes; the machine never asks the
+                // initial handshake for them.
+                throw TLSError(kind: .runtime, operation: operation, message: "the handshake's state machine asked for \(action) in an initial handshake")
+            }
         }
-        return event
     }
 
+    /// ``drive(until:timeout:)`` for handshakes with early data: a server
+    /// that accepts it (`early`), or a client that sends it (`sending`).
     func drive(until deadline: ContinuousClock.Instant, timeout: Duration, early: EarlyData, sending: [UInt8] = []) async throws -> Driven {
         var machine = HandshakeStateMachine()
         var action = machine.start()
@@ -254,6 +278,7 @@ private struct Handshake {
     /// Writes what it can of `data` from `offset` as early data, once the
     /// session allows (NSS returns 0 when the session's limit is reached);
     /// returns how far it got.
+    @inline(never)
     private func sendEarlyData(_ data: [UInt8], from offset: Int) -> Int {
         (try? socket.withFD(operation) { fd -> Int in
             var info = SSLPreliminaryChannelInfo()
@@ -286,6 +311,7 @@ private struct Handshake {
     /// what came after it: `data`, not early.
     ///
     /// - Throws: the handshake's error, when a read ends in one.
+    @inline(never)
     private func drainEarlyData() throws -> Drained {
         try socket.withFD(operation) { fd in
             var drained = Drained()

@@ -303,7 +303,10 @@ struct Acceptor: Sendable {
     /// every connection's task keeps (4,784 bytes against 2,320).
     @inline(never)
     private func importReadAhead(_ socket: SocketHandle, setup: ServerSetup, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> SocketHandle {
-        let chosen = try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
+        // Asked only when needed: its frame (2.2 KiB) is not the PROXY protocol's.
+        let chosen = ServerNamePreselection.isNeeded(callbacks.settings)
+            ? try await ServerNamePreselection.configuration(setup.configuration, for: socket, callbacks: callbacks, deadline: deadline, operation: operation())
+            : nil
         try socket.withFD(operation()) { fd in
             // With a chosen identity the socket is set up from the
             // configuration, as a model socket is; else it copies the model.

@@ -36,6 +36,7 @@ enum ServerNamePreselection {
     /// (see ``choose(on:settings:deadline:operation:)``), which it records in
     /// `callbacks` for NSS's SNI hook; nil when `configuration`'s own identity serves, or when the settings
     /// have no per-name identities.
+    @inline(never)
     static func configuration(_ configuration: TLSConfiguration, for socket: SocketHandle, callbacks: ConnectionCallbacks, deadline: ContinuousClock.Instant, operation: @autoclosure () -> String) async throws -> TLSConfiguration? {
         guard isNeeded(callbacks.settings),
               let choice = try await choose(on: socket, settings: callbacks.settings, deadline: deadline, operation: operation()) else { return nil }
