@@ -23,6 +23,11 @@ extension Integration {
                 let waitingRead = Task { try await serverPlain.receive() }
                 try await Task.sleep(for: .milliseconds(100))
                 async let serverTLS = serverPlain.startTLS(try await TestIdentities.serverConfiguration(), role: .server)
+                // The server's startTLS must take the socket before the
+                // ClientHello arrives, or the plain read rightly reads it as
+                // plain data: under ThreadSanitizer its task once started
+                // after the client had sent it.
+                try await Task.sleep(for: .milliseconds(300))
                 let client = try await clientPlain.startTLS(try await TestIdentities.clientConfiguration(), role: .client)
                 let server = try await serverTLS
                 await #expect {
