@@ -21,7 +21,9 @@ extension Integration {
                 let clientPlain = try await TCPConnection.connect(host: "localhost", port: listener.port)
                 let serverPlain = try await acceptedPlain
                 let waitingRead = Task { try await serverPlain.receive() }
-                try await Task.sleep(for: .milliseconds(100))
+                // Time for the read to be waiting (under ThreadSanitizer on a
+                // loaded machine, 100 ms once was not).
+                try await Task.sleep(for: .milliseconds(500))
                 async let serverTLS = serverPlain.startTLS(try await TestIdentities.serverConfiguration(), role: .server)
                 // The server's startTLS must take the socket before the
                 // ClientHello arrives, or the plain read rightly reads it as
@@ -31,7 +33,9 @@ extension Integration {
                 let client = try await clientPlain.startTLS(try await TestIdentities.clientConfiguration(), role: .client)
                 let server = try await serverTLS
                 await #expect {
-                    _ = try await waitingRead.value
+                    // A read that never ends fails the test at its time limit
+                    // instead of holding the run.
+                    _ = try await withTaskCancellationHandler { try await waitingRead.value } onCancel: { waitingRead.cancel() }
                 } throws: { error in
                     (error as? TLSError)?.kind == .closed
                 }
