@@ -159,9 +159,6 @@ extension ConnectionCallbacks {
         }
     }
 
-    /// Verifies the peer's chain with `CERT_PKIXVerifyCert`, against
-    /// `anchors` alone or, without them, the trust of every loaded token, and
-    /// against the policy's CRLs; then the host name.
     /// The name a client with Encrypted Client Hello checks: the server's,
     /// or the configuration's public name when the server rejected the
     /// configuration (RFC 9849 §6.1.7: NSS then fails the handshake with
@@ -170,6 +167,9 @@ extension ConnectionCallbacks {
         ConnectionInfoReader.rejectedEncryptedClientHelloPublicName(fd) ?? serverName
     }
 
+    /// Verifies the peer's chain with `CERT_PKIXVerifyCert`, against
+    /// `anchors` alone or, without them, the trust of every loaded token, and
+    /// against the policy's CRLs; then the host name (or `name`).
     private func verifyWithPKIX(_ fd: UnsafeMutablePointer<PRFileDesc>, anchors: TrustAnchors?, peerIsClient: Bool, name: String? = nil) -> SECStatus {
         guard let peer = SSL_PeerCertificate(fd) else {
             PORT_SetError(PRErrorCode(SSL_ERROR_NO_CERTIFICATE.rawValue))

@@ -51,18 +51,8 @@ extension ConnectionCallbacks {
     }
 
     private func outcome(_ staple: OCSPStatus) -> RevocationOutcome {
-        switch staple {
-        case .good:
-            .passed
-        case .revoked:
-            .refused(PRErrorCode(SEC_ERROR_REVOKED_CERTIFICATE.rawValue), "The server's stapled OCSP response says its certificate is revoked.")
-        case .unknown:
-            .refused(PRErrorCode(SEC_ERROR_OCSP_UNKNOWN_CERT.rawValue), "The server's stapled OCSP response says the responder does not know its certificate.")
-        case .expired:
-            .refused(PRErrorCode(SEC_ERROR_OCSP_OLD_RESPONSE.rawValue), "The server's stapled OCSP response has expired: its nextUpdate has passed.")
-        case .invalid(let reason):
-            .refused(PRErrorCode(SEC_ERROR_OCSP_MALFORMED_RESPONSE.rawValue), "The server's stapled OCSP response cannot be used: \(reason).")
-        }
+        guard let (code, note) = staple.refusal(by: "The server's stapled OCSP response") else { return .passed }
+        return .refused(code, note)
     }
 
     /// Asks the certificate's OCSP responder from the blocking pool while

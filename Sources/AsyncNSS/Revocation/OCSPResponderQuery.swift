@@ -27,14 +27,8 @@ enum OCSPResponderQuery {
             let status = try await services.blockingPool.run {
                 try certificate.withPointer("checking the OCSP responder's answer") { OCSPResponseCheck.status(of: $0, in: answer) }
             }
-            let source = "The OCSP responder at \(url)"
-            switch status {
-            case .good: return nil
-            case .revoked: return (PRErrorCode(SEC_ERROR_REVOKED_CERTIFICATE.rawValue), "\(source) says the certificate is revoked.")
-            case .unknown: return (PRErrorCode(SEC_ERROR_OCSP_UNKNOWN_CERT.rawValue), "\(source) does not know the certificate.")
-            case .expired: return (PRErrorCode(SEC_ERROR_OCSP_OLD_RESPONSE.rawValue), "\(source) answered with an expired response.")
-            case .invalid(let reason): return (PRErrorCode(SEC_ERROR_OCSP_MALFORMED_RESPONSE.rawValue), "\(source) answered with an unusable response: \(reason).")
-            }
+            // The responder's answer, judged as a staple is.
+            return status.refusal(by: "The answer of the OCSP responder at \(url)")
         } catch {
             let code = (error as? TLSError)?.nssCode ?? PRErrorCode(SEC_ERROR_OCSP_SERVER_ERROR.rawValue)
             return (code, "RevocationPolicy.ocsp: no answer from the certificate's OCSP responder: \(error)")

@@ -54,3 +54,18 @@ enum OCSPResponseCheck {
         return .invalid(reason: "\(error.nssName ?? "error \(code)"): \(error.message)")
     }
 }
+
+extension OCSPStatus {
+    /// The NSS code (its alert) and the note with which a client refuses a
+    /// certificate for this status, said by `source` (the staple, or the
+    /// responder); nil for `good`.
+    func refusal(by source: String) -> (PRErrorCode, String)? {
+        switch self {
+        case .good: nil
+        case .revoked: (PRErrorCode(SEC_ERROR_REVOKED_CERTIFICATE.rawValue), "\(source) says the certificate is revoked.")
+        case .unknown: (PRErrorCode(SEC_ERROR_OCSP_UNKNOWN_CERT.rawValue), "\(source) says the responder does not know the certificate.")
+        case .expired: (PRErrorCode(SEC_ERROR_OCSP_OLD_RESPONSE.rawValue), "\(source) has expired: its nextUpdate has passed.")
+        case .invalid(let reason): (PRErrorCode(SEC_ERROR_OCSP_MALFORMED_RESPONSE.rawValue), "\(source) cannot be used: \(reason).")
+        }
+    }
+}
