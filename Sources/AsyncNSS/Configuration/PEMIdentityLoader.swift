@@ -68,22 +68,12 @@ struct PEMIdentityLoader {
     }
 
     private func importKey(_ der: [UInt8], for certificate: UnsafeMutablePointer<CERTCertificate>, source: String) throws -> UnsafeMutablePointer<SECKEYPrivateKey> {
-        guard let slot = PK11_GetInternalSlot() else {
-            throw TLSError.fromLastNSSError("\(source): opening the internal key slot")
-        }
-        defer { PK11_FreeSlot(slot) }
         var usage = UInt32(KU_DIGITAL_SIGNATURE)
         if let publicKey = CERT_ExtractPublicKey(certificate) {
             if SECKEY_GetPublicKeyType(publicKey) == rsaKey { usage |= UInt32(KU_KEY_ENCIPHERMENT) }
             SECKEY_DestroyPublicKey(publicKey)
         }
-        var bytes = der
-        var key: UnsafeMutablePointer<SECKEYPrivateKey>? = nil
-        let status = bytes.withUnsafeMutableBufferPointer { buffer in
-            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
-            return PK11_ImportDERPrivateKeyInfoAndReturnKey(slot, &item, nil, nil, PR_FALSE, PR_TRUE, usage, &key, nil)
-        }
-        guard status == SECSuccess, let key else {
+        guard let key = PrivateKeyImport.pkcs8(der, usage: usage) else {
             let error = TLSError.fromLastNSSError(source)
             let reason = PKCS8KeyAlgorithm.unsupportedName(der).map {
                 "this is an \($0) key, which NSS cannot use for TLS; AsyncNSS needs an RSA or EC (P-256, P-384, P-521) key"

@@ -146,16 +146,7 @@ final class ECHKeyMaterial: Sendable {
         guard let list = ECHConfigList(configBlock.der) else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "the ECHCONFIG block is not an ECHConfigList of version 0xfe0d")
         }
-        guard let slot = PK11_GetInternalSlot() else { throw TLSError.fromLastNSSError(operation) }
-        defer { PK11_FreeSlot(slot) }
-        var bytes = keyBlock.der
-        defer { for index in bytes.indices { bytes[index] = 0 } }
-        var key: UnsafeMutablePointer<SECKEYPrivateKey>?
-        let status = bytes.withUnsafeMutableBufferPointer { buffer in
-            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
-            return PK11_ImportDERPrivateKeyInfoAndReturnKey(slot, &item, nil, nil, PR_FALSE, PR_FALSE, UInt32(KU_KEY_AGREEMENT), &key, nil)
-        }
-        guard status == SECSuccess, let key else { throw TLSError.fromLastNSSError(operation) }
+        guard let key = PrivateKeyImport.pkcs8(keyBlock.der, usage: UInt32(KU_KEY_AGREEMENT), sensitive: false) else { throw TLSError.fromLastNSSError(operation) }
         let privateObject = PrivateKeyObject(privateKey: key, services: services)
         guard let publicKey = SECKEY_ConvertToPublicKey(key) else { throw TLSError.fromLastNSSError(operation) }
         let publicObject = NSSObject(publicKey, services: services) { SECKEY_DestroyPublicKey($0) }

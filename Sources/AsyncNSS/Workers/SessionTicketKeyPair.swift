@@ -40,16 +40,7 @@ enum SessionTicketKeyPair {
     /// ticket key pair (`SSL_SetSessionTicketKeyPair`, which keeps copies).
     static func install(_ der: [UInt8]) throws {
         let operation = "installing the key pair that wraps session-ticket keys"
-        guard let slot = PK11_GetInternalSlot() else { throw TLSError.fromLastNSSError(operation) }
-        defer { PK11_FreeSlot(slot) }
-        var bytes = der
-        defer { for index in bytes.indices { bytes[index] = 0 } }
-        var key: UnsafeMutablePointer<SECKEYPrivateKey>?
-        let status = bytes.withUnsafeMutableBufferPointer { buffer in
-            var item = SECItem(type: siBuffer, data: buffer.baseAddress, len: UInt32(buffer.count))
-            return PK11_ImportDERPrivateKeyInfoAndReturnKey(slot, &item, nil, nil, PR_FALSE, PR_TRUE, UInt32(KU_KEY_ENCIPHERMENT), &key, nil)
-        }
-        guard status == SECSuccess, let key else { throw TLSError.fromLastNSSError(operation) }
+        guard let key = PrivateKeyImport.pkcs8(der, usage: UInt32(KU_KEY_ENCIPHERMENT)) else { throw TLSError.fromLastNSSError(operation) }
         defer { SECKEY_DestroyPrivateKey(key) }
         guard let publicKey = SECKEY_ConvertToPublicKey(key) else { throw TLSError.fromLastNSSError(operation) }
         defer { SECKEY_DestroyPublicKey(publicKey) }
