@@ -76,8 +76,10 @@ extension SocketHandle {
     /// - Throws: `CancellationError` when the task is cancelled (the caller
     ///   closes what it owns), ``TLSError/Kind/closed`` with `closedMessage`
     ///   when the socket or the runtime closes.
-    nonisolated(nonsending) func waitUntilReady(for interest: PollInterest, operation: @autoclosure () -> String, closedMessage: String) async throws {
-        switch await wait(for: interest) {
+    /// Pass `id` (from ``makeWaitID()``) to let another task end the wait
+    /// early with ``interruptWait(_:)``; the call then returns as if ready.
+    nonisolated(nonsending) func waitUntilReady(for interest: PollInterest, id: PollWaitID? = nil, operation: @autoclosure () -> String, closedMessage: String) async throws {
+        switch await wait(for: interest, id: id) {
         case .ready, .interrupted:
             return
         case .cancelled:

@@ -25,6 +25,12 @@ public actor TCPConnection {
     let hostName: String?
     /// The socket until TLS starts; then the ``TLSConnection`` is its one owner.
     private var plainSocket: SocketHandle?
+    /// The waits of plain reads and writes under way. ``startTLS(_:role:)``
+    /// interrupts them as it takes the socket, so that they end with `closed`
+    /// at once. Left to readiness, a wait moved to the cold loop could sleep
+    /// for good: the handshake consumes the bytes that made the socket
+    /// readable before the cold loop's `poll` looks again.
+    private var plainWaits: Set<PollWaitID> = []
 
     /// The PROXY protocol header that came first, on a ``TCPListener`` that
     /// requires one; ``remoteAddress`` is then its client's address. Nil otherwise.
@@ -124,6 +130,7 @@ public actor TCPConnection {
         // From here on the handshake, then the TLS connection, own the socket.
         let socket = try openSocket(operation)
         plainSocket = nil
+        for id in plainWaits { socket.interruptWait(id) }
         let callbacks = ConnectionCallbacks(
             isServer: isServer, verification: verification, serverName: isServer ? nil : serverName,
             identity: isServer ? nil : configuration.identity, settings: ConnectionSettings(configuration, role: role),
@@ -179,8 +186,11 @@ public actor TCPConnection {
     }
 
     private func waitFor(_ interest: PollInterest, on socket: SocketHandle, _ operation: String) async throws {
+        let id = socket.makeWaitID()
+        plainWaits.insert(id)
+        defer { plainWaits.remove(id) }
         do {
-            try await socket.waitUntilReady(for: interest, operation: operation, closedMessage: "the connection is closed")
+            try await socket.waitUntilReady(for: interest, id: id, operation: operation, closedMessage: "the connection is closed")
         } catch let error as CancellationError {
             await socket.close()
             throw error

@@ -12,26 +12,23 @@ extension Integration {
         }
 
         /// A plain read that was already waiting when TLS started must not
-        /// read the handshake's bytes: it ends with `closed` once it wakes.
-        @Test("a plain read waiting when TLS starts ends with closed and leaves the handshake alone")
-        func readWaitingAcrossStartTLS() async throws {
+        /// read the handshake's bytes: it ends with `closed` as soon as
+        /// `startTLS` takes the socket, before the peer sends anything.
+        @Test("a plain read waiting when TLS starts ends with closed and leaves the handshake alone", arguments: [false, true])
+        func readWaitingAcrossStartTLS(demoted: Bool) async throws {
             try await withTimeout(seconds: 30) {
                 let listener = try await TCPListener.bind(port: 0)
                 async let acceptedPlain = listener.accept()
                 let clientPlain = try await TCPConnection.connect(host: "localhost", port: listener.port)
                 let serverPlain = try await acceptedPlain
                 let waitingRead = Task { try await serverPlain.receive() }
-                // Time for the read to be waiting (under ThreadSanitizer on a
-                // loaded machine, 100 ms once was not).
-                try await Task.sleep(for: .milliseconds(500))
+                // Time for the read to be waiting; past the demotion delay
+                // (1 s), its wait has moved to the cold loop.
+                try await Task.sleep(for: demoted ? .milliseconds(1_500) : .milliseconds(200))
                 async let serverTLS = serverPlain.startTLS(try await TestIdentities.serverConfiguration(), role: .server)
-                // The server's startTLS must take the socket before the
-                // ClientHello arrives, or the plain read rightly reads it as
-                // plain data: under ThreadSanitizer its task once started
-                // after the client had sent it.
-                try await Task.sleep(for: .milliseconds(300))
-                let client = try await clientPlain.startTLS(try await TestIdentities.clientConfiguration(), role: .client)
-                let server = try await serverTLS
+                // The client sends its ClientHello only after the read ended:
+                // the read ends because startTLS took the socket, not because
+                // bytes arrived (which the plain read would rightly read).
                 await #expect {
                     // A read that never ends fails the test at its time limit
                     // instead of holding the run.
@@ -39,6 +36,8 @@ extension Integration {
                 } throws: { error in
                     (error as? TLSError)?.kind == .closed
                 }
+                let client = try await clientPlain.startTLS(try await TestIdentities.clientConfiguration(), role: .client)
+                let server = try await serverTLS
                 try await client.write(Array("after\n".utf8))
                 #expect(try await TestServers.read(server, through: "\n") == "after\n")
                 await client.close()
