@@ -84,6 +84,63 @@ extension Integration {
             }
         }
 
+        /// A server that accepts early data hands a connection over when its
+        /// early data arrives, and a task of its own finishes the handshake.
+        /// The application drops each connection while that task still waits
+        /// for the client's Finished, which the proxy holds back.
+        @Test("connections handed over at their early data and dropped while their handshake finishes")
+        func droppedDuringEarlyHandshake() async throws {
+            try await withTimeout(seconds: 60) {
+                let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
+                var serverConfiguration = TLSConfiguration.makeServerConfiguration(identity: identity)
+                let window = Duration.milliseconds(300)
+                serverConfiguration.earlyData = .accept(maximumSize: 4096, antiReplayWindow: window)
+                let listener = try await TLSListener.bind(port: 0, configuration: serverConfiguration)
+                let server = Task { () -> [Int] in
+                    var earlyByteCounts: [Int] = []
+                    for try await connection in listener {
+                        // The early data of a resumed client; the request otherwise.
+                        var iterator = connection.inbound.makeAsyncIterator()
+                        _ = try? await iterator.next()
+                        earlyByteCounts.append(connection.earlyDataByteCount)
+                        // Dropped here, without close().
+                    }
+                    return earlyByteCounts
+                }
+                try await Task.sleep(for: window + .milliseconds(200))
+                let rounds = 10
+                // Every connection goes through the proxy, which the client's
+                // session cache knows by its address.
+                let proxy = try await EarlyDataTests.delayingProxy(to: listener.port, connections: rounds + 1)
+                let clientConfiguration = EarlyDataTests.client(for: identity)
+                do {
+                    // A full handshake, for the ticket; the client reads it
+                    // with the close that follows the server's drop.
+                    let first = try await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: clientConfiguration)
+                    try await first.write(Array("first\n".utf8))
+                    var iterator = first.inbound.makeAsyncIterator()
+                    _ = try? await iterator.next()
+                }
+                let baseline = await LeakBaseline.take()
+                for round in 0..<rounds {
+                    // The server may drop the connection before or after the
+                    // client's handshake returns: either way is fine here.
+                    if let client = try? await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: clientConfiguration, earlyData: Array("request \(round)\n".utf8)) {
+                        var iterator = client.inbound.makeAsyncIterator()
+                        _ = try? await iterator.next()
+                    }
+                }
+                _ = try await proxy.relay.value
+                await listener.close()
+                let earlyByteCounts = try await server.value
+                #expect(earlyByteCounts.count == rounds + 1)
+                // Each connection after the first was handed over at its early data.
+                #expect(earlyByteCounts.dropFirst().allSatisfy { $0 > 0 }, "early bytes per connection: \(earlyByteCounts)")
+                try await baseline.expectReached(within: .seconds(3))
+                await proxy.listener.close()
+            }
+        }
+
         @Test("clients whose handshake failed leave nothing behind")
         func failedHandshakes() async throws {
             try await withTimeout(seconds: 30) {
