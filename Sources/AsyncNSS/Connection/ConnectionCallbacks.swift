@@ -88,7 +88,11 @@ final class ConnectionCallbacks: Sendable {
     /// the SNI hook to choose one once NSS decrypted the ClientHello (ECH).
     let choosesIdentityAfterDecryption = Atomic<Bool>(false)
 
-    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices) {
+    /// Told once when the connection ends: a listener's bookkeeping.
+    private let endObserver: (any ConnectionEndObserver)?
+
+    init(isServer: Bool, verification: Verification, serverName: String?, identity: TLSIdentity?, settings: ConnectionSettings, metrics: ConnectionMetrics? = nil, logger: Logger, peer: String, services: RuntimeServices, endObserver: (any ConnectionEndObserver)? = nil) {
+        self.endObserver = endObserver
         self.settings = settings
         self.baseLogger = logger
         self.peer = peer
@@ -129,8 +133,11 @@ final class ConnectionCallbacks: Sendable {
         if runNow { handler() }
     }
 
-    /// Cancels what still runs for the connection, ends its event streams and
-    /// runs the ``whenEnded(_:)`` handlers. Idempotent.
+    /// Whether ``connectionEnded()`` ran.
+    var hasEnded: Bool { endHandlers.withLock { $0.ended } }
+
+    /// Cancels what still runs for the connection, ends its event streams,
+    /// runs the ``whenEnded(_:)`` handlers and tells the end observer. Idempotent.
     func connectionEnded() {
         let handlers = endHandlers.withLock { state -> [@Sendable () -> Void] in
             if state.ended { return [] }
@@ -141,6 +148,7 @@ final class ConnectionCallbacks: Sendable {
         deferred.close()
         events.finish()
         for handler in handlers { handler() }
+        endObserver?.connectionEnded(self)
     }
 
     /// Installs the callbacks on `fd`, pointing at `self`.

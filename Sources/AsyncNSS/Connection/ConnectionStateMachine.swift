@@ -58,9 +58,14 @@ struct ConnectionStateMachine: Sendable {
     private(set) var bufferedByteCount = 0
     private var outputShutDown = false
     private(set) var isClosed = false
-    let operation: String
+    /// The peer's address, which errors name. Stored as given (it shares
+    /// the connection's `remoteAddress`), and the longer texts are made only
+    /// when an error needs them: a connection keeps no string of its own.
+    let peer: String
+    /// What the connection-wide errors say they were about.
+    var operation: String { "connection with \(peer)" }
 
-    init(operation: String) { self.operation = operation }
+    init(peer: String) { self.peer = peer }
 
     // MARK: Reading
 
@@ -81,7 +86,7 @@ struct ConnectionStateMachine: Sendable {
             readState = .reading
             return .read
         case .reading:
-            return .fail(TLSError(kind: .concurrentOperation, operation: "reading from \(operation)", message: "another task is already reading; the inbound sequence has a single consumer"))
+            return .fail(TLSError(kind: .concurrentOperation, operation: "reading from \(peer)", message: "another task is already reading; the inbound sequence has a single consumer"))
         case .ended:
             return .deliverEnd
         case .failed(let error):
@@ -98,7 +103,7 @@ struct ConnectionStateMachine: Sendable {
             readState = .ended
             return .deliverEnd
         case .endOfStream(closeNotify: false):
-            let error = TLSError(kind: .truncated, operation: "reading from \(operation)", message: "the peer closed the connection without close_notify; the data may be truncated")
+            let error = TLSError(kind: .truncated, operation: "reading from \(peer)", message: "the peer closed the connection without close_notify; the data may be truncated")
             readState = .failed(error)
             return .fail(error)
         case .wouldBlock:
@@ -179,7 +184,7 @@ struct ConnectionStateMachine: Sendable {
     func beginWrite() -> WriteAction {
         if isClosed { return .fail(closedError()) }
         if outputShutDown {
-            return .fail(TLSError(kind: .closed, operation: "writing to \(operation)", message: "the output was shut down"))
+            return .fail(TLSError(kind: .closed, operation: "writing to \(peer)", message: "the output was shut down"))
         }
         return .write
     }

@@ -87,7 +87,7 @@ public actor TLSConnection {
         self.remoteAddress = remoteAddress
         self.isServer = callbacks.isServer
         self.initialEvent = initialEvent
-        self.machine = ConnectionStateMachine(operation: "connection with \(remoteAddress)")
+        self.machine = ConnectionStateMachine(peer: remoteAddress)
         if let limit = callbacks.settings.idleTimeout {
             let watch = BackgroundTask()
             idleWatch = watch

@@ -16,6 +16,8 @@ struct Acceptor: Sendable {
     let live: LiveConnections
     let reserve: ReserveDescriptor
     let metrics: ConnectionMetrics
+    /// Told when each connection ends: counts it out of `metrics`, `limiter` and `live`.
+    let ends: AcceptedConnectionEnds
 
     /// How long to pause, on the poll thread (``SocketHandle/pause(for:)``),
     /// when the process is out of file descriptors.
@@ -52,7 +54,7 @@ struct Acceptor: Sendable {
                 switch accept() {
                 case .accepted(let socket, let peer):
                     failuresInARow = 0
-                    let release = limiter.admit()
+                    limiter.admit()
                     // The connection's loop runs its handshake, so every
                     // wait of the handshake continues where it was polled.
                     // Under `serve`, the same task then runs the handler,
@@ -60,11 +62,11 @@ struct Acceptor: Sendable {
                     // connection keeps only the handler's.
                     let loop = services.pollGroup.assign()
                     let started = delivery.spawn(on: loop) { id in
-                        await serve(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release, servedAs: id)
+                        await serve(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), servedAs: id)
                     }
                     if !started {
                         group.addTask(executorPreference: loop) {
-                            guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), release: release) else { return }
+                            guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop)) else { return }
                             if delivery.deliver(connection, on: loop) { return }
                             if case .terminated = output.yield(connection) {
                                 await connection.close()
@@ -124,16 +126,16 @@ struct Acceptor: Sendable {
     /// task `id` of ``HandlerDelivery/spawn(on:_:)``, isolated to `driver`,
     /// whose executor is the connection's: no hop between the two, and none
     /// when the handler calls the connection.
-    private func serve(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void, servedAs id: Int) async {
-        guard let connection = await handshake(tcp, peer: peer, driver: driver, release: release) else { return }
+    private func serve(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, servedAs id: Int) async {
+        guard let connection = await handshake(tcp, peer: peer, driver: driver) else { return }
         await delivery.runHandler(of: connection, afterHandshakeOf: id)
     }
 
     /// Runs the handshake of an accepted socket, isolated to its `driver`
     /// (on its loop), and returns the connection; nil when the handshake
-    /// failed (logged) or was cancelled. `release` gives its slot back when
-    /// the connection ends, however it ends.
-    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver, release: @escaping @Sendable () -> Void) async -> TLSConnection? {
+    /// failed (logged) or was cancelled. ``ends`` gives its limiter slot back
+    /// when the connection ends, however it ends.
+    private func handshake(_ tcp: UnsafeMutablePointer<PRFileDesc>, peer: NetworkAddress, driver: isolated HandshakeDriver) async -> TLSConnection? {
         let loop = driver.loop
         // A lease keeps the setup's model socket open until the import is
         // done, even if a reload replaces the setup meanwhile.
@@ -149,18 +151,14 @@ struct Acceptor: Sendable {
             proxied = await readProxyHeader(tcp, proxy: peer.description, setup: setup, loop: loop, deadline: deadline)
             if proxied == nil {
                 await setups.finish(lease)
-                release()
+                limiter.release()
                 return nil
             }
         }
         let peerText = proxied?.peerText ?? peer.description
         let socket: SocketHandle
-        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services)
+        let callbacks = ConnectionCallbacks(isServer: true, verification: setup.verification, serverName: nil, identity: nil, settings: setup.settings, metrics: metrics, logger: setup.configuration.logger ?? logger, peer: peerText, services: services, endObserver: ends)
         metrics.connectionStarted()
-        callbacks.whenEnded { [metrics] in
-            metrics.connectionEnded()
-            release()
-        }
         let imported: Result<SocketHandle, any Error>
         do {
             if let proxied {

@@ -39,18 +39,20 @@ final class ConnectionLimiter: Sendable {
         }
     }
 
-    /// Counts an accepted connection. Returns the release to call once, when
-    /// the connection has ended (``ConnectionCallbacks/whenEnded(_:)`` runs it once).
-    func admit() -> @Sendable () -> Void {
+    /// Counts an accepted connection. Call ``release()`` once when it has
+    /// ended (``AcceptedConnectionEnds`` does, once per connection).
+    func admit() {
         state.withLock { $0.active += 1 }
-        return { [self] in
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                state.active -= 1
-                guard state.active < limit, let waiter = state.waiter else { return nil }
-                state.waiter = nil
-                return waiter
-            }
-            waiter?.resume()
+    }
+
+    /// Counts out a connection that ``admit()`` counted.
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.active -= 1
+            guard state.active < limit, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
         }
+        waiter?.resume()
     }
 }

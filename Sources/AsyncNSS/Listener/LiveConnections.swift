@@ -17,16 +17,19 @@ final class LiveConnections: Sendable {
 
     var count: Int { state.withLock { $0.entries.count } }
 
-    /// Tracks `connection` until its callbacks report that it ended.
+    /// Tracks `connection` until ``remove(_:)`` is called with its
+    /// callbacks (``AcceptedConnectionEnds`` does, when it ends).
     func add(_ connection: TLSConnection, callbacks: ConnectionCallbacks) {
-        let id = ObjectIdentifier(connection)
-        state.withLock { $0.entries[id] = Entry(connection: connection) }
-        callbacks.whenEnded { [weak self] in self?.remove(id) }
+        state.withLock { $0.entries[ObjectIdentifier(callbacks)] = Entry(connection: connection) }
+        // Ended already, so its removal came before this entry: remove it now.
+        if callbacks.hasEnded { remove(callbacks) }
     }
 
-    private func remove(_ id: ObjectIdentifier) {
+    /// Stops tracking the connection of `callbacks`, if it was tracked.
+    func remove(_ callbacks: ConnectionCallbacks) {
+        let id = ObjectIdentifier(callbacks)
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.entries[id] = nil
+            guard state.entries.removeValue(forKey: id) != nil else { return [] }
             guard state.entries.isEmpty else { return [] }
             defer { state.emptyWaiters.removeAll() }
             return Array(state.emptyWaiters.values)

@@ -149,6 +149,8 @@ public actor TLSListener: AsyncSequence {
         let delivery = HandlerDelivery()
         let logger = logger ?? configuration.logger ?? Logger(label: "AsyncNSS.TLSListener")
         configuration.keyLog?.announce(to: logger)
+        let limiter = ConnectionLimiter(limit: configuration.maximumConnections)
+        let metrics = ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .server)
         let acceptor = Acceptor(
             listeningSocket: listeningSocket,
             setups: setups,
@@ -156,10 +158,11 @@ public actor TLSListener: AsyncSequence {
             logger: logger,
             output: continuation,
             delivery: delivery,
-            limiter: ConnectionLimiter(limit: configuration.maximumConnections),
+            limiter: limiter,
             live: live,
             reserve: ReserveDescriptor(),
-            metrics: ConnectionMetrics(factory: metrics ?? MetricsSystem.factory, role: .server)
+            metrics: metrics,
+            ends: AcceptedConnectionEnds(metrics: metrics, limiter: limiter, live: live)
         )
         // Accepting runs on the listening socket's loop, where its waits are
         // polled; each handshake then starts on the new connection's loop.

@@ -17,7 +17,14 @@ final class AsyncTurn: Sendable {
         var pending: Set<UInt64> = []
         var cancelledEarly: Set<UInt64> = []
         var nextID: UInt64 = 0
-        var closedError: TLSError?
+        /// Boxed: every connection has two turns, and an inline `TLSError`
+        /// would make each 64 bytes larger.
+        var closed: Closed?
+    }
+
+    private final class Closed: Sendable {
+        let error: TLSError
+        init(_ error: TLSError) { self.error = error }
     }
 
     private let state = Mutex(State())
@@ -25,7 +32,7 @@ final class AsyncTurn: Sendable {
     /// Waits for the turn. Release it with ``release()``.
     nonisolated(nonsending) func acquire() async throws {
         let fastPath = try state.withLock { state -> UInt64? in
-            if let error = state.closedError { throw error }
+            if let closed = state.closed { throw closed.error }
             if !state.held {
                 state.held = true
                 return nil
@@ -41,7 +48,7 @@ final class AsyncTurn: Sendable {
                 let immediate = state.withLock { state -> Result<Void, any Error>? in
                     state.pending.remove(id)
                     if state.cancelledEarly.remove(id) != nil { return .failure(CancellationError()) }
-                    if let error = state.closedError { return .failure(error) }
+                    if let closed = state.closed { return .failure(closed.error) }
                     if !state.held {
                         state.held = true
                         return .success(())
@@ -78,7 +85,7 @@ final class AsyncTurn: Sendable {
     /// Fails every waiter and every later ``acquire()`` with `error`.
     func close(_ error: TLSError) {
         let waiting = state.withLock { state -> [Waiter] in
-            state.closedError = state.closedError ?? error
+            if state.closed == nil { state.closed = Closed(error) }
             defer { state.waiters.removeAll() }
             return state.waiters.map(\.continuation)
         }

@@ -13,7 +13,7 @@ struct ConnectionStateMachineBufferTests {
 
     @Test("data a rehandshake read is delivered in order, split to the reader's size")
     func bufferedDataComesFirst() {
-        var machine = Machine(operation: "peer")
+        var machine = Machine(peer: "peer")
         #expect(!machine.hasActiveReader)
         #expect(machine.pumpReturned(.bytes([1, 2, 3, 4, 5])) == .progress)
         #expect(machine.pumpReturned(.bytes([6, 7])) == .progress)
@@ -35,7 +35,7 @@ struct ConnectionStateMachineBufferTests {
 
     @Test("an end the rehandshake saw comes after the buffered data")
     func endAfterBufferedData() {
-        var clean = Machine(operation: "peer")
+        var clean = Machine(peer: "peer")
         _ = clean.pumpReturned(.bytes([9]))
         guard case .fail(let error) = clean.pumpReturned(.endOfStream(closeNotify: true)) else {
             Issue.record("the handshake cannot complete once the peer closed")
@@ -50,7 +50,7 @@ struct ConnectionStateMachineBufferTests {
             return
         }
 
-        var truncated = Machine(operation: "peer")
+        var truncated = Machine(peer: "peer")
         _ = truncated.pumpReturned(.bytes([8]))
         guard case .fail(let closed) = truncated.pumpReturned(.endOfStream(closeNotify: false)) else {
             Issue.record("the handshake cannot complete once the peer closed")
@@ -67,7 +67,7 @@ struct ConnectionStateMachineBufferTests {
 
     @Test("a refused renegotiation is progress, a failure is kept for the reader")
     func recoverableAndFailure() {
-        var machine = Machine(operation: "peer")
+        var machine = Machine(peer: "peer")
         #expect(machine.pumpReturned(.recoverable) == .progress)
         let failure = TLSError(kind: .nss, operation: "peer", message: "bad record")
         #expect(machine.pumpReturned(.failed(failure)) == .fail(failure))

@@ -37,7 +37,7 @@ struct ConnectionStateMachineTests {
 
     /// A machine that is waiting for the socket inside a read.
     func waitingMachine() -> Machine {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         _ = machine.readReturned(.wouldBlock)
         return machine
@@ -47,18 +47,18 @@ struct ConnectionStateMachineTests {
 
     @Test("a read delivers its bytes and the next read starts again")
     func bytesThenIdle() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         #expect(describe(machine.beginRead()) == "read")
         #expect(describe(machine.readReturned(.bytes([1, 2, 3]))) == "deliver([1, 2, 3])")
         #expect(describe(machine.beginRead()) == "read")
         #expect(describe(machine.readReturned(.bytes([4]))) == "deliver([4])")
         #expect(!machine.isClosed)
-        #expect(machine.operation == peer)
+        #expect(machine.operation == "connection with \(peer)")
     }
 
     @Test("would block waits, readiness reads again, then bytes arrive")
     func wouldBlockThenReady() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         #expect(describe(machine.readReturned(.wouldBlock)) == "waitReadable")
         #expect(describe(machine.readWaitEnded(.ready)) == "read")
@@ -70,7 +70,7 @@ struct ConnectionStateMachineTests {
 
     @Test("a recoverable error reads again")
     func recoverableReadsAgain() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         #expect(describe(machine.readReturned(.recoverable)) == "read")
         #expect(describe(machine.readReturned(.bytes([7]))) == "deliver([7])")
@@ -78,7 +78,7 @@ struct ConnectionStateMachineTests {
 
     @Test("a second reader while one is reading fails with concurrentOperation")
     func concurrentRead() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         #expect(describe(machine.beginRead()) == "read")
         let error = failure(machine.beginRead())
         #expect(error?.kind == .concurrentOperation)
@@ -94,7 +94,7 @@ struct ConnectionStateMachineTests {
 
     @Test("close_notify ends the stream cleanly, and every later read sees the end")
     func cleanEnd() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         #expect(describe(machine.readReturned(.endOfStream(closeNotify: true))) == "deliverEnd")
         #expect(describe(machine.beginRead()) == "deliverEnd")
@@ -104,7 +104,7 @@ struct ConnectionStateMachineTests {
 
     @Test("an end without close_notify fails as truncated, and so does every later read")
     func truncatedEnd() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         let first = failure(machine.readReturned(.endOfStream(closeNotify: false)))
         #expect(first?.kind == .truncated)
@@ -118,7 +118,7 @@ struct ConnectionStateMachineTests {
     @Test("an NSS read error fails this read and every later one")
     func failedRead() {
         let reset = TLSError(kind: .nss, operation: "reading from \(peer)", nssCode: -5961, nssName: "PR_CONNECT_RESET_ERROR", message: "TCP connection reset by peer")
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         #expect(failure(machine.readReturned(.failed(reset))) == reset)
         #expect(failure(machine.beginRead()) == reset)
@@ -131,7 +131,7 @@ struct ConnectionStateMachineTests {
         #expect(describe(machine.readWaitEnded(.cancelled)) == "closeAndFail(nil)")
         let later = failure(machine.beginRead())
         #expect(later?.kind == .closed)
-        #expect(later?.operation == peer)
+        #expect(later?.operation == "connection with \(peer)")
     }
 
     @Test("a wait that ends for any other reason fails as closed", arguments: [PollOutcome.closed, .timedOut, .shutDown])
@@ -139,7 +139,7 @@ struct ConnectionStateMachineTests {
         var machine = waitingMachine()
         let error = failure(machine.readWaitEnded(outcome))
         #expect(error?.kind == .closed)
-        #expect(error?.operation == peer)
+        #expect(error?.operation == "connection with \(peer)")
         #expect(failure(machine.beginRead()) == error)
     }
 
@@ -147,7 +147,7 @@ struct ConnectionStateMachineTests {
 
     @Test("writes are allowed until the output is shut down")
     func writeAfterShutdown() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         #expect(describe(machine.beginWrite()) == "write")
         #expect(describe(machine.beginWrite()) == "write")
         machine.outputWasShutDown()
@@ -160,7 +160,7 @@ struct ConnectionStateMachineTests {
 
     @Test("writing is independent of how reading ended")
     func writeAfterReadEnded() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.beginRead()
         _ = machine.readReturned(.endOfStream(closeNotify: false))
         #expect(describe(machine.beginWrite()) == "write")
@@ -170,7 +170,7 @@ struct ConnectionStateMachineTests {
 
     @Test("close returns true once, then false")
     func closeOnce() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         #expect(!machine.isClosed)
         let first = machine.close()
         #expect(first)
@@ -184,31 +184,31 @@ struct ConnectionStateMachineTests {
 
     @Test("after close, reads and writes fail as closed")
     func closedFailsEverything() {
-        var machine = Machine(operation: peer)
+        var machine = Machine(peer: peer)
         _ = machine.close()
         let read = failure(machine.beginRead())
         #expect(read?.kind == .closed)
-        #expect(read?.operation == peer)
+        #expect(read?.operation == "connection with \(peer)")
         #expect(failure(machine.beginWrite())?.kind == .closed)
     }
 
     @Test("close wins over a cleanly ended stream and over an earlier failure")
     func closeWinsOverReadState() {
-        var ended = Machine(operation: peer)
+        var ended = Machine(peer: peer)
         _ = ended.beginRead()
         _ = ended.readReturned(.endOfStream(closeNotify: true))
         _ = ended.close()
         #expect(failure(ended.beginRead())?.kind == .closed)
 
-        var truncated = Machine(operation: peer)
+        var truncated = Machine(peer: peer)
         _ = truncated.beginRead()
         _ = truncated.readReturned(.endOfStream(closeNotify: false))
         _ = truncated.close()
         #expect(failure(truncated.beginRead())?.kind == .closed)
 
-        var shut = Machine(operation: peer)
+        var shut = Machine(peer: peer)
         shut.outputWasShutDown()
         _ = shut.close()
-        #expect(failure(shut.beginWrite())?.operation == peer, "the closed error, not the shut-down one")
+        #expect(failure(shut.beginWrite())?.operation == "connection with \(peer)", "the closed error, not the shut-down one")
     }
 }
