@@ -24,7 +24,7 @@ public actor TLSConnection {
         // passes, and the metadata costs a dictionary and five strings.
         negotiatedLogger.withLock { logger in
             if let logger { return logger }
-            let made = ConnectionLogging.negotiated(callbacks.logger, initialEvent.info)
+            let made = ConnectionLogging.negotiated(callbacks.logger, initialEvent.event.info)
             logger = made
             return made
         }
@@ -52,7 +52,10 @@ public actor TLSConnection {
 
     /// The loop of this connection's socket.
     nonisolated var pollLoop: PollLoop { socket.pollLoop }
-    private let initialEvent: HandshakeEvent
+    /// The initial handshake's event: the hub's box when the handshake
+    /// completed (shared, not copied); the preliminary one of a connection
+    /// handed over at its early data.
+    private let initialEvent: HandshakeEventBox
     var machine: ConnectionStateMachine
     /// Writes take turns: a write that waits for the network must not be
     /// interleaved with another. The turn passes directly to the next waiter.
@@ -86,7 +89,11 @@ public actor TLSConnection {
         self.callbacks = callbacks
         self.remoteAddress = remoteAddress
         self.isServer = callbacks.isServer
-        self.initialEvent = initialEvent
+        if let published = callbacks.events.latestBox, published.event == initialEvent {
+            self.initialEvent = published
+        } else {
+            self.initialEvent = HandshakeEventBox(initialEvent)
+        }
         self.machine = ConnectionStateMachine(peer: remoteAddress)
         if let limit = callbacks.settings.idleTimeout {
             let watch = BackgroundTask()
@@ -111,7 +118,7 @@ public actor TLSConnection {
 
     /// What the most recent handshake negotiated.
     public nonisolated var info: TLSConnectionInfo {
-        (callbacks.events.latest ?? initialEvent).info
+        (callbacks.events.latest ?? initialEvent.event).info
     }
 
     /// Received bytes in chunks, ending when the peer closes with close_notify.

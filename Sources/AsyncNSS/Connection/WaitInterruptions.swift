@@ -12,7 +12,7 @@ final class WaitInterruptions: Sendable {
     }
 
     private struct State {
-        var waits: Set<PollWaitID> = []
+        var waits = WaitIDs()
         /// Weak: the socket keeps its callbacks, and so this object, alive
         /// until `PR_Close`; a strong reference back would be a cycle that
         /// keeps a socket dropped without `close()` open forever.
@@ -50,7 +50,7 @@ final class WaitInterruptions: Sendable {
         interruptions.wrappingAdd(1, ordering: .sequentiallyConsistent)
         guard activeWaits.load(ordering: .sequentiallyConsistent) > 0 else { return }
         let (socket, waits) = state.withLock { ($0.socket, $0.waits) }
-        for wait in waits { socket?.interruptWait(wait) }
+        waits.forEach { socket?.interruptWait($0) }
     }
 
     /// Waits on the socket's loop for `interest`; returns
@@ -98,5 +98,26 @@ final class WaitInterruptions: Sendable {
         let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
         state.withLock { _ = $0.waits.remove(id) }
         return outcome
+    }
+}
+
+/// The IDs of the waits under way: nearly always none or one (the reader's),
+/// which is held inline; a set, with its own allocation, only while several
+/// tasks wait at once. An idle connection keeps its reader's ID here.
+private struct WaitIDs {
+    private var first: PollWaitID?
+    private var others: Set<PollWaitID> = []
+
+    mutating func insert(_ id: PollWaitID) {
+        if first == nil { first = id } else { others.insert(id) }
+    }
+
+    mutating func remove(_ id: PollWaitID) {
+        if first == id { first = others.popFirst() } else { others.remove(id) }
+    }
+
+    func forEach(_ body: (PollWaitID) -> Void) {
+        if let first { body(first) }
+        others.forEach(body)
     }
 }

@@ -9,7 +9,12 @@ final class HandshakeEventHub: Sendable {
     static let historyLimit = 32
 
     private struct State {
-        var history: [HandshakeEvent] = []
+        /// The most recent event, boxed: the connection shares the box of
+        /// its initial handshake (``TLSConnection``), and a connection that
+        /// never rehandshakes allocates no history array.
+        var latest: HandshakeEventBox?
+        /// The events before `latest`, oldest first, at most `historyLimit - 1`.
+        var earlier: [HandshakeEvent] = []
         var count = 0
         var subscribers: [Int: AsyncStream<HandshakeEvent>.Continuation] = [:]
         var nextSubscriber = 0
@@ -19,7 +24,10 @@ final class HandshakeEventHub: Sendable {
     private let state = Mutex(State())
 
     /// The most recent event, if any handshake completed.
-    var latest: HandshakeEvent? { state.withLock { $0.history.last } }
+    var latest: HandshakeEvent? { state.withLock { $0.latest?.event } }
+
+    /// The box of the most recent event, to share rather than copy.
+    var latestBox: HandshakeEventBox? { state.withLock { $0.latest } }
 
     var handshakeCount: Int { state.withLock { $0.count } }
 
@@ -31,8 +39,11 @@ final class HandshakeEventHub: Sendable {
         let (event, subscribers) = state.withLock { state in
             state.count += 1
             let event = HandshakeEvent(kind: kind ?? (state.count == 1 ? .initial : .renegotiation), sequenceNumber: state.count, info: info)
-            state.history.append(event)
-            if state.history.count > Self.historyLimit { state.history.removeFirst() }
+            if let previous = state.latest {
+                state.earlier.append(previous.event)
+                if state.earlier.count >= Self.historyLimit { state.earlier.removeFirst() }
+            }
+            state.latest = HandshakeEventBox(event)
             return (event, Array(state.subscribers.values))
         }
         for subscriber in subscribers { subscriber.yield(event) }
@@ -43,7 +54,9 @@ final class HandshakeEventHub: Sendable {
     /// if it is still in the history.
     func firstEvent(after sequence: Int, kind: HandshakeEvent.Kind) -> HandshakeEvent? {
         state.withLock { state in
-            state.history.first { $0.sequenceNumber > sequence && $0.kind == kind }
+            let matches = { (event: HandshakeEvent) in event.sequenceNumber > sequence && event.kind == kind }
+            if let event = state.earlier.first(where: matches) { return event }
+            return state.latest.map(\.event).flatMap { matches($0) ? $0 : nil }
         }
     }
 
@@ -55,7 +68,8 @@ final class HandshakeEventHub: Sendable {
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             if !state.finished { state.subscribers[id] = continuation }
-            for event in state.history { continuation.yield(event) }
+            for event in state.earlier { continuation.yield(event) }
+            if let latest = state.latest { continuation.yield(latest.event) }
             return (state.finished, id)
         }
         if finished {
@@ -77,4 +91,11 @@ final class HandshakeEventHub: Sendable {
         }
         for subscriber in subscribers { subscriber.finish() }
     }
+}
+
+/// A handshake event in a box of its own, which the hub and the connection
+/// share.
+final class HandshakeEventBox: Sendable {
+    let event: HandshakeEvent
+    init(_ event: HandshakeEvent) { self.event = event }
 }
