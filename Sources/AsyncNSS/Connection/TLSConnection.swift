@@ -61,8 +61,19 @@ public actor TLSConnection {
     /// interleaved with another. The turn passes directly to the next waiter.
     let writeTurn = AsyncTurn()
     /// Rehandshakes and certificate requests take turns: NSS runs one
-    /// handshake at a time.
-    let handshakeTurn = AsyncTurn()
+    /// handshake at a time. Made on first use, as most connections never
+    /// rehandshake; one made after ``close()`` is closed.
+    var handshakeTurn: AsyncTurn {
+        if let handshakeTurnIfMade { return handshakeTurnIfMade }
+        let turn = AsyncTurn()
+        if machine.isClosed { turn.close(handshakeClosedError) }
+        handshakeTurnIfMade = turn
+        return turn
+    }
+    private var handshakeTurnIfMade: AsyncTurn?
+    private var handshakeClosedError: TLSError {
+        TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed")
+    }
     /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
     /// reads or writes; none without an idle timeout.
     private let idleWatch: BackgroundTask?
@@ -322,7 +333,7 @@ public actor TLSConnection {
         guard machine.close() else { return }
         idleWatch?.cancel()
         writeTurn.close(TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed"))
-        handshakeTurn.close(TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed"))
+        handshakeTurnIfMade?.close(handshakeClosedError)
         await socket.close()
         callbacks.connectionEnded()
     }

@@ -18,8 +18,16 @@ import Synchronization
 final class HandlerDelivery: Sendable {
     typealias Handler = @Sendable (TLSConnection) async throws -> Void
 
+    /// The handler in a box: a closure returned out of `withLock`, which is
+    /// generic, would be wrapped in a thunk, and each connection's task would
+    /// keep the thunks' contexts for its whole life.
+    final class HandlerBox: Sendable {
+        let run: Handler
+        init(_ run: @escaping Handler) { self.run = run }
+    }
+
     private struct State {
-        var handler: Handler?
+        var handler: HandlerBox?
         /// `serve` was cancelled: every task, running or new, is cancelled.
         var cancelled = false
         /// The listener closed: tasks in their handshake are cancelled, and a
@@ -58,7 +66,8 @@ final class HandlerDelivery: Sendable {
 
     /// Sends connections to `handler` from now on.
     func start(_ handler: @escaping Handler) {
-        state.withLock { $0.handler = handler }
+        let box = HandlerBox(handler)
+        state.withLock { $0.handler = box }
     }
 
     /// Starts a connection's task on `loop`, in its handshake phase; `body`
@@ -94,8 +103,8 @@ final class HandlerDelivery: Sendable {
 
     /// Moves task `id` to its handler phase and returns the handler; nil
     /// when the listener closed meanwhile.
-    private func handshakeSucceeded(_ id: Int) -> Handler? {
-        let (handler, waiters) = state.withLock { state -> (Handler?, [UnsafeContinuation<Void, Never>]) in
+    private func handshakeSucceeded(_ id: Int) -> HandlerBox? {
+        let (handler, waiters) = state.withLock { state -> (HandlerBox?, [UnsafeContinuation<Void, Never>]) in
             state.handshaking.remove(id)
             let handler = state.handshakesCancelled ? nil : state.handler
             return (handler, state.takeHandshakeWaitersIfDone())
@@ -108,7 +117,7 @@ final class HandlerDelivery: Sendable {
     /// the connection, then closes the connection; false when no handler is
     /// set (the caller delivers it to the sequence).
     func deliver(_ connection: TLSConnection, on loop: PollLoop) -> Bool {
-        let started = state.withLock { state -> (Handler, Int)? in
+        let started = state.withLock { state -> (HandlerBox, Int)? in
             guard let handler = state.handler else { return nil }
             state.running += 1
             state.nextID += 1
@@ -125,7 +134,7 @@ final class HandlerDelivery: Sendable {
     /// Runs `handler` for a connection that came through the sequence.
     func run(_ connection: TLSConnection, with handler: @escaping Handler) async {
         state.withLock { $0.running += 1 }
-        await connection.runHandler(handler)
+        await connection.runHandler(HandlerBox(handler))
         handlerEnded()
     }
 
@@ -133,12 +142,15 @@ final class HandlerDelivery: Sendable {
     /// logging what the handler threw. Runs isolated to the caller (the
     /// connection, through ``TLSConnection/runHandler(_:)``), so that the
     /// handler's calls to the connection make no executor hop.
-    static func run(_ handler: Handler, _ connection: TLSConnection) async {
+    static func run(_ handler: HandlerBox, _ connection: TLSConnection) async {
+        // Not `executeThenClose`: its generic result would wrap the handler
+        // in a thunk that the task keeps while the handler runs.
         do {
-            try await connection.executeThenClose(handler)
+            try await handler.run(connection)
         } catch {
             logEnd(of: connection, with: error)
         }
+        await connection.close()
     }
 
     /// Never inlined: the log line's values would otherwise sit in the async
@@ -219,7 +231,7 @@ final class HandlerDelivery: Sendable {
 extension TLSConnection {
     /// Runs `handler` isolated to this connection, on its loop, and closes
     /// the connection after it.
-    func runHandler(_ handler: HandlerDelivery.Handler) async {
+    func runHandler(_ handler: HandlerDelivery.HandlerBox) async {
         await HandlerDelivery.run(handler, self)
     }
 }

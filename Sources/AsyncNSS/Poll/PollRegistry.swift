@@ -65,13 +65,15 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// `Waiter` is what gets resumed (a continuation in production).
 struct PollRegistry<Socket: Hashable, Waiter> {
     struct Registration {
+        // The one-byte fields last: between the optional instants they would
+        // pad every entry by 8 bytes (an idle connection keeps one entry).
         var socket: Socket
-        var interest: PollInterest
-        var deadline: ContinuousClock.Instant?
         var waiter: Waiter
+        var deadline: ContinuousClock.Instant?
         /// When the wait moves to another registry if it is still pending
         /// (read and write waits only); nil: never.
-        var demoteAt: ContinuousClock.Instant? = nil
+        var demoteAt: ContinuousClock.Instant?
+        var interest: PollInterest
     }
 
     /// A wait handed over by ``takeDueDemotions(now:)``: the same ID,
@@ -102,7 +104,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     struct Slot {
         var socket: Socket
         /// The read and write waits on the socket (never interruption-only ones).
-        var waits: [(id: PollWaitID, interest: PollInterest)]
+        var waits: SlotWaits
         /// What the poll thread's array holds at this index since the last plan.
         var applied: Flags
         /// Listed in `dirty`: the next plan must (re)write this index.
@@ -232,7 +234,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         }
         // Interruption-only waits are not polled: moving them would gain nothing.
         let demoteAt = interest == .interruptionOnly ? nil : demoteAt
-        registrations[id] = Registration(socket: socket, interest: interest, deadline: deadline, waiter: waiter, demoteAt: demoteAt)
+        registrations[id] = Registration(socket: socket, waiter: waiter, deadline: deadline, demoteAt: demoteAt, interest: interest)
         if let demoteAt {
             // A read or write wait already wakes a running poll (below), so
             // the poll's timeout will include this demotion when it is planned.
@@ -255,7 +257,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
                 if slots[index].wanted != slots[index].applied { markDirty(index) }
             } else {
                 slotIndex[socket] = slots.count
-                slots.append(Slot(socket: socket, waits: [(id, interest)], applied: .none, isDirty: false))
+                var waits = SlotWaits()
+                waits.append((id, interest))
+                slots.append(Slot(socket: socket, waits: waits, applied: .none, isDirty: false))
                 markDirty(slots.count - 1)
             }
         }
@@ -540,9 +544,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
                 parked[registration.socket] = ids.isEmpty ? nil : ids
             }
         case .read, .write:
-            if let index = slotIndex[registration.socket],
-               let position = slots[index].waits.firstIndex(where: { $0.id == id }) {
-                slots[index].waits.remove(at: position)
+            if let index = slotIndex[registration.socket], slots[index].waits.remove(id: id) {
                 if slots[index].wanted != slots[index].applied { markDirty(index) }
             }
         }
@@ -564,7 +566,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
                 resume.append((registration.waiter, .ready))
             }
         }
-        slots[index].waits.removeAll(keepingCapacity: true)
+        slots[index].waits.removeAll()
         markDirty(index)
     }
 
