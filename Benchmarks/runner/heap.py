@@ -13,7 +13,9 @@ innermost frame of its stack that names a function (not an address):
 
     python3 -m runner.heap --nss-tls PATH --peers BINDIR [--connections 1000]
 
-Prints a table, and with --out DIR keeps the stacks and the raw numbers.
+Prints a table; with --out DIR, also writes it (summary.txt) and the
+numbers (result.json) there. The recording and the stacks stay in a
+temporary folder (tens of megabytes).
 """
 
 import argparse
@@ -182,19 +184,23 @@ def main():
     parser.add_argument("--event-loops", type=int)
     parser.add_argument("--out")
     arguments = parser.parse_args()
-    workdir = arguments.out or tempfile.mkdtemp(prefix="asyncnss-heap-")
-    os.makedirs(workdir, exist_ok=True)
-    result = measure(os.path.abspath(arguments.nss_tls), os.path.abspath(arguments.peers), arguments.connections,
-                     workdir, arguments.event_loops)
+    with tempfile.TemporaryDirectory(prefix="asyncnss-heap-") as workdir:
+        result = measure(os.path.abspath(arguments.nss_tls), os.path.abspath(arguments.peers), arguments.connections,
+                         workdir, arguments.event_loops)
     n = result["connections"]
-    print(f"{n} idle TLS 1.3 connections held; leaked (live) bytes per connection:")
+    lines = [f"{n} idle TLS 1.3 connections held; leaked (live) bytes per connection:"]
     for kind, total in sorted(result["bytes"].items(), key=lambda item: -item[1]):
-        print(f"  {kind:20} {total / n / 1024:8.2f} KiB")
-    print("largest library and tool allocation sites, bytes per connection:")
+        lines.append(f"  {kind:20} {total / n / 1024:8.2f} KiB")
+    lines.append("largest library and tool allocation sites, bytes per connection:")
     for kind, frame, total in result["top"]:
-        print(f"  {total / n:8.0f}  {kind:17} {frame}")
-    with open(os.path.join(workdir, "result.json"), "w") as out:
-        json.dump(result, out, indent=1)
+        lines.append(f"  {total / n:8.0f}  {kind:17} {frame}")
+    print("\n".join(lines))
+    if arguments.out:
+        os.makedirs(arguments.out, exist_ok=True)
+        with open(os.path.join(arguments.out, "summary.txt"), "w") as out:
+            out.write("\n".join(lines) + "\n")
+        with open(os.path.join(arguments.out, "result.json"), "w") as out:
+            json.dump(result, out, indent=1)
 
 
 if __name__ == "__main__":
