@@ -2,7 +2,8 @@
 # Counts what one connection costs a server under strsclnt load: server CPU
 # and context switches per connection, and for nss-tls the Swift concurrency
 # runtime's work per connection (tasks created, jobs enqueued, continuations
-# resumed, executor switches), through uprobes on libswift_Concurrency.so.
+# resumed, executor switches, and jobs run on the poll loops: the switches that
+# happened), through uprobes on libswift_Concurrency.so.
 #
 #   Benchmarks/per-connection.sh nss-tls|selfserv [STRSCLNT-ARGS...]
 #
@@ -40,7 +41,7 @@ case "$server" in
             bin=$(nss_tls_bin)
             runtime=$(ldd "$bin" | awk '/libswift_Concurrency/ { print $3 }')
             [ -n "$runtime" ] || { echo "$bin does not link libswift_Concurrency.so" >&2; exit 1; }
-            for function in swift_task_create swift_task_enqueueGlobal swift_continuation_resume swift_task_switch; do
+            for function in swift_task_create swift_task_enqueueGlobal swift_continuation_resume swift_task_switch swift_job_run_on_serial_and_task_executor; do
                 name=probe_libswift_Concurrency:$function
                 if ! perf probe -l 2>/dev/null | grep -q "$name "; then
                     perf probe -q -x "$runtime" -a "$function"

@@ -25,6 +25,8 @@ import Synchronization
 /// ``TLSListener/serve(_:)``, the handler.
 ///
 /// A driver keeps no state of its own: one is made for each handshake.
+/// (``startTask(on:_:)`` keeps the body of the task it starts until the
+/// task takes it.)
 actor HandshakeDriver {
     /// The loop of the connection's socket.
     nonisolated let loop: PollLoop
@@ -33,8 +35,34 @@ actor HandshakeDriver {
         loop.asUnownedSerialExecutor()
     }
 
+    typealias TaskBody = @Sendable (isolated HandshakeDriver) async -> Void
+    /// The body that ``startTask(on:_:)`` hands to its task.
+    private var taskBody: TaskBody?
+
     init(loop: PollLoop) {
         self.loop = loop
+    }
+
+    private init(loop: PollLoop, taskBody: @escaping TaskBody) {
+        self.loop = loop
+        self.taskBody = taskBody
+    }
+
+    /// Starts a task that runs `body` isolated to a new driver on `loop`.
+    ///
+    /// The task's first job runs on the driver: its operation is one of the
+    /// driver's methods, so the task starts isolated to it. A closure given
+    /// to `Task(executorPreference:)` would start on the loop as a task
+    /// executor and enter the driver in a second job.
+    static func startTask(on loop: PollLoop, _ body: @escaping TaskBody) -> Task<Void, Never> {
+        let driver = HandshakeDriver(loop: loop, taskBody: body)
+        return Task(executorPreference: loop, operation: driver.runTaskBody)
+    }
+
+    private func runTaskBody() async {
+        guard let body = taskBody else { return }
+        taskBody = nil
+        await body(self)
     }
 
     /// Runs the handshake of `socket` and records it in the connection's

@@ -61,8 +61,8 @@ struct Acceptor: Sendable {
                     // once the handshake's frames are gone: an idle
                     // connection keeps only the handler's.
                     let loop = services.pollGroup.assign()
-                    let started = delivery.spawn(on: loop) { id in
-                        await serve(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop), servedAs: id)
+                    let started = delivery.spawn(on: loop) { driver, id in
+                        await serve(socket.fd, peer: peer, driver: driver, servedAs: id)
                     }
                     if !started {
                         group.addTask(executorPreference: loop) {

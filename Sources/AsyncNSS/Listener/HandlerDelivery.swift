@@ -70,11 +70,12 @@ final class HandlerDelivery: Sendable {
         state.withLock { $0.handler = box }
     }
 
-    /// Starts a connection's task on `loop`, in its handshake phase; `body`
-    /// runs the handshake and then ``runHandler(of:afterHandshakeOf:)``. False
-    /// when no handler is set or the listener closed (the caller then runs
-    /// the handshake itself).
-    func spawn(on loop: PollLoop, _ body: @escaping @Sendable (_ id: Int) async -> Void) -> Bool {
+    /// Starts a connection's task on `loop`, in its handshake phase, isolated
+    /// to a new ``HandshakeDriver`` from its first job; `body` runs the
+    /// handshake and then ``runHandler(of:afterHandshakeOf:)``. False when no
+    /// handler is set or the listener closed (the caller then runs the
+    /// handshake itself).
+    func spawn(on loop: PollLoop, _ body: @escaping @Sendable (_ driver: isolated HandshakeDriver, _ id: Int) async -> Void) -> Bool {
         let id = state.withLock { state -> Int? in
             guard state.handler != nil, !state.handshakesCancelled else { return nil }
             state.running += 1
@@ -83,8 +84,8 @@ final class HandlerDelivery: Sendable {
             return state.nextID
         }
         guard let id else { return false }
-        record(id, Task(executorPreference: loop) {
-            await body(id)
+        record(id, HandshakeDriver.startTask(on: loop) { driver in
+            await body(driver, id)
             self.taskEnded(id)
         })
         return true
