@@ -25,8 +25,7 @@ import Synchronization
 /// ``TLSListener/serve(_:)``, the handler.
 ///
 /// A driver keeps no state of its own: one is made for each handshake.
-/// (``startTask(on:_:)`` keeps the body of the task it starts until the
-/// task takes it.)
+/// (``withTaskBody(on:_:)`` keeps the body of a task until the task takes it.)
 actor HandshakeDriver {
     /// The loop of the connection's socket.
     nonisolated let loop: PollLoop
@@ -36,7 +35,7 @@ actor HandshakeDriver {
     }
 
     typealias TaskBody = @Sendable (isolated HandshakeDriver) async -> Void
-    /// The body that ``startTask(on:_:)`` hands to its task.
+    /// The body that ``runTaskBody()`` runs once.
     private var taskBody: TaskBody?
 
     init(loop: PollLoop) {
@@ -55,11 +54,18 @@ actor HandshakeDriver {
     /// to `Task(executorPreference:)` would start on the loop as a task
     /// executor and enter the driver in a second job.
     static func startTask(on loop: PollLoop, _ body: @escaping TaskBody) -> Task<Void, Never> {
-        let driver = HandshakeDriver(loop: loop, taskBody: body)
-        return Task(executorPreference: loop, operation: driver.runTaskBody)
+        Task(executorPreference: loop, operation: withTaskBody(on: loop, body).runTaskBody)
     }
 
-    private func runTaskBody() async {
+    /// A new driver on `loop` whose ``runTaskBody()`` runs `body`: the
+    /// operation of a task or child task that starts isolated to the driver
+    /// (see ``startTask(on:_:)``).
+    static func withTaskBody(on loop: PollLoop, _ body: @escaping TaskBody) -> HandshakeDriver {
+        HandshakeDriver(loop: loop, taskBody: body)
+    }
+
+    /// Runs the body given to ``withTaskBody(on:_:)``, once.
+    func runTaskBody() async {
         guard let body = taskBody else { return }
         taskBody = nil
         await body(self)

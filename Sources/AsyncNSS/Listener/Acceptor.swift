@@ -65,13 +65,15 @@ struct Acceptor: Sendable {
                         await serve(socket.fd, peer: peer, driver: driver, servedAs: id)
                     }
                     if !started {
-                        group.addTask(executorPreference: loop) {
-                            guard let connection = await handshake(socket.fd, peer: peer, driver: HandshakeDriver(loop: loop)) else { return }
+                        // The child task starts isolated to the driver, as a serve task does.
+                        let driver = HandshakeDriver.withTaskBody(on: loop) { driver in
+                            guard let connection = await handshake(socket.fd, peer: peer, driver: driver) else { return }
                             if delivery.deliver(connection, on: loop) { return }
                             if case .terminated = output.yield(connection) {
                                 await connection.close()
                             }
                         }
+                        group.addTask(executorPreference: loop, operation: driver.runTaskBody)
                     }
                 case .wouldBlock:
                     guard case .ready = await listeningSocket.wait(for: .read) else {
