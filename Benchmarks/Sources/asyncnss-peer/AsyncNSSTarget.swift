@@ -14,8 +14,10 @@ struct AsyncNSSTarget: LoadTarget {
     func bulkEcho(totalBytes: Int, chunkSize: Int) async throws {
         let connection = try await TLSConnection.connect(host: host, port: port, configuration: configuration)
         try await connection.executeThenClose { connection in
+            // Both directions on the connection's loop, as ThreadingModel
+            // recommends: their reads and writes cross no thread.
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
+                group.addTask(executorPreference: connection.executor) {
                     let chunk = [UInt8](repeating: 0x62, count: chunkSize)
                     var sent = 0
                     while sent < totalBytes {
@@ -24,7 +26,7 @@ struct AsyncNSSTarget: LoadTarget {
                         sent += size
                     }
                 }
-                group.addTask {
+                group.addTask(executorPreference: connection.executor) {
                     try await AsyncNSSConnection.receive(totalBytes, from: connection)
                 }
                 try await group.waitForAll()
