@@ -17,8 +17,8 @@ final class AsyncTurn: Sendable {
         var pending: Set<UInt64> = []
         var cancelledEarly: Set<UInt64> = []
         var nextID: UInt64 = 0
-        /// Boxed: every connection has two turns, and an inline `TLSError`
-        /// would make each 64 bytes larger.
+        /// Boxed: every connection keeps a turn for its writes, and an
+        /// inline `TLSError` would make each 64 bytes larger.
         var closed: Closed?
     }
 
