@@ -64,10 +64,12 @@ final class HandlerDelivery: Sendable {
 
     private let state = Mutex(State())
 
-    /// Sends connections to `handler` from now on.
-    func start(_ handler: @escaping Handler) {
+    /// Sends connections to `handler` from now on. Returns its box, for
+    /// ``run(_:with:)``.
+    func start(_ handler: @escaping Handler) -> HandlerBox {
         let box = HandlerBox(handler)
         state.withLock { $0.handler = box }
+        return box
     }
 
     /// Starts a connection's task on `loop`, in its handshake phase, isolated
@@ -133,9 +135,9 @@ final class HandlerDelivery: Sendable {
     }
 
     /// Runs `handler` for a connection that came through the sequence.
-    func run(_ connection: TLSConnection, with handler: @escaping Handler) async {
+    func run(_ connection: TLSConnection, with handler: HandlerBox) async {
         state.withLock { $0.running += 1 }
-        await connection.runHandler(HandlerBox(handler))
+        await connection.runHandler(handler)
         handlerEnded()
     }
 

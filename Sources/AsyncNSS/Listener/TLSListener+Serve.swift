@@ -31,7 +31,7 @@ extension TLSListener {
     ///
     /// Iterate the listener or call `serve`, not both.
     public nonisolated func serve(_ handler: @escaping @Sendable (TLSConnection) async throws -> Void) async {
-        delivery.start(handler)
+        let handler = delivery.start(handler)
         await withTaskCancellationHandler {
             // Connections that reached the sequence before the handler was
             // set, if any; the sequence ends when the listener closes.
