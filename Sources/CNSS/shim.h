@@ -133,4 +133,13 @@ static inline SECStatus cnss_set_max_early_data_size(PRFileDesc *_Nonnull fd, PR
     return SSL_SetMaxEarlyDataSize(fd, size);
 }
 
+// pipe2(2) is a GNU extension, hidden from Swift's Glibc module (built without
+// _GNU_SOURCE). A pipe that is close-on-exec from the start cannot leak into a
+// process that another thread spawns at the same moment.
+#include <fcntl.h>
+static inline int cnss_pipe_cloexec(int ends[_Nonnull 2]) {
+    extern int pipe2(int *ends, int flags);
+    return pipe2(ends, O_CLOEXEC);
+}
+
 #endif

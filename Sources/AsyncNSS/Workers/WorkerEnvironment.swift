@@ -18,9 +18,11 @@ enum WorkerEnvironment {
     /// Whether this process was started by a ``WorkerLauncher``.
     static var isWorker: Bool { getenv(variable) != nil }
 
-    /// Reads the ticket key pair's DER from its pipe, to its end, and closes
-    /// the pipe. The parent wrote it all before the worker started, so this
-    /// does not wait.
+    /// Reads the ticket key pair's DER from its pipe and closes the pipe. The
+    /// parent wrote it all before the worker started, so this does not wait.
+    /// It stops at the end of the DER element rather than waiting for the
+    /// pipe's end: a copy of the write end that leaked into another process
+    /// would keep that end from coming.
     static func readTicketKey() throws -> [UInt8] {
         var der: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -32,6 +34,8 @@ enum WorkerEnvironment {
             let count = chunk.withUnsafeMutableBytes { read(ticketKeyDescriptor, $0.baseAddress, $0.count) }
             if count > 0 {
                 der += chunk[..<count]
+                var reader = DERReader(der[...])
+                if reader.next() != nil { break }
                 continue
             }
             if count == 0 { break }

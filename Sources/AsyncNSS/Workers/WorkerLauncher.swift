@@ -87,9 +87,13 @@ public final class WorkerLauncher: Sendable {
         let listening = try socket.withFD(operation) { PR_FileDesc2NativeHandle($0) }
         // The key goes into the pipe first: about 1.2 KB, which the pipe
         // holds, and no SIGPIPE even if the worker dies at once.
+        // Close-on-exec from the start: the other slots launch on the other
+        // threads of the blocking pool, and a worker spawned between this
+        // pipe(2) and the close below would otherwise inherit the write end
+        // and keep this worker's pipe from ever reaching its end.
         var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else {
-            throw TLSError(kind: .runtime, operation: operation, message: "pipe(2) failed with errno \(errno)")
+        guard cnss_pipe_cloexec(&ends) == 0 else {
+            throw TLSError(kind: .runtime, operation: operation, message: "pipe2(2) failed with errno \(errno)")
         }
         var written = 0
         while written < ticketKey.count {

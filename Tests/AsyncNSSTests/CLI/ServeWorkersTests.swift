@@ -62,6 +62,21 @@ extension Integration {
             }
         }
 
+        /// The parent launches its workers from several threads at once; a
+        /// descriptor made for one worker must not leak into another, or the
+        /// first never reads its ticket key to the end and never serves.
+        @Test("eight workers launched at once all serve: none waits on a ticket-key pipe that another worker inherited")
+        func manyWorkersStart() async throws {
+            try await withTimeout(seconds: 120) {
+                let pki = try await TestPKI.shared()
+                let server = try await ServeProcess.start(["--workers", "8", "--event-loops", "1", "--cert", pki.serverCertificate, "--key", pki.serverKey])
+                let serving = await server.process.stderr.waitForLines(count: 8, matching: { $0.contains("worker serving on") }, seconds: 60)
+                #expect(serving.count == 8, "\(server.process.transcript)")
+                let status = await server.process.stop()
+                #expect(status == 0, "\(server.process.transcript)")
+            }
+        }
+
         @Test("a killed worker is replaced, SIGHUP reaches every worker, and SIGTERM drains them all: the parent exits 0 and no worker is left",
               .enabled(if: ExternalTool.isInstalled("curl")))
         func supervision() async throws {
