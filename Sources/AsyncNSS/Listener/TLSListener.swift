@@ -254,6 +254,7 @@ public actor TLSListener: AsyncSequence {
 enum ServerModelSocket {
     static func make(_ configuration: TLSConfiguration, services: RuntimeServices, operation: String) throws -> SocketHandle {
         guard let tcp = PR_NewTCPSocket() else { throw TLSError.fromLastNSSError(operation) }
+        TCPSocketOptions.setCloseOnExec(tcp)
         guard let fd = SSL_ImportFD(nil, tcp) else {
             let error = TLSError.fromLastNSSError(operation)
             PR_Close(tcp)
@@ -271,6 +272,7 @@ enum ServerModelSocket {
 enum ListeningSocket {
     static func open(_ address: NetworkAddress, backlog: Int, services: RuntimeServices, operation: String) throws -> (SocketHandle, NetworkAddress) {
         guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
+        TCPSocketOptions.setCloseOnExec(fd)
         let socket = SocketHandle(fd, services: services)
         let bound = try socket.withFD(operation) { fd -> NetworkAddress in
             try TCPSocketOptions.setReuseAddress(fd)
@@ -289,6 +291,7 @@ enum ListeningSocket {
     /// parent process.
     static func inherit(_ descriptor: Int32, services: RuntimeServices, operation: String) throws -> (SocketHandle, NetworkAddress) {
         guard let fd = PR_ImportTCPSocket(PROsfd(descriptor)) else { throw TLSError.fromLastNSSError(operation) }
+        TCPSocketOptions.setCloseOnExec(fd)
         let socket = SocketHandle(fd, services: services)
         let bound = try socket.withFD(operation) { fd -> NetworkAddress in
             try TCPSocketOptions.setNonblocking(fd)

@@ -65,6 +65,7 @@ extension SocketHandle {
         try withFD(operation()) { fd in
             var peer = PRNetAddr()
             if let accepted = PR_Accept(fd, &peer, PRIntervalTime(PR_INTERVAL_NO_WAIT)) {
+                TCPSocketOptions.setCloseOnExec(accepted)
                 return .accepted(PollSocket(fd: accepted), NetworkAddress(raw: peer))
             }
             return .failed(PR_GetError())

@@ -1,7 +1,26 @@
 internal import CNSS
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
-/// Socket options through NSPR.
+/// Socket options through NSPR, and the one flag NSPR does not set.
 enum TCPSocketOptions {
+    /// Keeps the socket out of the processes this one starts (`FD_CLOEXEC`).
+    /// NSPR creates and accepts sockets without it, so a child started with
+    /// `posix_spawn`, `system` or `popen` would hold a copy of every open
+    /// connection and listener: the peer would see no end after `close()`,
+    /// and the port would stay bound after the server exits. NSS's own
+    /// descriptors (the shared session cache of worker processes) are left
+    /// alone.
+    ///
+    /// `F_SETFD` fails only on a descriptor that is not open, which these
+    /// callers never pass, so the result is not checked.
+    static func setCloseOnExec(_ fd: UnsafeMutablePointer<PRFileDesc>) {
+        _ = fcntl(PR_FileDesc2NativeHandle(fd), F_SETFD, FD_CLOEXEC)
+    }
+
     static func setNonblocking(_ fd: UnsafeMutablePointer<PRFileDesc>) throws {
         var data = PRSocketOptionData()
         data.option = PR_SockOpt_Nonblocking

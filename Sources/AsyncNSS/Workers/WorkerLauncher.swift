@@ -56,9 +56,9 @@ public final class WorkerLauncher: Sendable {
             throw TLSError(kind: .nameResolution, operation: operation, message: "no addresses")
         }
         let ticketKey = try await services.blockingPool.run { try SessionTicketKeyPair.generateDER() }
+        // Close-on-exec, as every socket AsyncNSS opens: workers get their
+        // copy as descriptor 3 (see `spawnWorker`), and this one stays out of them.
         let (socket, bound) = try ListeningSocket.open(address, backlog: backlog, services: services, operation: operation)
-        // Workers get their copy as descriptor 3; this one stays out of them.
-        _ = try socket.withFD(operation) { fcntl(PR_FileDesc2NativeHandle($0), F_SETFD, FD_CLOEXEC) }
         return WorkerLauncher(socket: socket, services: services, address: bound, ticketKey: ticketKey)
     }
 
