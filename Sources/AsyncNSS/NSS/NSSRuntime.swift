@@ -33,7 +33,8 @@ public enum NSSRuntime {
         /// the idle sockets and is rarely woken. With k ≥ 2 there are k − 1
         /// hot threads and one cold thread; 1 is a single thread that polls
         /// and runs everything; zero picks the default: one hot thread per
-        /// core, and one cold thread.
+        /// core this process can use (``NSSRuntime/usableCores``), and one
+        /// cold thread.
         public var pollThreads: Int = 0
 
         /// The defaults.
@@ -46,6 +47,12 @@ public enum NSSRuntime {
     public static func initialize(_ options: Options = Options()) throws {
         _ = try Runtime.shared.services(options)
     }
+
+    /// The cores this process can keep busy: the CPUs it may run on
+    /// (`taskset`, cpusets) or, in a container, its CPU quota rounded up,
+    /// whichever is less. The default ``Options/pollThreads`` starts one event
+    /// loop per usable core. Reads `/proc` and the cgroup files each time.
+    public static var usableCores: Int { UsableCores.count() }
 
     /// Whether the runtime is initialised.
     public static var isInitialized: Bool {

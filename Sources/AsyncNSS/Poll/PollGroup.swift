@@ -42,8 +42,8 @@ final class PollGroup: Sendable {
     /// cryptography, and one cold loop.
     static var automaticThreadCount: Int { coreCount + 1 }
 
-    /// The cores this process may run on.
-    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// The cores this process can keep busy (``UsableCores``).
+    static var coreCount: Int { UsableCores.count() }
 
     init(threads: Int, demotionDelay: Duration = PollLoop.defaultDemotionDelay) throws {
         let ids = PollWaitIDSource()

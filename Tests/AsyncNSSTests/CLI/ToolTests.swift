@@ -722,6 +722,22 @@ extension Integration {
             }
         }
 
+        // MARK: Event loops
+
+        @Test("serve starts one event loop per core it may use: as many as this process may use, and one under taskset -c 0",
+              .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset"), "needs taskset (util-linux)"))
+        func eventLoopsFollowAffinity() async throws {
+            try await withTimeout(seconds: 60) {
+                for (launcher, expected) in [([String](), NSSRuntime.usableCores), (["/usr/bin/taskset", "-c", "0"], 1)] {
+                    let server = try await ServeProcess.start(launcher: launcher)
+                    let loops = ThreadCPU.names(prefix: "nss-poll-hot", process: "\(server.process.pid)")
+                    let status = await server.process.stop()
+                    #expect(loops.count == expected, "\(launcher): \(loops)")
+                    #expect(status == 0, "\(server.process.transcript)")
+                }
+            }
+        }
+
         // MARK: Idle CPU
 
         @Test("serve uses under 1% CPU with 100 idle TLS connections")
@@ -851,9 +867,12 @@ struct ServeProcess {
 
     static let announcement = "nss-tls: listening on "
 
-    /// Starts `nss-tls serve --port PORT extraArguments` and waits for its announcement.
-    static func start(_ extraArguments: [String] = [], port: Int = 0) async throws -> ServeProcess {
-        let process = try StreamingChild(executable: ToolRun.binary, ["serve", "--port", "\(port)"] + extraArguments, input: [])
+    /// Starts `nss-tls serve --port PORT extraArguments` and waits for its
+    /// announcement; through `launcher` (a command that runs its arguments,
+    /// such as `taskset -c 0`) if one is given.
+    static func start(_ extraArguments: [String] = [], port: Int = 0, launcher: [String] = []) async throws -> ServeProcess {
+        let command = [ToolRun.binary, "serve", "--port", "\(port)"] + extraArguments
+        let process = try StreamingChild(executable: launcher.first ?? ToolRun.binary, Array((launcher + command).dropFirst()), input: [])
         guard let line = await process.stdout.waitForLine(seconds: 30, where: { $0.hasPrefix(announcement) }) else {
             await process.kill()
             throw NotStarted(transcript: process.transcript)

@@ -84,11 +84,11 @@ enum ProcessCPU {
 
 /// CPU time of one named thread of this process, from /proc, in seconds.
 enum ThreadCPU {
-    /// The names of this process's threads that start with `prefix`.
-    static func names(prefix: String) -> [String] {
-        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return [] }
+    /// The names of the threads of `process` (this one by default) that start with `prefix`.
+    static func names(prefix: String, process: String = "self") -> [String] {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process)/task") else { return [] }
         return tasks.compactMap { task in
-            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            (try? String(contentsOfFile: "/proc/\(process)/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         }.filter { $0.hasPrefix(prefix) }
     }
 
