@@ -82,29 +82,54 @@ extension Integration {
             await first.close()
         }
 
-        @Test("a resumed client sends its request as early data; the server reads it before the handshake completes, marked as early")
-        func ourClientAndServer() async throws {
-            try await withTimeout(seconds: 60) {
-                let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
-                let (listener, server, recorder) = try await Self.server(identity: identity)
-                let configuration = Self.client(for: identity)
-                let proxy = try await Self.delayingProxy(to: listener.port, connections: 2)
+        /// A client configuration that holds a ticket for a server accepting
+        /// early data, and the port of the delaying proxy in front of it.
+        struct PrimedClient {
+            let configuration: TLSConfiguration
+            let port: Int
+            let recorder: Recorder
+        }
+
+        /// Runs `body` with a server accepting early data (``server(window:identity:)``)
+        /// behind a ``delayingProxy(to:connections:)`` for two connections, the
+        /// first of which has primed the client's ticket; closes them all after.
+        static func withPrimedClient(_ body: (PrimedClient) async throws -> Void) async throws {
+            let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
+            let (listener, server, recorder) = try await Self.server(identity: identity)
+            let configuration = Self.client(for: identity)
+            let proxy = try await Self.delayingProxy(to: listener.port, connections: 2)
+            do {
                 try await Self.primeTicket(port: proxy.port, configuration: configuration)
-                let request = Array("early hello\n".utf8)
-                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: configuration, earlyData: request)
-                #expect(connection.info.resumed)
-                #expect(connection.info.earlyDataAccepted)
-                #expect(try await TestServers.read(connection, through: "\n") == "early=\(request.count)\n")
-                await connection.close()
-                let seen = recorder.all
-                #expect(seen.count == 2)
-                #expect(seen.last?.request == "early hello\n")
-                #expect(seen.last?.earlyBytes == request.count)
-                #expect(seen.first?.earlyBytes == 0)
+                try await body(PrimedClient(configuration: configuration, port: proxy.port, recorder: recorder))
                 _ = try await proxy.relay.value
+            } catch {
+                proxy.relay.cancel()
                 await proxy.listener.close()
                 await listener.close()
                 await server.value
+                throw error
+            }
+            await proxy.listener.close()
+            await listener.close()
+            await server.value
+        }
+
+        @Test("a resumed client sends its request as early data; the server reads it before the handshake completes, marked as early")
+        func ourClientAndServer() async throws {
+            try await withTimeout(seconds: 60) {
+                try await Self.withPrimedClient { primed in
+                    let request = Array("early hello\n".utf8)
+                    let connection = try await TLSConnection.connect(host: "127.0.0.1", port: primed.port, configuration: primed.configuration, earlyData: request)
+                    #expect(connection.info.resumed)
+                    #expect(connection.info.earlyDataAccepted)
+                    #expect(try await TestServers.read(connection, through: "\n") == "early=\(request.count)\n")
+                    await connection.close()
+                    let seen = primed.recorder.all
+                    #expect(seen.count == 2)
+                    #expect(seen.last?.request == "early hello\n")
+                    #expect(seen.last?.earlyBytes == request.count)
+                    #expect(seen.first?.earlyBytes == 0)
+                }
             }
         }
 
@@ -277,24 +302,17 @@ extension Integration {
         @Test("more early data than the server takes: the rest follows the handshake, all of it in order")
         func overTheLimit() async throws {
             try await withTimeout(seconds: 60) {
-                let identity = try await TLSIdentity.selfSigned(names: ["localhost", "127.0.0.1"])
-                let (listener, server, recorder) = try await Self.server(identity: identity)
-                let configuration = Self.client(for: identity)
-                let proxy = try await Self.delayingProxy(to: listener.port, connections: 2)
-                try await Self.primeTicket(port: proxy.port, configuration: configuration)
-                let request = String(repeating: "abcdefgh", count: 1250) + "\n"
-                let connection = try await TLSConnection.connect(host: "127.0.0.1", port: proxy.port, configuration: configuration, earlyData: Array(request.utf8))
-                #expect(connection.info.earlyDataAccepted)
-                let reply = try await TestServers.read(connection, through: "\n")
-                await connection.close()
-                let seen = recorder.all.last
-                #expect(seen?.request == request)
-                #expect((1...4096).contains(seen?.earlyBytes ?? 0), "\(String(describing: seen?.earlyBytes))")
-                #expect(reply == "early=\(seen?.earlyBytes ?? -1)\n")
-                _ = try await proxy.relay.value
-                await proxy.listener.close()
-                await listener.close()
-                await server.value
+                try await Self.withPrimedClient { primed in
+                    let request = String(repeating: "abcdefgh", count: 1250) + "\n"
+                    let connection = try await TLSConnection.connect(host: "127.0.0.1", port: primed.port, configuration: primed.configuration, earlyData: Array(request.utf8))
+                    #expect(connection.info.earlyDataAccepted)
+                    let reply = try await TestServers.read(connection, through: "\n")
+                    await connection.close()
+                    let seen = primed.recorder.all.last
+                    #expect(seen?.request == request)
+                    #expect((1...4096).contains(seen?.earlyBytes ?? 0), "\(String(describing: seen?.earlyBytes))")
+                    #expect(reply == "early=\(seen?.earlyBytes ?? -1)\n")
+                }
             }
         }
 
