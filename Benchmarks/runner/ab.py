@@ -18,6 +18,11 @@ that rotates every round:
   echo server), --bulk-mib each way over one connection, with the server's
   CPU seconds.
 
+--pin SERVER_CPUS:CLIENT_CPUS (e.g. 0:1) runs every server under
+`taskset -c SERVER_CPUS` and strsclnt under `taskset -c CLIENT_CPUS`, so that
+the server under test and its load do not share cores; `nss-tls serve` then
+starts one event loop per CPU it was given.
+
 Writes results.json (every sample), summary.md and runs.log to --out."""
 
 import argparse
@@ -42,6 +47,9 @@ def parse():
     parser.add_argument("--bulk-mib", type=int, default=1024, help="MiB each way in the bulk echo")
     parser.add_argument("--only", nargs="*", default=["handshakes", "scale"])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--pin", metavar="SERVER_CPUS:CLIENT_CPUS",
+                        help="run the servers and strsclnt under taskset -c with these CPU lists (e.g. 0:1), "
+                             "so that they do not share cores")
     return parser.parse_args()
 
 
@@ -154,6 +162,8 @@ def bulk(srv, system, total_bytes, log):
 
 def main():
     args = parse()
+    if args.pin:
+        servers.PIN["server"], servers.PIN["client"] = args.pin.split(":")
     os.makedirs(args.out, exist_ok=True)
     file_limit = compare.raise_file_limit()
     identity = pki.make(os.path.join(args.out, "pki"))

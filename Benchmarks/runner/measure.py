@@ -22,8 +22,8 @@ def strsclnt(port, client_db, arguments, connections, log, require_resumption=Tr
     whole strsclnt process, its own start-up included) and what it printed
     about resumption. With `require_resumption` (the default), a resumed
     scenario that resumed fewer than all but one connection is an error."""
-    command = ["strsclnt", "-d", "sql:" + client_db, "-D", "-o", "-q", *arguments,
-               "-p", str(port), "-c", str(connections), "127.0.0.1"]
+    command = servers.pinned(["strsclnt", "-d", "sql:" + client_db, "-D", "-o", "-q", *arguments,
+                              "-p", str(port), "-c", str(connections), "127.0.0.1"], "client")
     start = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - start

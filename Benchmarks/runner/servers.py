@@ -8,6 +8,18 @@ import subprocess
 import time
 
 
+# CPUs to pin the servers and the load generators to (`taskset -c`), or None
+# for no pinning. runner.ab's --pin sets them, so that on a small machine the
+# server under test gets cores of its own instead of sharing them with its load.
+PIN = {"server": None, "client": None}
+
+
+def pinned(command, role):
+    """`command` run under `taskset -c` with the CPUs of `role`, if any."""
+    cpus = PIN[role]
+    return command if cpus is None else ["taskset", "-c", cpus, *command]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -30,6 +42,7 @@ def wait_for_port(port, process, timeout=30):
 def running(command, port, log_path):
     """Runs `command` (a server listening on `port`) for the body of a `with`;
     yields its process. Its output goes to `log_path`."""
+    command = pinned(command, "server")
     with open(log_path, "ab") as log:
         log.write(("\n$ " + " ".join(command) + "\n").encode())
         log.flush()
