@@ -130,8 +130,11 @@ struct HTTPRequestHead: Sendable, Hashable {
     /// Methods are case-sensitive and every registered one is in capitals,
     /// so a first byte that is not a capital letter (`hello`) decides for
     /// echo at once instead of after a line's worth of bytes.
+    /// What a request line's version starts with.
+    private static let versionLiteral = Array("HTTP/1.".utf8)
+
     static func classify(prefix: [UInt8]) -> PrefixVerdict {
-        let literal = Array("HTTP/1.".utf8)
+        let literal = Self.versionLiteral
         var state = RequestLineState.method
         var partLength = 0
         for byte in prefix {
@@ -225,12 +228,13 @@ struct HTTPRequestHead: Sendable, Hashable {
 
     /// `HTTP/1.0` and `HTTP/1.1` are accepted; any other `HTTP/x.y` is unsupported.
     private static func parseVersion(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> Version {
-        let text = Array(bytes)
-        guard text.count == 8, text.prefix(5).elementsEqual("HTTP/".utf8), text[6] == UInt8(ascii: "."),
-              ASCII.isDigit(text[5]), ASCII.isDigit(text[7]) else {
+        let text = bytes[...]
+        let start = text.startIndex
+        guard text.count == 8, text.prefix(5).elementsEqual("HTTP/".utf8), text[start + 6] == UInt8(ascii: "."),
+              ASCII.isDigit(text[start + 5]), ASCII.isDigit(text[start + 7]) else {
             throw .invalidRequestLine
         }
-        let major = text[5] - UInt8(ascii: "0"), minor = text[7] - UInt8(ascii: "0")
+        let major = text[start + 5] - UInt8(ascii: "0"), minor = text[start + 7] - UInt8(ascii: "0")
         guard major == 1, minor <= 1 else { throw .unsupportedVersion }
         return Version(minor: minor)
     }

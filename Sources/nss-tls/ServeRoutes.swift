@@ -31,7 +31,7 @@ enum ServeRoutes {
 
     /// The target without its query.
     static func path(of target: String) -> Substring {
-        target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        target[..<(target.firstIndex(of: "?") ?? target.endIndex)]
     }
 
     private static func privatePage(_ connection: TLSConnection, keepAlive: Bool) async throws -> HTTPResponse {
