@@ -98,20 +98,21 @@ extension Integration {
             let (listener, server, recorder) = try await Self.server(identity: identity)
             let configuration = Self.client(for: identity)
             let proxy = try await Self.delayingProxy(to: listener.port, connections: 2)
+            func closeAll() async {
+                await proxy.listener.close()
+                await listener.close()
+                await server.value
+            }
             do {
                 try await Self.primeTicket(port: proxy.port, configuration: configuration)
                 try await body(PrimedClient(configuration: configuration, port: proxy.port, recorder: recorder))
                 _ = try await proxy.relay.value
             } catch {
                 proxy.relay.cancel()
-                await proxy.listener.close()
-                await listener.close()
-                await server.value
+                await closeAll()
                 throw error
             }
-            await proxy.listener.close()
-            await listener.close()
-            await server.value
+            await closeAll()
         }
 
         @Test("a resumed client sends its request as early data; the server reads it before the handshake completes, marked as early")
