@@ -35,7 +35,7 @@ extension TLSConnection {
         guard isServer else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "only a server asks its peer for a certificate")
         }
-        try await handshakeTurn.acquire()
+        try await handshakeTurn.acquire(orThrowIfClosed: handshakeClosedError)
         defer { handshakeTurn.release() }
         try await callbacks.prepareVerification()
         let accepted = callbacks.peerCertificatesAccepted.load(ordering: .acquiring)

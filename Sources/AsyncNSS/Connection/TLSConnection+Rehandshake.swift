@@ -26,7 +26,7 @@ extension TLSConnection {
     @discardableResult
     public func rehandshake(flushSession: Bool = true) async throws -> HandshakeEvent {
         try await waitForHandshakeCompletion()
-        try await handshakeTurn.acquire()
+        try await handshakeTurn.acquire(orThrowIfClosed: handshakeClosedError)
         defer { handshakeTurn.release() }
         do {
             let event = try await HandshakeDriver(loop: pollLoop).renegotiate(self, flushSession: flushSession, refusingTickets: flushSession, operation: "rehandshake with \(remoteAddress)")

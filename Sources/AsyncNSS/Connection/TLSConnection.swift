@@ -71,7 +71,10 @@ public actor TLSConnection {
         return turn
     }
     private var handshakeTurnIfMade: AsyncTurn?
-    private var handshakeClosedError: TLSError {
+    private nonisolated var writeClosedError: TLSError {
+        TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed")
+    }
+    var handshakeClosedError: TLSError {
         TLSError(kind: .closed, operation: "handshake with \(remoteAddress)", message: "the connection was closed")
     }
     /// Closes the connection after ``TLSConfiguration/idleTimeout`` without
@@ -332,7 +335,7 @@ public actor TLSConnection {
     public func close() async {
         guard machine.close() else { return }
         idleWatch?.cancel()
-        writeTurn.close(TLSError(kind: .closed, operation: writeOperation, message: "the connection was closed"))
+        writeTurn.close(writeClosedError)
         handshakeTurnIfMade?.close(handshakeClosedError)
         await socket.close()
         callbacks.connectionEnded()
@@ -378,7 +381,7 @@ public actor TLSConnection {
     }
 
     func acquireWriteTurn() async throws {
-        try await writeTurn.acquire()
+        try await writeTurn.acquire(orThrowIfClosed: writeClosedError)
     }
 
     /// Hands the turn to the next waiting write, or frees it.

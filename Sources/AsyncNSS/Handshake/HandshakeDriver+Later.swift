@@ -38,7 +38,7 @@ extension HandshakeDriver {
         let ticketsWereOn = settings.role == .server && startsFull && refusingTickets ? try Self.setSessionTickets(false, on: socket, operation) : false
         defer { if ticketsWereOn { _ = try? Self.setSessionTickets(true, on: socket, operation) } }
 
-        try await connection.writeTurn.acquire()
+        try await connection.acquireWriteTurn()
         do {
             try socket.withFD(operation) { fd in
                 // NSS 3.87 sends HelloRequest or a new ClientHello to a peer
@@ -88,7 +88,7 @@ extension HandshakeDriver {
         let callbacks = connection.callbacks
         let socket = connection.socket
         let deadline = ContinuousClock.now + callbacks.settings.handshakeTimeout
-        try await connection.writeTurn.acquire()
+        try await connection.acquireWriteTurn()
         do {
             try socket.withFD(operation) { fd in
                 guard cnss_send_certificate_request(fd) == SECSuccess else {
@@ -126,7 +126,7 @@ extension HandshakeDriver {
         guard current.protocolVersion >= .tls13 else {
             throw TLSError(kind: .invalidConfiguration, operation: operation, message: "key updates exist in TLS 1.3 only; this connection uses \(current.protocolVersion)")
         }
-        try await connection.writeTurn.acquire()
+        try await connection.acquireWriteTurn()
         defer { connection.writeTurn.release() }
         try connection.socket.withFD(operation) { fd in
             guard cnss_key_update(fd, requestPeerUpdate ? PR_TRUE : PR_FALSE) == SECSuccess else {
@@ -200,7 +200,7 @@ extension HandshakeDriver {
     /// succeeds: the server's sending keys are renewed right after the
     /// authentication, which the peer handles like any KeyUpdate.
     private static func postHandshakeAuthenticationEnded(_ connection: isolated TLSConnection, _ operation: String) async throws -> Bool {
-        try await connection.writeTurn.acquire()
+        try await connection.acquireWriteTurn()
         defer { connection.writeTurn.release() }
         let callbacks = connection.callbacks
         let ended = try connection.socket.withFD(operation) { fd -> Bool in

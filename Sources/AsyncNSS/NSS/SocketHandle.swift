@@ -166,10 +166,12 @@ final class SocketHandle: RuntimeResource {
     /// the alert that explains a failed handshake, or the close_notify.
     private static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
         guard let tcp = PR_GetIdentitiesLayer(fd, PR_NSPR_IO_LAYER) else { return }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<64 {
-            let count = buffer.withUnsafeMutableBytes { PR_Recv(tcp, $0.baseAddress, Int32($0.count), 0, PRIntervalTime(PR_INTERVAL_NO_WAIT)) }
-            if count <= 0 { return }
+        // On the stack: every close passes here, and the bytes are thrown away.
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { buffer in
+            for _ in 0..<64 {
+                let count = PR_Recv(tcp, buffer.baseAddress, Int32(buffer.count), 0, PRIntervalTime(PR_INTERVAL_NO_WAIT))
+                if count <= 0 { return }
+            }
         }
     }
 

@@ -3,7 +3,8 @@ import Synchronization
 /// A turn that one task holds at a time, handed to waiters first come, first
 /// served. A waiter that is cancelled leaves the queue with
 /// `CancellationError`; after ``close(_:)`` every waiter and every later
-/// ``acquire()`` fails with the given error.
+/// ``acquire(orThrowIfClosed:)`` fails with a `closed` error. Those errors
+/// are made only when thrown: most turns close with no one waiting.
 ///
 /// The state is decided under the lock; continuations are resumed after it
 /// is released.
@@ -17,22 +18,16 @@ final class AsyncTurn: Sendable {
         var pending: Set<UInt64> = []
         var cancelledEarly: Set<UInt64> = []
         var nextID: UInt64 = 0
-        /// Boxed: every connection keeps a turn for its writes, and an
-        /// inline `TLSError` would make each 64 bytes larger.
-        var closed: Closed?
-    }
-
-    private final class Closed: Sendable {
-        let error: TLSError
-        init(_ error: TLSError) { self.error = error }
+        var closed = false
     }
 
     private let state = Mutex(State())
 
-    /// Waits for the turn. Release it with ``release()``.
-    nonisolated(nonsending) func acquire() async throws {
+    /// Waits for the turn. Release it with ``release()``. Throws
+    /// `closedError` once the turn is closed.
+    nonisolated(nonsending) func acquire(orThrowIfClosed closedError: @autoclosure () -> TLSError) async throws {
         let fastPath = try state.withLock { state -> UInt64? in
-            if let closed = state.closed { throw closed.error }
+            if state.closed { throw closedError() }
             if !state.held {
                 state.held = true
                 return nil
@@ -48,7 +43,7 @@ final class AsyncTurn: Sendable {
                 let immediate = state.withLock { state -> Result<Void, any Error>? in
                     state.pending.remove(id)
                     if state.cancelledEarly.remove(id) != nil { return .failure(CancellationError()) }
-                    if let closed = state.closed { return .failure(closed.error) }
+                    if state.closed { return .failure(closedError()) }
                     if !state.held {
                         state.held = true
                         return .success(())
@@ -82,13 +77,16 @@ final class AsyncTurn: Sendable {
         next?.resume()
     }
 
-    /// Fails every waiter and every later ``acquire()`` with `error`.
-    func close(_ error: TLSError) {
+    /// Fails every waiter with `error`, made only if one waits, and every
+    /// later ``acquire(orThrowIfClosed:)`` with its own.
+    func close(_ error: @autoclosure () -> TLSError) {
         let waiting = state.withLock { state -> [Waiter] in
-            if state.closed == nil { state.closed = Closed(error) }
+            state.closed = true
             defer { state.waiters.removeAll() }
             return state.waiters.map(\.continuation)
         }
+        guard !waiting.isEmpty else { return }
+        let error = error()
         for waiter in waiting { waiter.resume(throwing: error) }
     }
 }
