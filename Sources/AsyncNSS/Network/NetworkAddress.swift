@@ -66,12 +66,11 @@ struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
     /// `127.0.0.1:8443` or `[::1]:8443`.
     var description: String {
         var address = raw
-        var buffer = [CChar](repeating: 0, count: 128)
-        let host: String
-        if PR_NetAddrToString(&address, &buffer, UInt32(buffer.count)) == PR_SUCCESS {
-            host = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        } else {
-            host = "?"
+        // On the stack: every accepted connection's peer is described.
+        let host = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer -> String in
+            guard let base = buffer.baseAddress, PR_NetAddrToString(&address, base, UInt32(buffer.count)) == PR_SUCCESS else { return "?" }
+            base[buffer.count - 1] = 0
+            return String(cString: base)
         }
         return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }

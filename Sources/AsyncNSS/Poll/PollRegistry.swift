@@ -389,6 +389,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
             slots.removeLast()
         }
         var changes: [Change] = []
+        changes.reserveCapacity(candidates.count)
         for index in candidates where index < slots.count && slots[index].isDirty {
             let flags = slots[index].wanted
             slots[index].isDirty = false
@@ -412,6 +413,8 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// its task retries and sees the real error.
     mutating func endPoll(readySockets: [Socket], failed: Bool, now: ContinuousClock.Instant) -> [(Waiter, PollOutcome)] {
         var resume: [(Waiter, PollOutcome)] = []
+        // One allocation per poll instead of one per doubling.
+        resume.reserveCapacity(failed ? polledCount : readySockets.count)
         if failed {
             for index in 0..<min(polledCount, slots.count) {
                 resumeSlot(index, into: &resume)
