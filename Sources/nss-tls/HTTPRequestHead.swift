@@ -217,9 +217,11 @@ struct HTTPRequestHead: Sendable, Hashable {
     }
 
     private static func parseRequestLine(_ line: ArraySlice<UInt8>) throws(ParseError) -> (String, String, Version) {
-        let parts = line.split(separator: ASCII.space, maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3 else { throw .invalidRequestLine }
-        let method = parts[0], target = parts[1], version = parts[2]
+        // The method, the target and the rest, split at the first two spaces.
+        guard let firstSpace = line.firstIndex(of: ASCII.space) else { throw .invalidRequestLine }
+        let afterMethod = line[(firstSpace + 1)...]
+        guard let secondSpace = afterMethod.firstIndex(of: ASCII.space) else { throw .invalidRequestLine }
+        let method = line[..<firstSpace], target = afterMethod[..<secondSpace], version = afterMethod[(secondSpace + 1)...]
         guard !method.isEmpty, method.count <= maximumMethodLength,
               method.indices.allSatisfy({ isMethodCharacter(method[$0], first: $0 == method.startIndex) }) else { throw .invalidRequestLine }
         guard !target.isEmpty, target.allSatisfy(ASCII.isVisible) else { throw .invalidRequestLine }

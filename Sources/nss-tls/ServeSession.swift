@@ -46,7 +46,24 @@ struct ServeSession {
             outcome = "error: \(error)"
         }
         await connection.close()
-        logger.info("\(connection.remoteAddress) \(info.protocolVersion) \(info.cipherSuite) (\(activity)): \(outcome)")
+        logger.info(Self.logLine(peer: connection.remoteAddress, info: info, activity: activity, outcome: outcome))
+    }
+
+    /// `PEER VERSION CIPHER (ACTIVITY): OUTCOME`, written into one string:
+    /// every connection logs one at the default level.
+    private static func logLine(peer: String, info: TLSConnectionInfo, activity: Activity, outcome: String) -> Logger.Message {
+        var line = ""
+        line.reserveCapacity(64 + peer.utf8.count + info.cipherSuite.utf8.count + outcome.utf8.count)
+        line += peer
+        line += " "
+        line += info.protocolVersion.description
+        line += " "
+        line += info.cipherSuite
+        line += " ("
+        line += activity.description
+        line += "): "
+        line += outcome
+        return Logger.Message(stringLiteral: line)
     }
 
     /// Looks at the first bytes to choose between HTTP and echo.
