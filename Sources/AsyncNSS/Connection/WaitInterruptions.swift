@@ -96,7 +96,7 @@ final class WaitInterruptions: Sendable {
             return .interrupted
         }
         let outcome = await socket.wait(for: interest, deadline: deadline, id: id)
-        state.withLock { _ = $0.waits.remove(id) }
+        state.withLock { $0.waits.remove(id) }
         return outcome
     }
 }

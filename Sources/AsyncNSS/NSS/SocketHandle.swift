@@ -16,20 +16,34 @@ final class SocketHandle: RuntimeResource {
         case closed
     }
 
-    private let state: Locked<State>
+    /// What the lock guards: the descriptor's state, and the objects NSS
+    /// callbacks point to (released after `PR_Close`). One connection has
+    /// one context, kept inline.
+    private struct Guarded {
+        var state: State
+        var firstContext: AnyObject?
+        var moreContexts: [AnyObject] = []
+
+        var contexts: [AnyObject] { (firstContext.map { [$0] } ?? []) + moreContexts }
+    }
+
+    private let lock = Mutex<Void>(())
+    // nonisolated(unsafe): read and written only inside `lock.withLock`, in
+    // `withGuarded`, so every access is serialised. Kept beside the lock
+    // rather than in a `Locked` box: every connection has a handle, and the
+    // box was an allocation of its own.
+    private nonisolated(unsafe) var guarded: Guarded
     private let closing = Atomic<Bool>(false)
     private let services: RuntimeServices
     /// The poll loop this descriptor's waits register on for its whole life
     /// (a hot loop, which moves waits that stay pending to its cold loop),
     /// and the executor of the connection that owns it.
     let pollLoop: PollLoop
-    /// Objects NSS callbacks point to; released after `PR_Close`.
-    private let callbackContexts = Locked<[AnyObject]>([])
 
     /// Takes `fd` over; its waits go to `loop`, or to the next loop of the
     /// runtime's group.
     init(_ fd: UnsafeMutablePointer<PRFileDesc>, services: RuntimeServices, loop: PollLoop? = nil) {
-        self.state = Locked(.open(PollSocket(fd: fd)))
+        self.guarded = Guarded(state: .open(PollSocket(fd: fd)))
         self.services = services
         self.pollLoop = loop ?? services.pollGroup.assign()
         services.resources.add(self)
@@ -41,26 +55,37 @@ final class SocketHandle: RuntimeResource {
         // `PR_Poll` array: it closes after a quiesce, in the background. The
         // DroppedSocket is registered before this handle leaves the
         // registry, so a shutdown always finds one of them.
-        if case .open(let socket) = state.withLock({ $0 }) {
-            DroppedSocket.close(socket, pollLoop: pollLoop, callbackContexts: callbackContexts.withLock { $0 }, services: services)
+        let (state, contexts) = withGuarded { ($0.state, $0.contexts) }
+        if case .open(let socket) = state {
+            DroppedSocket.close(socket, pollLoop: pollLoop, callbackContexts: contexts, services: services)
         }
         services.resources.remove(ObjectIdentifier(self))
     }
 
     /// Keeps `context` alive for as long as the descriptor is open.
     func retainCallbackContext(_ context: AnyObject) {
-        callbackContexts.withLock { $0.append(context) }
+        withGuarded { guarded in
+            if guarded.firstContext == nil { guarded.firstContext = context } else { guarded.moreContexts.append(context) }
+        }
+    }
+
+    private func withGuarded<Result>(_ body: (inout Guarded) throws -> Result) rethrows -> Result {
+        try lock.withLock { _ in try body(&guarded) }
+    }
+
+    private func withState<Result>(_ body: (inout State) throws -> Result) rethrows -> Result {
+        try withGuarded { try body(&$0.state) }
     }
 
     var isOpen: Bool {
-        state.withLock { if case .open = $0 { true } else { false } }
+        withState { if case .open = $0 { true } else { false } }
     }
 
     /// Runs `body` with the open descriptor.
     ///
     /// - Throws: ``TLSError/Kind/closed`` once ``close()`` has started.
     func withFD<Result>(_ operation: @autoclosure () -> String, _ body: (UnsafeMutablePointer<PRFileDesc>) throws -> Result) throws -> Result {
-        try state.withLock { state in
+        try withState { state in
             guard case .open(let socket) = state else {
                 throw TLSError(kind: .closed, operation: operation(), message: "the socket is closed")
             }
@@ -71,7 +96,7 @@ final class SocketHandle: RuntimeResource {
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
     /// Runs on the caller's executor, as ``PollLoop/wait(for:on:deadline:id:isClosing:)`` does.
     nonisolated(nonsending) func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
-        guard case .open(let socket) = state.withLock({ $0 }) else {
+        guard case .open(let socket) = withState({ $0 }) else {
             if let id { pollLoop.forget(id) }
             return .closed
         }
@@ -119,7 +144,7 @@ final class SocketHandle: RuntimeResource {
     /// descriptor, so that after any call returns it is closed (shutdown
     /// relies on that before it shuts NSS down).
     func close() async {
-        let socket = state.withLock { state -> PollSocket? in
+        let socket = withState { state -> PollSocket? in
             guard case .open(let socket) = state else { return nil }
             state = .closing(waiters: [])
             closing.store(true, ordering: .releasing)
@@ -127,7 +152,7 @@ final class SocketHandle: RuntimeResource {
         }
         guard let socket else {
             await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
-                let closed = state.withLock { state -> Bool in
+                let closed = withState { state -> Bool in
                     guard case .closing(let waiters) = state else { return true }
                     state = .closing(waiters: waiters + [waiter])
                     return false
@@ -137,19 +162,22 @@ final class SocketHandle: RuntimeResource {
             return
         }
         await Self.quiesceAndClose(socket, on: pollLoop)
-        let waiters = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
+        let waiters = withState { state -> [UnsafeContinuation<Void, Never>] in
             defer { state = .closed }
             guard case .closing(let waiters) = state else { return [] }
             return waiters
         }
-        callbackContexts.withLock { $0.removeAll() }
+        withGuarded { guarded in
+            guarded.firstContext = nil
+            guarded.moreContexts.removeAll()
+        }
         services.resources.remove(ObjectIdentifier(self))
         for waiter in waiters { waiter.resume() }
     }
 
     /// Whether ``close()`` has finished; for tests.
     var isClosed: Bool {
-        state.withLock { if case .closed = $0 { true } else { false } }
+        withState { if case .closed = $0 { true } else { false } }
     }
 
     /// Waits until no `PR_Poll` uses `socket`, then closes it: the end of
