@@ -69,6 +69,10 @@ final class SocketHandle: RuntimeResource {
         }
     }
 
+    /// Never inlined: inlined, each call site added room for the guarded
+    /// value to the async frame around it (the ClientHello peek that picks
+    /// an identity by name grew from 1,712 to 3,856 bytes).
+    @inline(never)
     private func withGuarded<Result>(_ body: (inout Guarded) throws -> Result) rethrows -> Result {
         try lock.withLock { _ in try body(&guarded) }
     }
@@ -192,6 +196,9 @@ final class SocketHandle: RuntimeResource {
     /// TLS layer. Closing a socket with unread input sends a reset instead of
     /// a FIN, and a reset makes the peer discard what it has not read yet:
     /// the alert that explains a failed handshake, or the close_notify.
+    /// Never inlined: its buffer stays on the thread's stack, out of the
+    /// async frames of the close paths.
+    @inline(never)
     private static func discardUnreadInput(_ fd: UnsafeMutablePointer<PRFileDesc>) {
         guard let tcp = PR_GetIdentitiesLayer(fd, PR_NSPR_IO_LAYER) else { return }
         // On the stack: every close passes here, and the bytes are thrown away.

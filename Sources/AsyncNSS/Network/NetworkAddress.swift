@@ -65,14 +65,22 @@ struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
 
     /// `127.0.0.1:8443` or `[::1]:8443`.
     var description: String {
+        let host = Self.hostText(raw)
+        return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// The address without its port, formatted in a buffer on the thread's
+    /// stack: every accepted connection's peer is described. Never inlined,
+    /// so that the buffer does not become part of an async caller's frame,
+    /// which its task would keep for the connection's life.
+    @inline(never)
+    private static func hostText(_ raw: PRNetAddr) -> String {
         var address = raw
-        // On the stack: every accepted connection's peer is described.
-        let host = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer -> String in
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer -> String in
             guard let base = buffer.baseAddress, PR_NetAddrToString(&address, base, UInt32(buffer.count)) == PR_SUCCESS else { return "?" }
             base[buffer.count - 1] = 0
             return String(cString: base)
         }
-        return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// Resolves `host` to addresses; an IP literal resolves to itself without a lookup.
