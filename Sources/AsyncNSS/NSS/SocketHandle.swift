@@ -62,21 +62,26 @@ final class SocketHandle: RuntimeResource {
         services.resources.remove(ObjectIdentifier(self))
     }
 
-    /// Keeps `context` alive for as long as the descriptor is open.
+    /// Keeps `context` alive for as long as the descriptor is open. Never
+    /// inlined, like `withState`: see `withGuarded`.
+    @inline(never)
     func retainCallbackContext(_ context: AnyObject) {
         withGuarded { guarded in
             if guarded.firstContext == nil { guarded.firstContext = context } else { guarded.moreContexts.append(context) }
         }
     }
 
-    /// Never inlined: inlined, each call site added room for the guarded
-    /// value to the async frame around it (the ClientHello peek that picks
-    /// an identity by name grew from 1,712 to 3,856 bytes).
+    /// Never inlined, nor are `withState` and `retainCallbackContext`:
+    /// inlined, each call site added room for the guarded value and the
+    /// closures to the async frame around it (the ClientHello peek that
+    /// picks an identity by name grew from 1,712 to 3,856 bytes, the
+    /// accepting handshake, whose frame its task keeps, by 160).
     @inline(never)
     private func withGuarded<Result>(_ body: (inout Guarded) throws -> Result) rethrows -> Result {
         try lock.withLock { _ in try body(&guarded) }
     }
 
+    @inline(never)
     private func withState<Result>(_ body: (inout State) throws -> Result) rethrows -> Result {
         try withGuarded { try body(&$0.state) }
     }
