@@ -114,10 +114,7 @@ extension TLSConnection {
         services: RuntimeServices
     ) async throws -> TLSConnection {
         let operation = "connecting to \(address)"
-        guard let tcp = PR_OpenTCPSocket(address.family) else {
-            throw TLSError.fromLastNSSError(operation)
-        }
-        TCPSocketOptions.setCloseOnExec(tcp)
+        let tcp = try TCPSocketOptions.openSocket(family: address.family, operation)
         let fd = try ReadAheadLayer.pushThenImport(tcp, operation: operation) { SSL_ImportFD(nil, $0) }
         let socket = SocketHandle(fd, services: services)
         let callbacks = ConnectionCallbacks(isServer: false, verification: verification, serverName: serverName, identity: configuration.identity, settings: ConnectionSettings(configuration, role: .client), metrics: metrics, logger: logger, peer: address.description, services: services)

@@ -271,8 +271,7 @@ enum ServerModelSocket {
 /// The plain TCP socket a listener accepts on.
 enum ListeningSocket {
     static func open(_ address: NetworkAddress, backlog: Int, services: RuntimeServices, operation: String) throws -> (SocketHandle, NetworkAddress) {
-        guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
-        TCPSocketOptions.setCloseOnExec(fd)
+        let fd = try TCPSocketOptions.openSocket(family: address.family, operation)
         let socket = SocketHandle(fd, services: services)
         let bound = try socket.withFD(operation) { fd -> NetworkAddress in
             try TCPSocketOptions.setReuseAddress(fd)

@@ -21,6 +21,14 @@ enum TCPSocketOptions {
         _ = fcntl(PR_FileDesc2NativeHandle(fd), F_SETFD, FD_CLOEXEC)
     }
 
+    /// `PR_OpenTCPSocket` for `family`, close-on-exec: the listening and
+    /// connecting sockets AsyncNSS opens all come from here.
+    static func openSocket(family: Int32, _ operation: @autoclosure () -> String) throws -> UnsafeMutablePointer<PRFileDesc> {
+        guard let fd = PR_OpenTCPSocket(family) else { throw TLSError.fromLastNSSError(operation()) }
+        setCloseOnExec(fd)
+        return fd
+    }
+
     static func setNonblocking(_ fd: UnsafeMutablePointer<PRFileDesc>) throws {
         var data = PRSocketOptionData()
         data.option = PR_SockOpt_Nonblocking

@@ -62,8 +62,7 @@ enum OCSPResponderQuery {
     private static func post(_ request: [UInt8], to target: HTTPTarget, at address: NetworkAddress, timeout: Duration) throws -> [UInt8] {
         let operation = "asking the OCSP responder \(target.host):\(target.port)"
         var address = address.raw
-        guard let fd = PR_OpenTCPSocket(Int32(address.raw.family)) else { throw TLSError.fromLastNSSError(operation) }
-        TCPSocketOptions.setCloseOnExec(fd)
+        let fd = try TCPSocketOptions.openSocket(family: Int32(address.raw.family), operation)
         defer { PR_Close(fd) }
         let interval = PR_MillisecondsToInterval(UInt32(clamping: timeout.components.seconds * 1000 + 1))
         guard PR_Connect(fd, &address, interval) == PR_SUCCESS else { throw TLSError.fromLastNSSError(operation) }

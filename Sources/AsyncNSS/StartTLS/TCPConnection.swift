@@ -51,8 +51,7 @@ public actor TCPConnection {
         let addresses = try await NetworkAddress.resolve(host, port: port, services: services)
         let deadline = ContinuousClock.now + timeout
         return try await NetworkAddress.firstConnected(addresses, operation: operation, tryNext: { _ in true }) { address in
-            guard let fd = PR_OpenTCPSocket(address.family) else { throw TLSError.fromLastNSSError(operation) }
-            TCPSocketOptions.setCloseOnExec(fd)
+            let fd = try TCPSocketOptions.openSocket(family: address.family, operation)
             let socket = SocketHandle(fd, services: services)
             do {
                 try socket.withFD(operation) { fd in
