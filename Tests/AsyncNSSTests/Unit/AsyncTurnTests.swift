@@ -11,7 +11,7 @@ struct AsyncTurnTests {
 
     @Test("a waiter gets the turn when it is released")
     func handOff() async throws {
-        try await withTimeout(seconds: 10) {
+        try await withTimeout(seconds: 60) {
             let turn = AsyncTurn()
             try await turn.acquire(orThrowIfClosed: Self.closed("first"))
             let second = Task { try await turn.acquire(orThrowIfClosed: Self.closed("second")) }
@@ -24,7 +24,7 @@ struct AsyncTurnTests {
 
     @Test("closing fails the waiter with the close's error and a later acquire with its own; the close's error is made only for a waiter")
     func closing() async throws {
-        try await withTimeout(seconds: 10) {
+        try await withTimeout(seconds: 60) {
             let turn = AsyncTurn()
             try await turn.acquire(orThrowIfClosed: Self.closed("holder"))
             let waiter = Task { try await turn.acquire(orThrowIfClosed: Self.closed("waiter's own")) }
