@@ -58,7 +58,10 @@ struct ServeWorkers {
         // once the last has closed its copy, the port refuses connections.
         await launcher.close()
         let clean = await supervising.value
+        // Ended before the process exits, so that nothing still holds the
+        // supervisor (and through it the launcher's socket) at exit.
         reloading.cancel()
+        await reloading.value
         try? await NSSRuntime.shutdown()
         logger.debug("stopped")
         if !clean { throw ExitCode(1) }
