@@ -152,7 +152,7 @@ def summary(results):
 def bulk(srv, system, total_bytes, log):
     """measure.bulk, plus the echo server's CPU seconds per GiB each way."""
     port = servers.free_port()
-    with servers.running(srv.command(system, port, mode="echo"), port, log.name) as server:
+    with servers.running(srv.command(system, port, mode="echo"), port, log) as server:
         before = measure.cpu_seconds(server.pid)
         result = measure.peer_client(srv.client(system),
                                      ["bulk", *measure.client_args(port, srv.pki), "--bytes", str(total_bytes)], log)

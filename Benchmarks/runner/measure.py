@@ -79,7 +79,7 @@ def handshakes(srv, name, counts, log, attempts=3):
         for _ in range(attempts):
             port = servers.free_port()
             try:
-                with servers.running(srv.command(name, port, mode="http"), port, log.name) as server:
+                with servers.running(srv.command(name, port, mode="http"), port, log) as server:
                     cpu_before = cpu_seconds(server.pid)
                     result = strsclnt(port, srv.pki["client_db"], arguments, counts[kind], log)
                     # The server's own CPU per handshake: what the framework
@@ -99,7 +99,7 @@ def handshakes(srv, name, counts, log, attempts=3):
 def bulk(srv, system, total_bytes, log):
     """A system's client against its own echo server, `total_bytes` each way."""
     port = servers.free_port()
-    with servers.running(srv.command(system, port, mode="echo"), port, log.name):
+    with servers.running(srv.command(system, port, mode="echo"), port, log):
         return peer_client(srv.client(system),
                            ["bulk", *client_args(port, srv.pki), "--bytes", str(total_bytes)], log)
 
@@ -108,7 +108,7 @@ def scale(srv, system, idle, active, rounds, log):
     """Echo latency of `active` connections alone, then among `idle` idle
     ones, and the server's RSS per idle connection; one server process."""
     port = servers.free_port()
-    with servers.running(srv.command(system, port, mode="echo"), port, log.name) as server:
+    with servers.running(srv.command(system, port, mode="echo"), port, log) as server:
         common = ["latency", *client_args(port, srv.pki), "--active", str(active),
                   "--rounds", str(rounds), "--server-pid", str(server.pid)]
         alone = peer_client(srv.client(system), [*common, "--idle", "0"], log)
@@ -119,7 +119,7 @@ def scale(srv, system, idle, active, rounds, log):
 def idle_cpu(srv, system, connections, seconds, log):
     """The server's CPU while its own system's client holds idle connections."""
     port = servers.free_port()
-    with servers.running(srv.command(system, port, mode="echo"), port, log.name) as server:
+    with servers.running(srv.command(system, port, mode="echo"), port, log) as server:
         return peer_client(srv.client(system),
                            ["hold", *client_args(port, srv.pki), "--connections", str(connections),
                             "--seconds", str(seconds), "--server-pid", str(server.pid)], log)

@@ -38,15 +38,23 @@ def wait_for_port(port, process, timeout=30):
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
+# How many lines of a server's output runs.log keeps from its start and from
+# its end. `nss-tls serve` logs a line per connection, and a handshake run makes
+# hundreds of thousands of them: kept whole, they made runs.log about 15 MB.
+KEPT_OUTPUT_LINES = 20
+
+
 @contextlib.contextmanager
-def running(command, port, log_path):
+def running(command, port, log):
     """Runs `command` (a server listening on `port`) for the body of a `with`;
-    yields its process. Its output goes to `log_path`."""
+    yields its process. Its output goes to the text file `log`, shortened to
+    its first and last KEPT_OUTPUT_LINES lines once it has stopped."""
     command = pinned(command, "server")
-    with open(log_path, "ab") as log:
-        log.write(("\n$ " + " ".join(command) + "\n").encode())
-        log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    log.write("\n$ " + " ".join(command) + "\n")
+    log.flush()
+    output_path = log.name + ".server"
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
         try:
             wait_for_port(port, process)
             # Connecting to check the port made one connection that closed
@@ -55,6 +63,20 @@ def running(command, port, log_path):
             yield process
         finally:
             stop(process)
+            append_shortened(output_path, log)
+
+
+def append_shortened(output_path, log):
+    """Writes the server output in `output_path` to `log`, keeping its first
+    and last KEPT_OUTPUT_LINES lines, and removes `output_path`."""
+    with open(output_path, encoding="utf-8", errors="replace") as output:
+        lines = output.readlines()
+    os.remove(output_path)
+    if len(lines) > 2 * KEPT_OUTPUT_LINES:
+        left_out = len(lines) - 2 * KEPT_OUTPUT_LINES
+        lines = lines[:KEPT_OUTPUT_LINES] + [f"[{left_out} lines of server output left out]\n"] + lines[-KEPT_OUTPUT_LINES:]
+    log.writelines(lines)
+    log.flush()
 
 
 def stop(process):

@@ -86,7 +86,7 @@ def main():
             for system in order:
                 for scenario, (arguments, kind) in measure.HANDSHAKES.items():
                     port = servers.free_port()
-                    with servers.running(command(system, args.nss_tls, pki, port), port, log.name) as server:
+                    with servers.running(command(system, args.nss_tls, pki, port), port, log) as server:
                         # Workers start after the parent listens.
                         time.sleep(0.5)
                         before = tree_cpu_seconds(server.pid)
