@@ -1,19 +1,19 @@
 import Glibc
 import Logging
 
-/// The one log of the tool: swift-log's stream handler on standard error,
-/// label `nss-tls`. The library's listener logs failed handshakes through it.
+/// The one log of the tool: ``StandardErrorLogHandler``, label `nss-tls`.
+/// The library's listener logs failed handshakes through it.
 enum CommandLogging {
     /// Bootstraps swift-log exactly once, however often it is asked.
     private static let bootstrapped: Void = {
-        // StreamLogHandler stamps every line with the local time. With TZ
+        // Every line is stamped with the local time. With TZ
         // unset, glibc's localtime_r stats /etc/localtime on every call, and
         // `serve` logs a line per connection; naming the same file in TZ
         // makes glibc read it once. (A changed /etc/localtime is then seen
         // only after a restart.) Set before any other thread looks at the
         // environment: both commands ask for their logger first.
         if getenv("TZ") == nil { setenv("TZ", ":/etc/localtime", 0) }
-        LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label) }
     }()
 
     /// The logger for `level`, bootstrapping the logging system on first use.
