@@ -372,13 +372,16 @@ private let readAheadClose: PRCloseFN = { fd in
 
 /// Finds the ClientHello among the first bytes a connection receives (a
 /// server) or sends (a client) and keeps its random. Costs one atomic load
-/// per read and write while nobody watches.
-final class ClientHelloWatch: Sendable {
+/// per read and write while nobody watches. Held inline by its buffer: not
+/// an object of its own, since most connections keep no key log.
+struct ClientHelloWatch: ~Copyable, Sendable {
     /// The record header (5 bytes), the handshake header (4), the version
     /// (2), then the 32-byte random.
     static let randomRange = 11..<43
 
-    private struct State {
+    // Not private: a private type in this ~Copyable struct crashes the
+    // compiler (Swift 6.3) when a @testable test module uses the struct.
+    struct State {
         var inbound: [UInt8] = []
         var outbound: [UInt8] = []
         var random: [UInt8]?
