@@ -116,6 +116,7 @@ def summary(results):
                          + " | ".join(ratio(m.get(n), s) for n in names) + " | "
                          + " | ".join(fmt(c.get(n)) for n in names) + f" | {fmt(c.get('selfserv'))} |")
         lines.append("")
+        lines += paired_ratios(results)
     if results["scale"]:
         lines += [f"| build | p50 alone | p99 alone | p50 among {results['settings']['idle']:,} | p99 among | p99 among / alone | s to open the idle connections | RSS per idle connection (KiB) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -147,6 +148,31 @@ def summary(results):
     if failures:
         lines += ["Failures:", *[f"- {f}" for f in failures], ""]
     return "\n".join(lines)
+
+
+def paired_ratios(results):
+    """A table of each build's ratios to selfserv within each round: their
+    median and range. The machine's speed drifts between rounds more than
+    most changes move these figures, so a ratio taken within one round is
+    the steadier measure, and its range shows whether a median of 1.02 can
+    be told from 1.00."""
+    names = results["builds"]
+    lines = ["Ratios to selfserv within each round: median (lowest–highest).", "",
+             "| scenario | " + " | ".join(f"rate {n} / selfserv | CPU {n} / selfserv" for n in names) + " |",
+             "|---|" + "---:|" * (2 * len(names))]
+    for scenario in measure.HANDSHAKES:
+        rounds = {}
+        for sample in results["handshakes"]:
+            if "error" not in sample:
+                rounds.setdefault(sample["round"], {})[sample["server"]] = sample["results"][scenario]
+        cells = []
+        for name in names:
+            for key in ("handshakes_per_s", "server_cpu_us_per_handshake"):
+                ratios = sorted(r[name][key] / r["selfserv"][key] for r in rounds.values()
+                                if name in r and "selfserv" in r and r[name].get(key) and r["selfserv"].get(key))
+                cells.append(f"{median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})" if ratios else "–")
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def bulk(srv, system, total_bytes, log):
