@@ -142,4 +142,25 @@ static inline int cnss_pipe_cloexec(int ends[_Nonnull 2]) {
     return pipe2(ends, O_CLOEXEC);
 }
 
+// An event loop's wakeup: an eventfd, close-on-exec and nonblocking from the
+// start. (NSPR's pollable event is a pipe whose ends it makes without
+// FD_CLOEXEC, so every process a server started held both.) Setting adds to
+// its counter; consuming reads the counter back to zero; neither blocks.
+#include <sys/eventfd.h>
+#include <stdint.h>
+#include <unistd.h>
+static inline int cnss_wakeup_open(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+static inline void cnss_wakeup_set(int fd) {
+    uint64_t one = 1;
+    // Fails only when the counter would overflow, and then it is already set.
+    (void)!write(fd, &one, sizeof one);
+}
+static inline void cnss_wakeup_consume(int fd) {
+    uint64_t count;
+    // EAGAIN when nothing was set: nothing to consume.
+    (void)!read(fd, &count, sizeof count);
+}
+
 #endif

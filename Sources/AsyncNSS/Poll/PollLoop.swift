@@ -8,7 +8,7 @@ import Synchronization
 /// Tasks try their operation, and on `PR_WOULD_BLOCK_ERROR` call
 /// ``wait(for:on:deadline:id:isClosing:)``, which registers a one-shot
 /// interest and suspends; when the task runs on this loop, it continues here
-/// right after the poll that ended its wait. A pollable event wakes the thread when a
+/// right after the poll that ended its wait. A ``LoopWakeup`` wakes the thread when a
 /// read or write wait, or a deadline earlier than the poll's timeout, arrives
 /// while `PR_Poll` runs; the registry asks for at most one wakeup per poll, and
 /// none while the thread is between polls (it plans the change before polling
@@ -58,7 +58,8 @@ final class PollLoop: Sendable {
     static let defaultDemotionDelay: Duration = .seconds(1)
 
     private let registry: Mutex<Registry>
-    private let wakeEvent: PollSocket
+    /// What wakes this loop from `PR_Poll`; internal for tests.
+    let wakeup: LoopWakeup
     private let waitIDs: PollWaitIDSource
     private let thread: Mutex<OwnedThread?> = Mutex(nil)
     /// Where waits pending for `demotionDelay` move; nil for a cold loop or a
@@ -77,10 +78,7 @@ final class PollLoop: Sendable {
         cold: PollLoop? = nil,
         demotionDelay: Duration = PollLoop.defaultDemotionDelay
     ) throws {
-        guard let event = PR_NewPollableEvent() else {
-            throw TLSError.fromLastNSSError("creating the poll thread's wakeup event")
-        }
-        wakeEvent = PollSocket(fd: event)
+        wakeup = try LoopWakeup()
         waitIDs = ids
         self.cold = cold
         self.demotionDelay = demotionDelay
@@ -244,14 +242,14 @@ final class PollLoop: Sendable {
         }
         guard let joined else { return }
         if jobs.isRunnerThread {
-            OwnedThread(name: "nss-poll-join") { [wakeEvent] in
+            OwnedThread(name: "nss-poll-join") { [wakeup] in
                 joined.join()
-                PR_DestroyPollableEvent(wakeEvent.fd)
+                wakeup.destroy()
             }.detach()
             return
         }
         joined.join()
-        PR_DestroyPollableEvent(wakeEvent.fd)
+        wakeup.destroy()
     }
 
     /// The number of waits registered on this loop (not its cold loop), for
@@ -261,15 +259,15 @@ final class PollLoop: Sendable {
     /// Writes the wakeup. The registry asks for it at most once per poll, and
     /// the job queue at most once per turn of the loop.
     func wake() {
-        PR_SetPollableEvent(wakeEvent.fd)
+        wakeup.set()
     }
 
     private func run() {
         jobs.attachLoopThread()
         defer { jobs.stop { [self] job in runJob(job) } }
-        // Entry 0 is the wakeup event; entry i + 1 is the registry's slot i.
+        // Entry 0 is the wakeup; entry i + 1 is the registry's slot i.
         // Kept between polls and changed as each plan says.
-        var descriptors: [PRPollDesc] = [PRPollDesc(fd: wakeEvent.fd, in_flags: Int16(PR_POLL_READ), out_flags: 0)]
+        var descriptors: [PRPollDesc] = [PRPollDesc(fd: wakeup.pollable.fd, in_flags: Int16(PR_POLL_READ), out_flags: 0)]
         var ready: [PollSocket] = []
         var batch: [UnownedJob] = []
         let readFlag = Int16(PR_POLL_READ)
@@ -305,8 +303,7 @@ final class PollLoop: Sendable {
             if count > 0 {
                 var found = 0
                 if descriptors[0].out_flags != 0 {
-                    // Consume the wakeup; PR_Poll reported it readable, so this does not block.
-                    PR_WaitForPollableEvent(wakeEvent.fd)
+                    wakeup.consume()
                     found += 1
                 }
                 var index = 1
