@@ -9,7 +9,8 @@
 #
 # The default load is resumed TLS 1.3 (-V tls1.3:tls1.3). CONNECTIONS (default
 # 2000) are counted after 200 to warm up. NSS_TLS_BIN picks the nss-tls binary
-# (default: this checkout's release build). Each probe hit costs the server
+# (default: this checkout's release build); SERVER_CPUS and CLIENT_CPUS pin the
+# server and strsclnt apart (server-under-load.bash). Each probe hit costs the server
 # a trap, so with the probes the CPU figure grows (by about 100 µs per resumed
 # TLS 1.2 connection); PROBES=0 leaves them out and gives CPU and context
 # switches only. Needs linux-perf and root (for the probes, which it
@@ -56,12 +57,12 @@ case "$server" in
 esac
 
 start_server "$server" "$work"
-strsclnt -d "sql:$pki/client-db" -D -o -q -c 200 "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
+pinned client strsclnt -d "sql:$pki/client-db" -D -o -q -c 200 "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
 
 perf stat "${events[@]}" -p "$pid" -o "$work/stat.txt" &
 stat_pid=$!
 sleep 0.3
-strsclnt -d "sql:$pki/client-db" -D -o -q -c "$connections" "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
+pinned client strsclnt -d "sql:$pki/client-db" -D -o -q -c "$connections" "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
 kill -INT "$stat_pid"
 wait "$stat_pid" || true
 

@@ -23,7 +23,7 @@ sleep 0.3
 perf record -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
 perf_pid=$!
 sleep 0.5
-strsclnt -d "sql:$pki/client-db" -D -o -q "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
+pinned client strsclnt -d "sql:$pki/client-db" -D -o -q "${load[@]}" -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
 kill -INT "$perf_pid"; wait "$perf_pid" || true
 
 # head closes its pipe early; that is not a failure.

@@ -6,6 +6,16 @@
 # Sets `pki` (WORK/pki, with the client database for strsclnt), `port` and
 # `pid`. The server's output goes to WORK/server.log. Run from Benchmarks/.
 
+# SERVER_CPUS and CLIENT_CPUS (CPU lists for `taskset -c`, e.g. 0 and 1), when
+# set, pin the server and the load generator apart, as `runner.ab --pin` does.
+# `pinned ROLE COMMAND...` runs COMMAND under the CPUs of ROLE (server, client).
+pinned() {
+    local cpus
+    if [ "$1" = server ]; then cpus=${SERVER_CPUS:-}; else cpus=${CLIENT_CPUS:-}; fi
+    shift
+    if [ -n "$cpus" ]; then "taskset" -c "$cpus" "$@"; else "$@"; fi
+}
+
 # The nss-tls binary: NSS_TLS_BIN, or this checkout's release build.
 nss_tls_bin() {
     echo "${NSS_TLS_BIN:-$(swift build -c release --package-path .. --show-bin-path)/nss-tls}"
@@ -22,6 +32,7 @@ start_server() {
         selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
+    if [ -n "${SERVER_CPUS:-}" ]; then command=(taskset -c "$SERVER_CPUS" "${command[@]}"); fi
     "${command[@]}" >"$work/server.log" 2>&1 &
     pid=$!
     python3 -c "import socket,time
