@@ -25,6 +25,7 @@ final class LoopJobs: Sendable {
     private let state = Mutex(State())
     private let wakeRequested = Atomic<Bool>(false)
     private let wakeupCount = Atomic<Int>(0)
+    private let addedCount = Atomic<Int>(0)
     /// The thread that runs the jobs now: the loop's, then, once it stopped,
     /// whichever thread the queue below uses for the job at hand.
     private let runner = Atomic<UInt>(0)
@@ -64,6 +65,7 @@ final class LoopJobs: Sendable {
             return false
         }
         if stopped { return .afterStop }
+        addedCount.add(1, ordering: .relaxed)
         if fromRunner { return .queued(wake: false) }
         // The first job since the loop last took the queue wakes it.
         let wake = !wakeRequested.exchange(true, ordering: .acquiringAndReleasing)
@@ -74,6 +76,10 @@ final class LoopJobs: Sendable {
     /// How many times a job from another thread woke the loop; each is a
     /// thread crossing. For tests and diagnostics.
     var wakeups: Int { wakeupCount.load(ordering: .relaxed) }
+
+    /// How many jobs were queued, from any thread: each is an executor
+    /// switch or a resumed wait. For tests and diagnostics.
+    var added: Int { addedCount.load(ordering: .relaxed) }
 
     /// Whether a job waits; the loop then polls without sleeping.
     var hasJobs: Bool { state.withLock { !$0.jobs.isEmpty } }

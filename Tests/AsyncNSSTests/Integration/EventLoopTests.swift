@@ -74,6 +74,49 @@ extension Integration {
             }
         }
 
+        /// A wait made isolated to the connection is one job on its loop:
+        /// the poll resumes it. It used to be three: the wait entered the
+        /// closure of `withTaskCancellationHandler`, which was nonisolated,
+        /// so the task hopped to the loop as a task executor, was resumed
+        /// there, and hopped back to the connection.
+        @Test("code isolated to its connection costs its loop one job per wait for a read, and no thread crossing")
+        func isolatedWaitIsOneJob() async throws {
+            try await withTimeout(seconds: 60) {
+                let rounds = 200
+                let pair = try await ConnectedPair.make(server: try await TestIdentities.serverConfiguration(), client: try await TestIdentities.clientConfiguration())
+                let server = pair.server, client = pair.client
+                let echo = Task(executorPreference: server.executor) { try await Self.echo(server, rounds: rounds) }
+                let wakeupsBefore = server.pollLoop.jobs.wakeups + client.pollLoop.jobs.wakeups
+                let jobsBefore = server.pollLoop.jobs.added + (server.pollLoop === client.pollLoop ? 0 : client.pollLoop.jobs.added)
+                let exchange = Task(executorPreference: client.executor) { try await Self.exchange(client, rounds: rounds) }
+                #expect(try await exchange.value)
+                let wakeups = server.pollLoop.jobs.wakeups + client.pollLoop.jobs.wakeups - wakeupsBefore
+                let jobs = server.pollLoop.jobs.added + (server.pollLoop === client.pollLoop ? 0 : client.pollLoop.jobs.added) - jobsBefore
+                await pair.finish(echo: echo, echoing: server)
+                // Each round trip: the server's read waits once, and the
+                // client's, isolated to its connection too, once.
+                #expect(jobs <= 2 * rounds + rounds / 10, "\(jobs) jobs for \(rounds) round trips: more than one per wait")
+                #expect(wakeups < rounds / 20, "\(wakeups) jobs came from other threads in \(rounds) round trips")
+            }
+        }
+
+        /// Sends `rounds` one-byte messages and checks each echo, isolated to `connection`.
+        private static func exchange(_ connection: isolated TLSConnection, rounds: Int) async throws -> Bool {
+            for round in 0..<rounds {
+                try await connection.write([UInt8(truncatingIfNeeded: round)])
+                guard try await connection.receive() == [UInt8(truncatingIfNeeded: round)] else { return false }
+            }
+            return true
+        }
+
+        /// Echoes `rounds` messages, isolated to `connection`.
+        private static func echo(_ connection: isolated TLSConnection, rounds: Int) async throws {
+            for _ in 0..<rounds {
+                guard let bytes = try await connection.receive() else { return }
+                try await connection.write(bytes)
+            }
+        }
+
         @Test("a loop blocked by user code delays only its own connections")
         func blockedLoopDelaysOnlyItsOwn() async throws {
             try await withTimeout(seconds: 60) {
