@@ -177,6 +177,11 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private var slotIndex: [Socket: Int] = [:]
     /// Indices of the slots with `isDirty` set, each once.
     private var dirty: [Int] = []
+    /// Storage that `beginPoll` takes turns with `dirty` and keeps for its
+    /// list of slots to remove, so that once grown, planning a poll
+    /// allocates only the changes it returns.
+    private var spareDirty: [Int] = []
+    private var spareRemovals: [Int] = []
     /// Interruption-only waits, which are not polled, by socket.
     private var parked: [Socket: [PollWaitID]] = [:]
     /// Deadlines of waits, earliest first; entries of waits that ended are
@@ -371,11 +376,23 @@ struct PollRegistry<Socket: Hashable, Waiter> {
 
     /// Starts a poll: returns the changes to the poll array and the timeout.
     mutating func beginPoll(now: ContinuousClock.Instant) -> Plan {
-        var candidates = dirty
-        dirty.removeAll(keepingCapacity: true)
+        // `candidates` takes the dirty indices, and `dirty` the spare storage.
+        var candidates: [Int] = []
+        swap(&candidates, &spareDirty)
+        swap(&candidates, &dirty)
+        var removals: [Int] = []
+        swap(&removals, &spareRemovals)
+        defer {
+            candidates.removeAll(keepingCapacity: true)
+            spareDirty = candidates
+            removals.removeAll(keepingCapacity: true)
+            spareRemovals = removals
+        }
         // Slots left without waits leave the array, highest index first, so
         // that the slot moved into a hole is never one still to remove.
-        var removals = candidates.filter { slots[$0].waits.isEmpty }
+        for index in candidates where slots[index].waits.isEmpty {
+            removals.append(index)
+        }
         removals.sort(by: >)
         for index in removals {
             let last = slots.count - 1
