@@ -67,7 +67,7 @@ final class EarlyHandshake: Sendable {
             if let result = try state.withLock({ try decide(&$0) }) { return result }
             try Task.checkCancellation()
             let id = state.withLock { $0.nextWaiterID() }
-            await withTaskCancellationHandler {
+            await withIsolatedCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     // Decided under the lock: wait only if nothing changed
                     // since the look above and the task is not cancelled.

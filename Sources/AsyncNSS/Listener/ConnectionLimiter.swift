@@ -22,7 +22,7 @@ final class ConnectionLimiter: Sendable {
         // Below the limit (nearly always) no continuation is needed; the slow
         // path checks again under the lock.
         if state.withLock({ $0.active < limit }) { return }
-        await withTaskCancellationHandler {
+        await withIsolatedCancellationHandler {
             await withCheckedContinuation { continuation in
                 let ready = state.withLock { state -> Bool in
                     if state.active < limit || Task.isCancelled { return true }

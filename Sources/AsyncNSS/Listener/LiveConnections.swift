@@ -48,7 +48,7 @@ final class LiveConnections: Sendable {
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
         }
-        await withTaskCancellationHandler {
+        await withIsolatedCancellationHandler {
             await withCheckedContinuation { continuation in
                 let done = state.withLock { state -> Bool in
                     if state.entries.isEmpty || Task.isCancelled { return true }

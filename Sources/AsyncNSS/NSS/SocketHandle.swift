@@ -103,7 +103,7 @@ final class SocketHandle: RuntimeResource {
     }
 
     /// Waits on the poll thread until the descriptor may be ready for `interest`.
-    /// Runs on the caller's executor, as ``PollLoop/wait(for:on:deadline:id:isClosing:isolation:)`` does.
+    /// Runs on the caller's executor, as ``PollLoop/wait(for:on:deadline:id:isClosing:)`` does.
     nonisolated(nonsending) func wait(for interest: PollInterest, deadline: ContinuousClock.Instant? = nil, id: PollWaitID? = nil) async -> PollOutcome {
         guard case .open(let socket) = withState({ $0 }) else {
             if let id { pollLoop.forget(id) }

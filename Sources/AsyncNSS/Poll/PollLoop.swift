@@ -6,7 +6,7 @@ import Synchronization
 /// of the connections it polls (see `PollLoop+Executor.swift`).
 ///
 /// Tasks try their operation, and on `PR_WOULD_BLOCK_ERROR` call
-/// ``wait(for:on:deadline:id:isClosing:isolation:)``, which registers a one-shot
+/// ``wait(for:on:deadline:id:isClosing:)``, which registers a one-shot
 /// interest and suspends; when the task runs on this loop, it continues here
 /// right after the poll that ended its wait. A ``LoopWakeup`` wakes the thread when a
 /// read or write wait, or a deadline earlier than the poll's timeout, arrives
@@ -93,20 +93,16 @@ final class PollLoop: Sendable {
     /// `isClosing` is checked under the registry lock, so a wait never
     /// registers after the closer has quiesced the socket.
     ///
-    /// Isolated to the caller (`isolation`, usually a connection's actor):
-    /// the wait registers on the caller's executor and the task resumes
-    /// there, without a hop to the generic executor and back for every wait.
-    /// Not `nonisolated(nonsending)`: the closure that
-    /// `withTaskCancellationHandler` runs would then be nonisolated, and
-    /// entering it was a hop, a job on the loop, for every wait. A closure
-    /// that captures an `isolated` parameter runs isolated to it.
-    func wait(
+    /// `nonisolated(nonsending)`: the wait registers on the caller's executor
+    /// (usually a connection's actor) and the task resumes there, without a
+    /// hop to the generic executor and back for every wait; so does the
+    /// cancellation handler around it (``withIsolatedCancellationHandler(isolation:operation:onCancel:)``).
+    nonisolated(nonsending) func wait(
         for interest: PollInterest,
         on socket: PollSocket,
         deadline: ContinuousClock.Instant? = nil,
         id: PollWaitID? = nil,
-        isClosing: @Sendable () -> Bool = { false },
-        isolation: isolated (any Actor)? = #isolation
+        isClosing: @Sendable () -> Bool = { false }
     ) async -> PollOutcome {
         // An ID from the caller may be interrupted by another task, before or
         // after this wait: once the wait returns, the registry forgets it.
@@ -114,9 +110,8 @@ final class PollLoop: Sendable {
         let interruptible = id != nil
         let id = id ?? waitIDs.make()
         let demoteAt: ContinuousClock.Instant? = cold != nil && interest != .interruptionOnly ? .now + demotionDelay : nil
-        let outcome = await withTaskCancellationHandler {
-            _ = isolation
-            return await withUnsafeContinuation { (continuation: Waiter) in
+        let outcome = await withIsolatedCancellationHandler {
+            await withUnsafeContinuation { (continuation: Waiter) in
                 let action = registry.withLock { registry in
                     if isClosing() {
                         return PollRegistry<PollSocket, Waiter>.RegisterAction.resume(continuation, .closed)
@@ -143,7 +138,7 @@ final class PollLoop: Sendable {
     }
 
     /// A fresh wait ID, for a wait that another task may ``interrupt(_:)``
-    /// even before it registers. Pass it to ``wait(for:on:deadline:id:isClosing:isolation:)``,
+    /// even before it registers. Pass it to ``wait(for:on:deadline:id:isClosing:)``,
     /// or to ``forget(_:)`` if the wait will not be made.
     func makeWaitID() -> PollWaitID {
         let id = waitIDs.make()

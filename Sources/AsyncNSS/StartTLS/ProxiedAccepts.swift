@@ -133,7 +133,7 @@ private final class AcceptedQueue: Sendable {
             defer { state.nextID += 1 }
             return state.nextID
         }
-        return try await withTaskCancellationHandler {
+        return try await withIsolatedCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TCPConnection, any Error>) in
                 let outcome = state.withLock { state -> Result<TCPConnection, any Error>? in
                     if !state.connections.isEmpty { return .success(state.connections.removeFirst()) }

@@ -3,7 +3,7 @@ import Synchronization
 /// A turn that one task holds at a time, handed to waiters first come, first
 /// served. A waiter that is cancelled leaves the queue with
 /// `CancellationError`; after ``close(_:)`` every waiter and every later
-/// ``acquire(orThrowIfClosed:isolation:)`` fails with a `closed` error. Those errors
+/// ``acquire(orThrowIfClosed:)`` fails with a `closed` error. Those errors
 /// are made only when thrown: most turns close with no one waiting.
 ///
 /// The state is decided under the lock; continuations are resumed after it
@@ -25,12 +25,7 @@ final class AsyncTurn: Sendable {
 
     /// Waits for the turn. Release it with ``release()``. Throws
     /// `closedError` once the turn is closed.
-    ///
-    /// Isolated to the caller, as ``PollLoop/wait(for:on:deadline:id:isClosing:isolation:)``
-    /// is and for the same reason: the closure given to
-    /// `withTaskCancellationHandler` captures `isolation`, so that a wait
-    /// for the turn does not hop off the caller's actor and back.
-    func acquire(orThrowIfClosed closedError: @autoclosure () -> TLSError, isolation: isolated (any Actor)? = #isolation) async throws {
+    nonisolated(nonsending) func acquire(orThrowIfClosed closedError: @autoclosure () -> TLSError) async throws {
         let fastPath = try state.withLock { state -> UInt64? in
             if state.closed { throw closedError() }
             if !state.held {
@@ -43,9 +38,8 @@ final class AsyncTurn: Sendable {
             return id
         }
         guard let id = fastPath else { return }
-        try await withTaskCancellationHandler {
-            _ = isolation
-            return try await withCheckedThrowingContinuation { (continuation: Waiter) in
+        try await withIsolatedCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: Waiter) in
                 let immediate = state.withLock { state -> Result<Void, any Error>? in
                     state.pending.remove(id)
                     if state.cancelledEarly.remove(id) != nil { return .failure(CancellationError()) }
@@ -84,7 +78,7 @@ final class AsyncTurn: Sendable {
     }
 
     /// Fails every waiter with `error`, made only if one waits, and every
-    /// later ``acquire(orThrowIfClosed:isolation:)`` with its own.
+    /// later ``acquire(orThrowIfClosed:)`` with its own.
     func close(_ error: @autoclosure () -> TLSError) {
         let waiting = state.withLock { state -> [Waiter] in
             state.closed = true

@@ -62,7 +62,7 @@ public final class WorkerProcess: Sendable {
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
         }
-        return try await withTaskCancellationHandler {
+        return try await withIsolatedCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
                 let outcome = state.withLock { state -> Result<Int32, any Error>? in
                     if let status = state.status { return .success(status) }
