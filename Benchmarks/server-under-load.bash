@@ -11,9 +11,14 @@
 # `pinned ROLE COMMAND...` runs COMMAND under the CPUs of ROLE (server, client).
 pinned() {
     local cpus
-    if [ "$1" = server ]; then cpus=${SERVER_CPUS:-}; else cpus=${CLIENT_CPUS:-}; fi
+    cpus=$(cpus_for "$1")
     shift
-    if [ -n "$cpus" ]; then "taskset" -c "$cpus" "$@"; else "$@"; fi
+    if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+
+# The CPU list of ROLE (server or client), or nothing.
+cpus_for() {
+    if [ "$1" = server ]; then echo "${SERVER_CPUS:-}"; else echo "${CLIENT_CPUS:-}"; fi
 }
 
 # The nss-tls binary: NSS_TLS_BIN, or this checkout's release build.
@@ -32,7 +37,10 @@ start_server() {
         selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
-    if [ -n "${SERVER_CPUS:-}" ]; then command=(taskset -c "$SERVER_CPUS" "${command[@]}"); fi
+    # Not through `pinned`: `pid` must be the server's, not a subshell's.
+    local cpus
+    cpus=$(cpus_for server)
+    if [ -n "$cpus" ]; then command=(taskset -c "$cpus" "${command[@]}"); fi
     "${command[@]}" >"$work/server.log" 2>&1 &
     pid=$!
     python3 -c "import socket,time

@@ -103,17 +103,11 @@ struct StandardErrorLogHandler: LogHandler {
         metadata.isEmpty ? nil : metadata.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " ")
     }
 
-    /// Writes `bytes` whole, unless the descriptor fails.
+    /// Writes `bytes` whole, unless the descriptor fails. Standard error
+    /// only if the process started with one (see ``StandardDescriptors``).
     private func write(_ bytes: UnsafeBufferPointer<UInt8>) {
-        var rest = UnsafeRawBufferPointer(bytes)
-        while !rest.isEmpty {
-            let count = Glibc.write(descriptor, rest.baseAddress, rest.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            rest = UnsafeRawBufferPointer(rebasing: rest[count...])
-        }
+        guard descriptor != STDERR_FILENO || StandardDescriptors.errorIsStream else { return }
+        try? StandardOutput.writeAll(UnsafeRawBufferPointer(bytes), to: descriptor, operation: "writing a log line")
     }
 }
 

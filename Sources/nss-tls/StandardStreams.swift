@@ -55,12 +55,19 @@ enum StandardOutput {
     }
 
     private static func writeAll(_ bytes: [UInt8], to descriptor: Int32, operation: String) throws(StandardStreamError) {
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(StandardStreamError) in try writeAll(buffer, to: descriptor, operation: operation) }
+        }
+        try result.get()
+    }
+
+    /// Writes every byte of `bytes` to `descriptor`, retrying partial and
+    /// interrupted writes, and waiting while a nonblocking descriptor is full.
+    static func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, operation: String) throws(StandardStreamError) {
+        guard let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer -> Int in
-                guard let base = buffer.baseAddress else { return 0 }
-                return systemWrite(descriptor, base + offset, buffer.count - offset)
-            }
+            let written = systemWrite(descriptor, base + offset, bytes.count - offset)
             if written > 0 {
                 offset += written
                 continue
