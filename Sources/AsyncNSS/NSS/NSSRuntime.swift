@@ -29,7 +29,8 @@ public enum NSSRuntime {
         /// The *hot* threads are the event loops: each socket belongs to one
         /// of them (round robin) for life, and its connection runs there.
         /// `PR_Poll` costs O(n) per call, so a read or write wait still
-        /// pending after about a second moves to a *cold* thread, which holds
+        /// pending after about a second (a quarter of a second on a busy
+        /// thread) moves to a *cold* thread, which holds
         /// the idle sockets and is rarely woken. With k ≥ 2 there are k − 1
         /// hot threads and one cold thread; 1 is a single thread that polls
         /// and runs everything; zero picks the default: one hot thread per

@@ -14,7 +14,9 @@ import Darwin
 /// loop that holds 10,000 idle sockets and is woken for every round trip of a
 /// few active ones scans all 10,000 each time. Here a read or write wait
 /// still pending after ``PollLoop/defaultDemotionDelay`` moves from its hot
-/// loop to the cold loop, in batches (at most one per delay). The hot
+/// loop to the cold loop, in batches (at most one per delay). A busy hot
+/// loop moves waits from ``PollLoop/minimumDemotionAge`` on, once its polls
+/// have scanned as many entries as the batch costs the cold loop. The hot
 /// `PR_Poll` then scans only recently active sockets; the cold one scans the
 /// idle ones, but is woken only when one of them becomes ready, one of its
 /// deadlines passes, or a batch arrives. When a cold wait ends, its task's

@@ -22,11 +22,14 @@ import Synchronization
 /// **Hot and cold.** A loop made with a `cold` partner is a *hot* loop: tasks
 /// register on it, and a read or write wait still pending after
 /// `demotionDelay` is moved, in a batch, to the cold loop (same continuation,
-/// deadline and wait ID; see ``PollRegistry/takeDueDemotions(now:)``). So the
+/// deadline and wait ID; see ``PollRegistry/takeDueDemotions(now:batchCost:)``).
+/// A busy hot loop moves waits sooner, once they are ``minimumDemotionAge``
+/// old and its polls since the last batch have scanned as many entries as the
+/// cold loop's array plus ``coldWakeupCost``. So the
 /// hot `PR_Poll` scans only recently active sockets, and the cold one, which
 /// holds the idle ones, is woken only when one of them becomes ready, a
 /// deadline there passes, or a batch arrives (at most one per
-/// `demotionDelay`). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
+/// `demotionDelay`, or per cold array's worth of hot scanning). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
 /// through the hot loop, which reaches into the cold one; see
 /// ``endAnywhere(_:_:)`` for the lock order that makes a move atomic.
 ///
@@ -57,6 +60,21 @@ final class PollLoop: Sendable {
     /// a wait moves after one to two delays.
     static let defaultDemotionDelay: Duration = .seconds(1)
 
+    /// The youngest a wait may be when a busy hot loop moves it early:
+    /// long enough for a peer's next flight or request to arrive on most
+    /// networks, short enough that the waits of new idle connections do not
+    /// fill the hot array while connections open.
+    static let minimumDemotionAge: Duration = .milliseconds(250)
+
+    /// What a batch costs the cold loop beyond its array, in poll-array
+    /// entries. It covers the wakeup, the adoption and the extra `PR_Poll`,
+    /// about 50 µs at the 0.15–0.3 µs an entry costs here.
+    static let coldWakeupCost = 256
+
+    /// The socket entries of this loop's latest poll, which a hot loop reads
+    /// to price a batch of demotions to this loop.
+    private let polledSockets = Atomic<Int>(0)
+
     private let registry: Mutex<Registry>
     /// What wakes this loop from `PR_Poll`; internal for tests.
     let wakeup: LoopWakeup
@@ -82,7 +100,11 @@ final class PollLoop: Sendable {
         waitIDs = ids
         self.cold = cold
         self.demotionDelay = demotionDelay
-        registry = Mutex(PollRegistry(demotionBatchWindow: cold == nil ? .zero : demotionDelay))
+        let earlyLead = demotionDelay - min(demotionDelay, Self.minimumDemotionAge)
+        registry = Mutex(PollRegistry(
+            demotionBatchWindow: cold == nil ? .zero : demotionDelay,
+            earlyDemotionLead: cold == nil ? .zero : earlyLead
+        ))
         let started = OwnedThread(name: name) { [self] in self.run() }
         thread.withLock { $0 = started }
     }
@@ -278,6 +300,7 @@ final class PollLoop: Sendable {
                 registry.isShutDown ? nil : registry.beginPoll(now: .now)
             }
             guard let plan else { return }
+            polledSockets.store(plan.count, ordering: .relaxed)
 
             let wanted = plan.count + 1
             if descriptors.count > wanted {
@@ -320,7 +343,8 @@ final class PollLoop: Sendable {
             let (resume, adopted) = registry.withLock { registry -> ([(Waiter, PollOutcome)], Registry.AdoptAction?) in
                 let resume = registry.endPoll(readySockets: ready, failed: count < 0, now: now)
                 guard let cold else { return (resume, nil) }
-                let demoted = registry.takeDueDemotions(now: now)
+                let batchCost = cold.polledSockets.load(ordering: .relaxed) + Self.coldWakeupCost
+                let demoted = registry.takeDueDemotions(now: now, batchCost: batchCost)
                 if demoted.isEmpty { return (resume, nil) }
                 // Hot lock, then cold lock: see `endAnywhere` for why the
                 // move must happen with both held.

@@ -53,11 +53,14 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// **Demotion** (the hot and cold layout, see ``PollGroup``): a read or write
 /// wait may carry a demotion time, a second deadline whose expiry does not end
 /// the wait but hands it over, unchanged, to another registry.
-/// ``takeDueDemotions(now:)`` returns those handovers and ``adopt(_:)`` takes
+/// ``takeDueDemotions(now:batchCost:)`` returns those handovers and ``adopt(_:)`` takes
 /// them in. Demotions are batched: none is due until the earliest pending
 /// demotion time is `demotionBatchWindow` old, and then every wait whose
 /// demotion time has passed goes, so a stream of waits produces at most one
-/// batch per window. ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)``
+/// batch per window. A busy poll thread moves waits sooner: once the polls
+/// since the last batch have scanned as many array entries as a batch costs
+/// the receiving thread, every wait within `earlyDemotionLead` of its
+/// demotion time goes (see ``takeDueDemotions(now:batchCost:)``). ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)``
 /// look in the other registry (``endIfRegistered(_:)``) before they remember
 /// an early ending, so a wait is found wherever it is.
 ///
@@ -76,7 +79,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         var interest: PollInterest
     }
 
-    /// A wait handed over by ``takeDueDemotions(now:)``: the same ID,
+    /// A wait handed over by ``takeDueDemotions(now:batchCost:)``: the same ID,
     /// deadline and waiter, for ``adopt(_:)`` on another registry.
     struct Demotion {
         var id: PollWaitID
@@ -195,6 +198,12 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private var liveDemotions = 0
     /// How old the earliest demotion time must be before a batch is due.
     let demotionBatchWindow: Duration
+    /// How long before its demotion time a wait may move in a batch that
+    /// the polls have paid for (see ``takeDueDemotions(now:batchCost:)``).
+    let earlyDemotionLead: Duration
+    /// Poll-array entries scanned by the polls since the last batch, counted
+    /// while some wait has a demotion time.
+    private(set) var scannedSinceBatch = 0
 
     /// Whether a poll is running: between `beginPoll` and `endPoll`.
     private var polling = false
@@ -209,8 +218,9 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     private var quiesceWaiters: [Waiter] = []
     private(set) var isShutDown = false
 
-    init(demotionBatchWindow: Duration = .zero) {
+    init(demotionBatchWindow: Duration = .zero, earlyDemotionLead: Duration = .zero) {
         self.demotionBatchWindow = demotionBatchWindow
+        self.earlyDemotionLead = earlyDemotionLead
     }
 
     var waitCount: Int { registrations.count }
@@ -429,6 +439,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// `failed` is true (`PR_Poll` returned -1) every polled wait is resumed so
     /// its task retries and sees the real error.
     mutating func endPoll(readySockets: [Socket], failed: Bool, now: ContinuousClock.Instant) -> [(Waiter, PollOutcome)] {
+        if liveDemotions > 0 { scannedSinceBatch += polledCount }
         var resume: [(Waiter, PollOutcome)] = []
         // One allocation per poll instead of one per doubling.
         resume.reserveCapacity(failed ? polledCount : readySockets.count)
@@ -475,15 +486,38 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         demotions.first.map { $0.deadline + demotionBatchWindow }
     }
 
-    /// Removes and returns the waits to demote, if a batch is due at `now`:
-    /// every wait whose demotion time has passed. Their slots empty as if the
-    /// waits had ended (the sockets leave this poll array at the next plan);
-    /// their waiters are *not* resumed: hand them to ``adopt(_:)``.
-    mutating func takeDueDemotions(now: ContinuousClock.Instant) -> [Demotion] {
+    /// Removes and returns the waits to demote, if a batch is due at `now`.
+    /// Their slots empty as if the waits had ended (the sockets leave this
+    /// poll array at the next plan); their waiters are *not* resumed: hand
+    /// them to ``adopt(_:)``.
+    ///
+    /// A batch is due in two cases:
+    /// - by time: the earliest demotion time is `demotionBatchWindow` old.
+    ///   Every wait whose demotion time has passed goes.
+    /// - by cost: the polls since the last batch scanned at least `batchCost`
+    ///   entries, and some wait is within `earlyDemotionLead` of its demotion
+    ///   time. Every such wait goes.
+    ///
+    /// `batchCost` is what receiving a batch costs the other registry's
+    /// thread, in scanned entries. That thread is woken and polls its whole
+    /// array again. Each wait that stays costs this thread one entry per
+    /// poll. So on a busy thread a stale wait is not kept for a fixed time
+    /// while every poll scans it. The time spent scanning stale waits stays
+    /// within what the batches that move them cost. The lead keeps waits
+    /// younger than the minimum age, such as a handshake waiting for the
+    /// peer's next flight, where they are.
+    mutating func takeDueDemotions(now: ContinuousClock.Instant, batchCost: Int = .max) -> [Demotion] {
         dropEndedDemotions()
-        guard let due = demotionDue, due <= now else { return [] }
+        guard let first = demotions.first else {
+            scannedSinceBatch = 0
+            return []
+        }
+        let paidFor = scannedSinceBatch >= batchCost
+        let cutoff = paidFor ? now + earlyDemotionLead : now
+        guard first.deadline + demotionBatchWindow <= now || (paidFor && first.deadline <= cutoff) else { return [] }
+        scannedSinceBatch = 0
         var moved: [Demotion] = []
-        while let top = demotions.first, top.deadline <= now {
+        while let top = demotions.first, top.deadline <= cutoff {
             demotions.removeFirst()
             if registrations[top.id]?.demoteAt == top.deadline, let registration = remove(top.id) {
                 moved.append(Demotion(id: top.id, registration: registration))

@@ -163,6 +163,41 @@ struct HotColdPollLoopTests {
         await fixture.close()
     }
 
+    @Test("a busy hot loop moves a wait from the minimum age on, long before the delay")
+    func busyLoopDemotesEarly() async throws {
+        let group = try PollGroup(threads: 2, demotionDelay: .seconds(60))
+        let hot = group.loops[0]
+        let cold = try #require(group.coldLoop)
+        let idle = PollSocket(fd: try #require(PR_NewPollableEvent()))
+        let busy = PollSocket(fd: try #require(PR_NewPollableEvent()))
+        let waiting = Task { await hot.wait(for: .read, on: idle) }
+        try await Task.sleep(for: PollLoop.minimumDemotionAge + .milliseconds(50))
+        #expect(cold.waitCount == 0)
+        // Each round trip on the busy socket is at least one hot poll that
+        // scans both entries; the batch costs the empty cold array plus the
+        // fixed share, so about 128 round trips pay for it.
+        var roundTrips = 0
+        while cold.waitCount == 0, roundTrips < 20 * PollLoop.coldWakeupCost {
+            let ready = Task { await hot.wait(for: .read, on: busy) }
+            while hot.waitCount < 2 { await Task.yield() }
+            PR_SetPollableEvent(busy.fd)
+            #expect(await ready.value == .ready)
+            PR_WaitForPollableEvent(busy.fd)
+            roundTrips += 1
+        }
+        #expect(cold.waitCount == 1)
+        #expect(hot.waitCount == 0)
+        #expect(roundTrips >= PollLoop.coldWakeupCost / 2)
+        // The moved wait still ends when its socket becomes ready.
+        PR_SetPollableEvent(idle.fd)
+        #expect(await waiting.value == .ready)
+        await hot.quiesce(idle)
+        await hot.quiesce(busy)
+        PR_DestroyPollableEvent(idle.fd)
+        PR_DestroyPollableEvent(busy.fd)
+        group.shutdown()
+    }
+
     @Test("shutdown ends demoted waits")
     func shutdownEndsDemotedWaits() async throws {
         let fixture = try Fixture()

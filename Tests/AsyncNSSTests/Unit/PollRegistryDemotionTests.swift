@@ -69,6 +69,69 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
         #expect(registry.invariantViolations().isEmpty)
     }
 
+    /// A hot registry whose waits may move 750 ms before their demotion
+    /// time (one second after they register): from 250 ms old.
+    func busyHot() -> Registry { Registry(demotionBatchWindow: window, earlyDemotionLead: .milliseconds(750)) }
+
+    /// Runs `count` polls that find nothing ready, each scanning the whole array.
+    func poll(_ registry: inout Registry, times count: Int, at now: ContinuousClock.Instant) {
+        for _ in 0..<count {
+            _ = registry.beginPoll(now: now)
+            _ = registry.endPoll(readySockets: [], failed: false, now: now)
+        }
+    }
+
+    @Test("once the polls have scanned a batch's cost, waits from the minimum age on move early, and the count starts again")
+    func scanningPaysForAnEarlyBatch() {
+        var registry = busyHot()
+        registerDemotable(&registry, 1, socket: 10, demoteAt: ms(1000), name: "old")
+        registerDemotable(&registry, 2, socket: 11, demoteAt: ms(1200), name: "young")
+        // Not paid for yet: 4 polls of 2 entries against a cost of 10.
+        poll(&registry, times: 4, at: ms(300))
+        #expect(registry.scannedSinceBatch == 8)
+        #expect(registry.takeDueDemotions(now: ms(300), batchCost: 10).isEmpty)
+        // Paid for: "old" is 300 ms old and goes; "young" (100 ms) stays.
+        poll(&registry, times: 1, at: ms(300))
+        #expect(names(registry.takeDueDemotions(now: ms(300), batchCost: 10)) == ["old"])
+        #expect(registry.scannedSinceBatch == 0)
+        // "young" is old enough now, but the next batch must be paid for again.
+        #expect(registry.takeDueDemotions(now: ms(500), batchCost: 10).isEmpty)
+        poll(&registry, times: 10, at: ms(500))
+        #expect(names(registry.takeDueDemotions(now: ms(500), batchCost: 10)) == ["young"])
+        #expect(registry.waitCount == 0)
+        #expect(registry.invariantViolations().isEmpty)
+    }
+
+    @Test("scanning pays for nothing while every wait is younger than the minimum age, and the time rule still applies")
+    func scanningMovesNoYoungWait() {
+        var registry = busyHot()
+        registerDemotable(&registry, 1, socket: 10, demoteAt: ms(1000), name: "a")
+        poll(&registry, times: 100, at: ms(200))
+        #expect(registry.takeDueDemotions(now: ms(200), batchCost: 10).isEmpty)
+        #expect(registry.waitCount == 1)
+        // Without the scanning, a batch waits for the window, as before.
+        #expect(registry.takeDueDemotions(now: ms(1999), batchCost: .max).isEmpty)
+        #expect(names(registry.takeDueDemotions(now: ms(2000), batchCost: .max)) == ["a"])
+        #expect(registry.invariantViolations().isEmpty)
+    }
+
+    @Test("polls count toward a batch only while some wait could move")
+    func scanningCountsOnlyWithDemotableWaits() {
+        var registry = busyHot()
+        register(&registry, 1, socket: 10, name: "not demotable")
+        registerDemotable(&registry, 2, socket: 11, .interruptionOnly, demoteAt: ms(0), name: "parked")
+        poll(&registry, times: 50, at: ms(100))
+        #expect(registry.scannedSinceBatch == 0)
+        registerDemotable(&registry, 3, socket: 12, demoteAt: ms(1100), name: "demotable")
+        poll(&registry, times: 3, at: ms(200))
+        #expect(registry.scannedSinceBatch == 6)
+        // The demotable wait ends: the next look finds nothing to move and forgets the scanning.
+        #expect(registry.cancel(id(3)) == "demotable")
+        #expect(registry.takeDueDemotions(now: ms(400), batchCost: 1).isEmpty)
+        #expect(registry.scannedSinceBatch == 0)
+        #expect(registry.invariantViolations().isEmpty)
+    }
+
     @Test("waits that ended are not demoted and no longer shorten the timeout")
     func endedWaitsDoNotDemote() {
         var registry = hot()
