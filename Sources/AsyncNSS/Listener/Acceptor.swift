@@ -38,8 +38,16 @@ struct Acceptor: Sendable {
         case failed(TLSError)
     }
 
-    func run() async {
+    /// Accepts until cancelled or the listening socket closes, isolated to
+    /// the listening socket's loop, so that each wait for a connection costs
+    /// one job there and no hop (``LoopIsolation``).
+    func run(isolatedTo isolation: isolated LoopIsolation) async {
         await withDiscardingTaskGroup { group in
+            // Naming the isolated parameter makes this closure isolated to it
+            // (as in `withIsolatedCancellationHandler`). Without it the body
+            // is nonisolated, and each wait in it left the loop's executor
+            // and came back: nine jobs per wait instead of one.
+            _ = isolation
             var failuresInARow = 0
             accepting: while !Task.isCancelled {
                 await limiter.waitForRoom()

@@ -17,8 +17,9 @@ final class ConnectionLimiter: Sendable {
     var active: Int { state.withLock { $0.active } }
 
     /// Returns once a connection may be accepted. Cancellation ends the wait
-    /// early; the caller checks for it.
-    func waitForRoom() async {
+    /// early; the caller checks for it. Runs on the caller's executor, so the
+    /// accept loop's check costs no hop.
+    nonisolated(nonsending) func waitForRoom() async {
         // Below the limit (nearly always) no continuation is needed; the slow
         // path checks again under the lock.
         if state.withLock({ $0.active < limit }) { return }

@@ -166,7 +166,8 @@ public actor TLSListener: AsyncSequence {
         )
         // Accepting runs on the listening socket's loop, where its waits are
         // polled; each handshake then starts on the new connection's loop.
-        let loop = Task(executorPreference: listeningSocket.pollLoop) { await acceptor.run() }
+        let isolation = LoopIsolation(loop: listeningSocket.pollLoop)
+        let loop = Task(executorPreference: listeningSocket.pollLoop) { await acceptor.run(isolatedTo: isolation) }
         continuation.onTermination = { _ in loop.cancel() }
         return TLSListener(listeningSocket: listeningSocket, setups: setups, services: services, address: bound, connections: stream, acceptLoop: loop, live: live, delivery: delivery, logger: logger)
     }

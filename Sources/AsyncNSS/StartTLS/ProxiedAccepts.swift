@@ -12,8 +12,9 @@ final class ProxiedAccepts: Sendable {
 
     init(listeningSocket: SocketHandle, localAddress: String, services: RuntimeServices, headerTimeout: Duration, logger: Logger) {
         let queue = self.queue
+        let isolation = LoopIsolation(loop: listeningSocket.pollLoop)
         loop = Task(executorPreference: listeningSocket.pollLoop) {
-            await Self.run(listeningSocket, localAddress: localAddress, services: services, headerTimeout: headerTimeout, logger: logger, queue: queue)
+            await Self.run(listeningSocket, localAddress: localAddress, services: services, headerTimeout: headerTimeout, logger: logger, queue: queue, isolatedTo: isolation)
         }
     }
 
@@ -29,9 +30,13 @@ final class ProxiedAccepts: Sendable {
         queue.finish()
     }
 
-    private static func run(_ listeningSocket: SocketHandle, localAddress: String, services: RuntimeServices, headerTimeout: Duration, logger: Logger, queue: AcceptedQueue) async {
+    /// Isolated to the listening socket's loop, as ``Acceptor`` is, so that
+    /// each wait costs one job there (``LoopIsolation``).
+    private static func run(_ listeningSocket: SocketHandle, localAddress: String, services: RuntimeServices, headerTimeout: Duration, logger: Logger, queue: AcceptedQueue, isolatedTo isolation: isolated LoopIsolation) async {
         let operation = "accepting on \(localAddress)"
         await withDiscardingTaskGroup { group in
+            // Isolated to `isolation` because it names it (see `Acceptor.run`).
+            _ = isolation
             var failuresInARow = 0
             accepting: while !Task.isCancelled {
                 let step: SocketHandle.AcceptStep
@@ -44,8 +49,11 @@ final class ProxiedAccepts: Sendable {
                 case .accepted(let accepted, let peer):
                     failuresInARow = 0
                     let deadline = ContinuousClock.now + headerTimeout
-                    group.addTask(executorPreference: listeningSocket.pollLoop) {
-                        await readHeader(accepted, peer: peer, services: services, deadline: deadline, logger: logger, queue: queue)
+                    // The header is read on the loop the connection will
+                    // belong to, isolated to it: each wait resumes in place.
+                    let loop = services.pollGroup.assign()
+                    group.addTask(executorPreference: loop) {
+                        await readHeader(accepted, peer: peer, services: services, deadline: deadline, logger: logger, queue: queue, isolatedTo: LoopIsolation(loop: loop))
                     }
                 case .failed(let code) where code == NSSErrors.wouldBlock:
                     guard case .ready = await listeningSocket.wait(for: .read) else { break accepting }
@@ -62,7 +70,7 @@ final class ProxiedAccepts: Sendable {
         queue.finish()
     }
 
-    private static func readHeader(_ accepted: PollSocket, peer: NetworkAddress, services: RuntimeServices, deadline: ContinuousClock.Instant, logger: Logger, queue: AcceptedQueue) async {
+    private static func readHeader(_ accepted: PollSocket, peer: NetworkAddress, services: RuntimeServices, deadline: ContinuousClock.Instant, logger: Logger, queue: AcceptedQueue, isolatedTo isolation: isolated LoopIsolation) async {
         let operation = "reading the PROXY protocol header from \(peer)"
         do {
             try ReadAheadLayer.push(onto: accepted.fd, operation: operation)
@@ -72,7 +80,7 @@ final class ProxiedAccepts: Sendable {
             return
         }
         // From here the handle owns the descriptor.
-        let socket = SocketHandle(accepted.fd, services: services)
+        let socket = SocketHandle(accepted.fd, services: services, loop: isolation.loop)
         do {
             try socket.withFD(operation) { fd in
                 try TCPSocketOptions.setNonblocking(fd)

@@ -1,5 +1,6 @@
 @testable import AsyncNSS
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -97,6 +98,38 @@ extension Integration {
                 // client's, isolated to its connection too, once.
                 #expect(jobs <= 2 * rounds + rounds / 10, "\(jobs) jobs for \(rounds) round trips: more than one per wait")
                 #expect(wakeups < rounds / 20, "\(wakeups) jobs came from other threads in \(rounds) round trips")
+            }
+        }
+
+        /// A listener's accept loop is isolated to the listening socket's
+        /// loop (``LoopIsolation``), so a wait for the next connection costs
+        /// that loop the one job that resumes it. It used to be nine: the
+        /// accept loop's body was nonisolated, so each await in it left the
+        /// loop's serial executor for the generic one and came back.
+        @Test("a listener's wait for the next connection costs its loop one job")
+        func acceptWaitIsOneJob() async throws {
+            try await withTimeout(seconds: 60) {
+                let connections = 30
+                // Quiet: every handshake fails when its client closes.
+                let quiet = Logger(label: "accept-wait", factory: { _ in SwiftLogNoOpLogHandler() })
+                let listener = try await TLSListener.bind(port: 0, configuration: try await TestIdentities.serverConfiguration(), logger: quiet)
+                let loop = await listener.listeningSocket.pollLoop
+                var clients: [TCPConnection] = []
+                let before = loop.jobs.added
+                for _ in 0..<connections {
+                    // Silent TCP clients: each accepted socket's handshake
+                    // starts and waits for a ClientHello that never comes.
+                    clients.append(try await TCPConnection.connect(host: "127.0.0.1", port: listener.port))
+                    // Time for the accept loop to take it and wait again, so
+                    // that every connection costs a wait of its own.
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let jobs = loop.jobs.added - before
+                for client in clients { await client.close() }
+                await listener.close()
+                // Per connection: the accept loop's resumed wait, and the
+                // start of the handshake's task when it runs on this loop.
+                #expect(jobs <= 3 * connections, "\(jobs) jobs on the listening loop for \(connections) accepted connections")
             }
         }
 
