@@ -29,7 +29,8 @@ import Synchronization
 /// hot `PR_Poll` scans only recently active sockets, and the cold one, which
 /// holds the idle ones, is woken only when one of them becomes ready, a
 /// deadline there passes, or a batch arrives (at most one per
-/// `demotionDelay`, or per cold array's worth of hot scanning). Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
+/// `demotionDelay`, or per cold array's worth of hot scanning).
+/// Cancellation, ``interrupt(_:)`` and ``quiesce(_:)`` go
 /// through the hot loop, which reaches into the cold one; see
 /// ``endAnywhere(_:_:)`` for the lock order that makes a move atomic.
 ///

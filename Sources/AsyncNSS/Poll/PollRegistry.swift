@@ -60,8 +60,8 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// batch per window. A busy poll thread moves waits sooner: once the polls
 /// since the last batch have scanned as many array entries as a batch costs
 /// the receiving thread, every wait within `earlyDemotionLead` of its
-/// demotion time goes (see ``takeDueDemotions(now:batchCost:)``). ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)``
-/// look in the other registry (``endIfRegistered(_:)``) before they remember
+/// demotion time goes (see ``takeDueDemotions(now:batchCost:)``).
+/// ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)`` look in the other registry (``endIfRegistered(_:)``) before they remember
 /// an early ending, so a wait is found wherever it is.
 ///
 /// `Socket` is the poll key (a `PRFileDesc` in production, an `Int` in tests);
@@ -503,9 +503,10 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// array again. Each wait that stays costs this thread one entry per
     /// poll. So on a busy thread a stale wait is not kept for a fixed time
     /// while every poll scans it. The time spent scanning stale waits stays
-    /// within what the batches that move them cost. The lead keeps waits
-    /// younger than the minimum age, such as a handshake waiting for the
-    /// peer's next flight, where they are.
+    /// within what the batches that move them cost. A wait further than
+    /// the lead from its demotion time stays (``PollLoop`` sets the lead so
+    /// that waits younger than its minimum age stay, such as a handshake
+    /// waiting for the peer's next flight).
     mutating func takeDueDemotions(now: ContinuousClock.Instant, batchCost: Int = .max) -> [Demotion] {
         dropEndedDemotions()
         guard let first = demotions.first else {
