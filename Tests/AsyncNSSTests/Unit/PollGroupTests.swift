@@ -175,7 +175,9 @@ struct HotColdPollLoopTests {
         #expect(cold.waitCount == 0)
         // Each round trip on the busy socket is at least one hot poll that
         // scans both entries; the batch costs the empty cold array plus the
-        // fixed share, so about 128 round trips pay for it.
+        // fixed share, so at most about 128 round trips pay for it (fewer
+        // when a round trip takes several polls, as under a sanitizer). That
+        // the count must be paid for is PollRegistryDemotionTests' to check.
         var roundTrips = 0
         while cold.waitCount == 0, roundTrips < 20 * PollLoop.coldWakeupCost {
             let ready = Task { await hot.wait(for: .read, on: busy) }
@@ -187,7 +189,6 @@ struct HotColdPollLoopTests {
         }
         #expect(cold.waitCount == 1)
         #expect(hot.waitCount == 0)
-        #expect(roundTrips >= PollLoop.coldWakeupCost / 2)
         // The moved wait still ends when its socket becomes ready.
         PR_SetPollableEvent(idle.fd)
         #expect(await waiting.value == .ready)
