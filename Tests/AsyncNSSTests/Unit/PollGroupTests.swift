@@ -181,7 +181,8 @@ struct HotColdPollLoopTests {
         var roundTrips = 0
         while cold.waitCount == 0, roundTrips < 20 * PollLoop.coldWakeupCost {
             let ready = Task { await hot.wait(for: .read, on: busy) }
-            while hot.waitCount < 2 { await Task.yield() }
+            // Both waits registered; the idle one may move meanwhile.
+            while hot.waitCount + cold.waitCount < 2 { await Task.yield() }
             PR_SetPollableEvent(busy.fd)
             #expect(await ready.value == .ready)
             PR_WaitForPollableEvent(busy.fd)
