@@ -53,16 +53,17 @@ struct PollWaitID: Hashable, Sendable, Comparable {
 /// **Demotion** (the hot and cold layout, see ``PollGroup``): a read or write
 /// wait may carry a demotion time, a second deadline whose expiry does not end
 /// the wait but hands it over, unchanged, to another registry.
-/// ``takeDueDemotions(now:batchCost:)`` returns those handovers and ``adopt(_:)`` takes
-/// them in. Demotions are batched: none is due until the earliest pending
+/// ``takeDueDemotions(now:batchCost:)`` returns those handovers and
+/// ``adopt(_:)`` takes them in. Demotions are batched: none is due until the earliest pending
 /// demotion time is `demotionBatchWindow` old, and then every wait whose
 /// demotion time has passed goes, so a stream of waits produces at most one
 /// batch per window. A busy poll thread moves waits sooner: once the polls
 /// since the last batch have scanned as many array entries as a batch costs
 /// the receiving thread, every wait within `earlyDemotionLead` of its
 /// demotion time goes (see ``takeDueDemotions(now:batchCost:)``).
-/// ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)`` look in the other registry (``endIfRegistered(_:)``) before they remember
-/// an early ending, so a wait is found wherever it is.
+/// ``cancel(_:elsewhere:)`` and ``interrupt(_:elsewhere:)`` look in the other
+/// registry (``endIfRegistered(_:)``) before they remember an early ending, so
+/// a wait is found wherever it is.
 ///
 /// `Socket` is the poll key (a `PRFileDesc` in production, an `Int` in tests);
 /// `Waiter` is what gets resumed (a continuation in production).
@@ -509,13 +510,13 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// waiting for the peer's next flight).
     mutating func takeDueDemotions(now: ContinuousClock.Instant, batchCost: Int = .max) -> [Demotion] {
         dropEndedDemotions()
-        guard let first = demotions.first else {
+        guard let earliest = demotions.first?.deadline, let due = demotionDue else {
             scannedSinceBatch = 0
             return []
         }
         let paidFor = scannedSinceBatch >= batchCost
         let cutoff = paidFor ? now + earlyDemotionLead : now
-        guard first.deadline + demotionBatchWindow <= now || (paidFor && first.deadline <= cutoff) else { return [] }
+        guard due <= now || (paidFor && earliest <= cutoff) else { return [] }
         scannedSinceBatch = 0
         var moved: [Demotion] = []
         while let top = demotions.first, top.deadline <= cutoff {
