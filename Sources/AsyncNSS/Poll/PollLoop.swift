@@ -73,7 +73,9 @@ final class PollLoop: Sendable {
     static let coldWakeupCost = 256
 
     /// The socket entries of this loop's latest poll, which a hot loop reads
-    /// to price a batch of demotions to this loop.
+    /// to price a batch of demotions to this loop. Kept only by loops without
+    /// a cold partner (a cold loop, or a single one): no loop reads a hot
+    /// loop's.
     private let polledSockets = Atomic<Int>(0)
 
     private let registry: Mutex<Registry>
@@ -301,7 +303,7 @@ final class PollLoop: Sendable {
                 registry.isShutDown ? nil : registry.beginPoll(now: .now)
             }
             guard let plan else { return }
-            polledSockets.store(plan.count, ordering: .relaxed)
+            if cold == nil { polledSockets.store(plan.count, ordering: .relaxed) }
 
             let wanted = plan.count + 1
             if descriptors.count > wanted {
