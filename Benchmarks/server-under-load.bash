@@ -5,6 +5,7 @@
 #
 # Sets `pki` (WORK/pki, with the client database for strsclnt), `port` and
 # `pid`. The server's output goes to WORK/server.log. Run from Benchmarks/.
+# NSS_TLS_ARGS adds arguments to `nss-tls serve` (e.g. `--event-loops 1`).
 
 # SERVER_CPUS and CLIENT_CPUS (CPU lists for `taskset -c`, e.g. 0 and 1), when
 # set, pin the server and the load generator apart, as `runner.ab --pin` does.
@@ -32,7 +33,7 @@ start_server() {
     pki=$work/pki
     port=$(python3 -c 'from runner import servers; print(servers.free_port())')
     case "$name" in
-        nss-tls) command=("$(nss_tls_bin)" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port") ;;
+        nss-tls) command=("$(nss_tls_bin)" serve --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port" ${NSS_TLS_ARGS:-}) ;;
         asyncnss-peer|niossl-peer) command=("$(swift build -c release --show-bin-path)/$name" server --cert "$pki/cert.pem" --key "$pki/key.pem" --port "$port" --mode http) ;;
         selfserv) command=(selfserv -d "sql:$pki/server-db" -n bench -p "$port" -D -u -V tls1.2:tls1.3) ;;
         *) echo "unknown server $name" >&2; return 1 ;;

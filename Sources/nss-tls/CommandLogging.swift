@@ -1,9 +1,15 @@
 import Glibc
 import Logging
 
-/// The one log of the tool: ``StandardErrorLogHandler``, label `nss-tls`.
-/// The library's listener logs failed handshakes through it.
+/// The one log of the tool: ``StandardErrorLogHandler``, label `nss-tls`,
+/// on standard error through ``standardError``. The library's listener logs
+/// failed handshakes through it.
 enum CommandLogging {
+    /// The writer of standard error. Its thread starts with the first line.
+    static let standardError = LogLineWriter(descriptor: STDERR_FILENO) { count in
+        StandardErrorLogHandler.line(level: .warning, label: "nss-tls", message: "\(count) log line\(count == 1 ? " was" : "s were") dropped: standard error did not keep up")
+    }
+
     /// Bootstraps swift-log exactly once, however often it is asked.
     private static let bootstrapped: Void = {
         // Every line is stamped with the local time. With TZ
@@ -13,7 +19,10 @@ enum CommandLogging {
         // only after a restart.) Set before any other thread looks at the
         // environment: both commands ask for their logger first.
         if getenv("TZ") == nil { setenv("TZ", ":/etc/localtime", 0) }
-        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label) }
+        // Without a standard error (started with `2>&-`), lines go nowhere:
+        // descriptor 2 may be another file.
+        let output: StandardErrorLogHandler.Output = StandardDescriptors.errorIsStream ? .writer(standardError) : .discarded
+        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label, output: output) }
     }()
 
     /// The logger for `level`, bootstrapping the logging system on first use.
@@ -22,5 +31,12 @@ enum CommandLogging {
         var logger = Logger(label: "nss-tls")
         logger.logLevel = level
         return logger
+    }
+
+    /// Writes the lines logged so far (waiting up to two seconds for
+    /// standard error to take them): before the process exits, and before
+    /// anything else is written to standard error.
+    static func flush() {
+        standardError.flush()
     }
 }

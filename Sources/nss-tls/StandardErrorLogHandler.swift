@@ -1,15 +1,18 @@
 import Glibc
 import Logging
+import Synchronization
 
 /// The tool's log handler: the lines of swift-log's `StreamLogHandler`, on
-/// standard error, written without a heap allocation when the line has no
+/// standard error, formatted without a heap allocation when the line has no
 /// metadata beyond the handler's own.
 ///
 /// `serve` logs a line per connection. `StreamLogHandler` makes about three
 /// heap objects for each (its timestamp's buffer and string, the line) and
 /// writes through stdio's lock. This handler formats the line into a
-/// buffer on the stack and hands it to one `write(2)`. A line that logs
-/// metadata, or that is longer than the buffer, is built on the heap.
+/// buffer on the stack and hands it to a ``LogLineWriter``, which writes
+/// lines in batches from a thread of its own (or, with a descriptor, to one
+/// `write(2)` at once). A line that logs metadata, or that is longer than
+/// the buffer, is built on the heap.
 ///
 /// The format is `StreamLogHandler`'s:
 /// `2026-12-06T21:47:49+0000 info nss-tls: key=value [source] message`.
@@ -17,9 +20,18 @@ struct StandardErrorLogHandler: LogHandler {
     /// Longest line formatted on the stack; longer ones go to the heap.
     static let stackLineCapacity = 512
 
+    /// Where the lines go.
+    enum Output: Sendable {
+        /// Written at once, one `write(2)` per line (a test's pipe).
+        case descriptor(Int32)
+        /// Queued for the writer's thread.
+        case writer(LogLineWriter)
+        /// Nowhere: the process has no standard error.
+        case discarded
+    }
+
     let label: String
-    /// Where the lines go: standard error, or a test's pipe.
-    let descriptor: Int32
+    let output: Output
     var logLevel: Logger.Level = .info
     var metadataProvider: Logger.MetadataProvider?
     var metadata: Logger.Metadata = [:] {
@@ -28,10 +40,27 @@ struct StandardErrorLogHandler: LogHandler {
     /// `metadata` as the line shows it, formatted when it changes.
     private var metadataText: String?
 
-    init(label: String, descriptor: Int32 = STDERR_FILENO, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
+    init(label: String, output: Output, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
         self.label = label
-        self.descriptor = descriptor
+        self.output = output
         self.metadataProvider = metadataProvider
+    }
+
+    init(label: String, descriptor: Int32, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
+        self.init(label: label, output: .descriptor(descriptor), metadataProvider: metadataProvider)
+    }
+
+    /// One line in the handler's format, for a line the tool makes itself.
+    static func line(level: Logger.Level, label: String, message: String) -> [UInt8] {
+        let handler = StandardErrorLogHandler(label: label, output: .discarded, metadataProvider: nil)
+        let event = LogEvent(level: level, message: "\(message)", metadata: nil, source: "nss_tls", file: #fileID, function: #function, line: #line)
+        var bytes = [UInt8](repeating: 0, count: handler.maximumLength(event, metadataText: nil))
+        let count = bytes.withUnsafeMutableBufferPointer { buffer in
+            var line = LineBuilder(buffer)
+            handler.format(event, metadataText: nil, into: &line)
+            return line.bytes?.count ?? 0
+        }
+        return Array(bytes[..<count])
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -45,7 +74,7 @@ struct StandardErrorLogHandler: LogHandler {
             var line = LineBuilder(buffer)
             format(event, metadataText: metadataText, into: &line)
             guard let bytes = line.bytes else { return false }
-            write(bytes)
+            write(bytes, level: event.level)
             return true
         }
         if written { return }
@@ -53,7 +82,7 @@ struct StandardErrorLogHandler: LogHandler {
         heapLine.withUnsafeMutableBufferPointer { buffer in
             var line = LineBuilder(buffer)
             format(event, metadataText: metadataText, into: &line)
-            if let bytes = line.bytes { write(bytes) }
+            if let bytes = line.bytes { write(bytes, level: event.level) }
         }
     }
 
@@ -103,11 +132,17 @@ struct StandardErrorLogHandler: LogHandler {
         metadata.isEmpty ? nil : metadata.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " ")
     }
 
-    /// Writes `bytes` whole, unless the descriptor fails. Standard error
-    /// only if the process started with one (see ``StandardDescriptors``).
-    private func write(_ bytes: UnsafeBufferPointer<UInt8>) {
-        guard descriptor != STDERR_FILENO || StandardDescriptors.errorIsStream else { return }
-        try? StandardOutput.writeAll(UnsafeRawBufferPointer(bytes), to: descriptor, operation: "writing a log line")
+    /// Writes `bytes` whole, unless the descriptor fails, or queues them;
+    /// warnings and worse are not held back to gather more lines.
+    private func write(_ bytes: UnsafeBufferPointer<UInt8>, level: Logger.Level) {
+        switch output {
+        case .descriptor(let descriptor):
+            try? StandardOutput.writeAll(UnsafeRawBufferPointer(bytes), to: descriptor, operation: "writing a log line")
+        case .writer(let writer):
+            writer.append(UnsafeRawBufferPointer(bytes), urgent: level >= .warning)
+        case .discarded:
+            break
+        }
     }
 }
 
@@ -142,18 +177,61 @@ private struct LineBuilder {
 
     /// The local time, as `StreamLogHandler` stamps it.
     mutating func appendTimestamp() {
-        guard !overflowed, buffer.count - count >= Self.timestampCapacity, let base = buffer.baseAddress else {
+        guard !overflowed, buffer.count - count >= Self.timestampCapacity else {
             overflowed = true
             return
         }
-        var now = time(nil)
-        var local = tm()
-        guard localtime_r(&now, &local) != nil else {
+        let destination = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[count...])
+        guard let written = LogTimestamp.write(into: destination) else {
             append("<unknown>")
             return
         }
-        count += base.advanced(by: count).withMemoryRebound(to: CChar.self, capacity: Self.timestampCapacity) {
-            strftime($0, Self.timestampCapacity, "%Y-%m-%dT%H:%M:%S%z", &local)
+        count += written
+    }
+}
+
+/// The local time as log lines show it, formatted once per second: a busy
+/// server logs many lines in each, and `localtime_r` with `strftime` cost
+/// more than the rest of the line.
+enum LogTimestamp {
+    private struct Formatted {
+        var second: time_t = -1
+        var count = 0
+        var text = InlineArray<40, UInt8>(repeating: 0)
+    }
+
+    private static let latest = Mutex(Formatted())
+
+    /// Writes the stamp for now into `destination` (at least
+    /// ``LineBuilder/timestampCapacity`` bytes); nil if the time has no
+    /// local form.
+    static func write(into destination: UnsafeMutableRawBufferPointer) -> Int? {
+        let now = time(nil)
+        let cached = latest.withLock { formatted -> Int? in
+            guard formatted.second == now else { return nil }
+            copy(formatted, into: destination)
+            return formatted.count
+        }
+        if let cached { return cached }
+        var formatted = Formatted()
+        formatted.second = now
+        var clock = now
+        var local = tm()
+        guard localtime_r(&clock, &local) != nil else { return nil }
+        var span = formatted.text.mutableSpan
+        formatted.count = span.withUnsafeMutableBufferPointer { text in
+            text.withMemoryRebound(to: CChar.self) { characters in
+                strftime(characters.baseAddress, characters.count, "%Y-%m-%dT%H:%M:%S%z", &local)
+            }
+        }
+        copy(formatted, into: destination)
+        latest.withLock { $0 = formatted }
+        return formatted.count
+    }
+
+    private static func copy(_ formatted: Formatted, into destination: UnsafeMutableRawBufferPointer) {
+        formatted.text.span.withUnsafeBufferPointer { text in
+            destination.copyMemory(from: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: text[..<formatted.count])))
         }
     }
 }

@@ -48,9 +48,11 @@ enum StandardOutput {
         try write(Array((line + "\n").utf8))
     }
 
-    /// Writes `line` and a newline to standard error, ignoring failures.
+    /// Writes `line` and a newline to standard error, after the log lines
+    /// queued before it, ignoring failures.
     static func printError(_ line: String) {
         guard StandardDescriptors.errorIsStream else { return }
+        CommandLogging.flush()
         try? writeAll(Array((line + "\n").utf8), to: 2, operation: "writing to standard error")
     }
 
