@@ -29,7 +29,7 @@ final class LogLineWriter: @unchecked Sendable {
     static let capacity = 1 << 20
     /// How long the writer collects lines after the first one before it
     /// writes them.
-    static let gatherDelay: Duration = .milliseconds(20)
+    static let gatherDelay: Duration = .milliseconds(100)
 
     private let descriptor: Int32
     private let dropNotice: @Sendable (Int) -> [UInt8]
