@@ -73,7 +73,7 @@ final class LogLineWriter: @unchecked Sendable {
         started = true
         pthread_mutex_unlock(mutex)
         if start {
-            startThread(line: line)
+            startThread()
         } else if signal {
             pthread_cond_signal(linesArrived)
         }
@@ -108,9 +108,9 @@ final class LogLineWriter: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    /// Starts the writer thread. If no thread can be made, the first line
-    /// is written here and the queue is drained by whoever appends next.
-    private func startThread(line: UnsafeRawBufferPointer) {
+    /// Starts the writer thread. If no thread can be made, the caller writes
+    /// what is queued itself, and the next line tries again.
+    private func startThread() {
         let started = DetachedThread.start { [self] in run() }
         guard !started else { return }
         // No thread: write what is queued now, on the caller.
