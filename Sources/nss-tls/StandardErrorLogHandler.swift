@@ -46,10 +46,6 @@ struct StandardErrorLogHandler: LogHandler {
         self.metadataProvider = metadataProvider
     }
 
-    init(label: String, descriptor: Int32, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
-        self.init(label: label, output: .descriptor(descriptor), metadataProvider: metadataProvider)
-    }
-
     /// One line in the handler's format, for a line the tool makes itself.
     static func line(level: Logger.Level, label: String, message: String) -> [UInt8] {
         let handler = StandardErrorLogHandler(label: label, output: .discarded, metadataProvider: nil)

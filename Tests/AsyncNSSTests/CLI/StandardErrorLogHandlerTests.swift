@@ -17,7 +17,7 @@ struct StandardErrorLogHandlerTests {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { throw PipeError() }
         defer { close(ends[0]) }
-        var handler = StandardErrorLogHandler(label: "nss-tls", descriptor: ends[1], metadataProvider: nil)
+        var handler = StandardErrorLogHandler(label: "nss-tls", output: .descriptor(ends[1]), metadataProvider: nil)
         configure(&handler)
         log(Logger(label: "nss-tls") { _ in handler })
         close(ends[1])
