@@ -29,10 +29,10 @@ enum SSLSocketSetup {
         try setOption(fd, SSL_REQUIRE_SAFE_NEGOTIATION, !isServer, operation)
         try setOption(fd, SSL_ENABLE_FALSE_START, false, operation)
         try setOption(fd, SSL_NO_CACHE, false, operation)
-        // SSL_NO_LOCKS stays off, although every call on a socket already runs
-        // under its SocketHandle's lock: NSS 3.87 then crashes at the first
-        // alert it sends (SSL3_SendAlert asks whether it holds a lock that was
-        // never made; fixed in NSS 3.114, bug 1973925).
+        // SSL_NO_LOCKS stays off, although every call on a socket but the
+        // loops' PR_Poll already runs under its SocketHandle's lock: NSS 3.87
+        // then crashes at the first alert it sends (SSL3_SendAlert asks whether
+        // it holds a lock that was never made; fixed in NSS 3.114, bug 1973925).
 
         var range = SSLVersionRange(min: configuration.minimumVersion.wireValue, max: configuration.maximumVersion.wireValue)
         guard SSL_VersionRangeSet(fd, &range) == SECSuccess else {
