@@ -21,6 +21,10 @@ struct LogLineQueue {
     /// Bytes accepted since the start, and bytes the writer has finished with.
     private(set) var appended: UInt64 = 0
     private(set) var finished: UInt64 = 0
+    /// Lines dropped since the start, and those whose drop notice the
+    /// writer has finished with.
+    private(set) var droppedTotal: UInt64 = 0
+    private(set) var droppedReported: UInt64 = 0
     private(set) var writer = WriterState.gathering
     /// Set by a line that cannot wait or by a flush: the writer writes
     /// without gathering.
@@ -39,6 +43,7 @@ struct LogLineQueue {
     mutating func append(_ line: UnsafeRawBufferPointer, urgent: Bool) -> Bool {
         guard line.count <= capacity - pending.count else {
             dropped += 1
+            droppedTotal += 1
             return wakeWriter(urgent: urgent)
         }
         pending.append(contentsOf: line)
@@ -59,13 +64,27 @@ struct LogLineQueue {
         }
     }
 
-    /// A flush asks for everything appended so far: the writer stops
-    /// gathering. Returns the count the flush waits for ``finished`` to
-    /// reach, and whether the writer must be signalled.
-    mutating func requestFlush() -> (target: UInt64, signal: Bool) {
-        guard appended > finished || dropped > 0 else { return (appended, false) }
+    /// What a flush waits for: every byte appended, and the notice of every
+    /// line dropped, before it asked.
+    struct FlushTarget: Equatable {
+        var bytes: UInt64
+        var droppedLines: UInt64
+    }
+
+    /// A flush asks for everything appended or dropped so far: the writer
+    /// stops gathering. Returns what the flush waits for (see
+    /// ``hasFinished(_:)``), and whether the writer must be signalled.
+    mutating func requestFlush() -> (target: FlushTarget, signal: Bool) {
+        let target = FlushTarget(bytes: appended, droppedLines: droppedTotal)
+        guard !hasFinished(target) else { return (target, false) }
         hurry = true
-        return (appended, wakeWriter(urgent: true))
+        return (target, wakeWriter(urgent: true))
+    }
+
+    /// Whether the writer has written (or lost to a failing descriptor)
+    /// everything `target` asks for.
+    func hasFinished(_ target: FlushTarget) -> Bool {
+        finished >= target.bytes && droppedReported >= target.droppedLines
     }
 
     /// The writer found nothing to write and goes to sleep.
@@ -86,9 +105,11 @@ struct LogLineQueue {
         return (batch, droppedLines)
     }
 
-    /// The writer is done with `byteCount` bytes taken by ``takeBatch(spare:)``.
-    mutating func finishBatch(byteCount: Int) {
+    /// The writer is done with a batch taken by ``takeBatch(spare:)``: its
+    /// `byteCount` bytes and the notice of its `droppedLines`.
+    mutating func finishBatch(byteCount: Int, droppedLines: Int) {
         finished += UInt64(byteCount)
+        droppedReported += UInt64(droppedLines)
         writer = .gathering
     }
 }

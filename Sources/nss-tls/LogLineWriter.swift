@@ -89,7 +89,7 @@ final class LogLineWriter: @unchecked Sendable {
         let (target, signal) = queue.requestFlush()
         if signal { pthread_cond_signal(linesArrived) }
         var deadline = Self.monotonicDeadline(after: timeout)
-        while queue.finished < target {
+        while !queue.hasFinished(target) {
             if pthread_cond_timedwait(batchFinished, mutex, &deadline) == ETIMEDOUT { return }
         }
     }
@@ -120,7 +120,7 @@ final class LogLineWriter: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
         write(batch)
         pthread_mutex_lock(mutex)
-        queue.finishBatch(byteCount: batch.bytes.count)
+        queue.finishBatch(byteCount: batch.bytes.count, droppedLines: batch.dropped)
         pthread_mutex_unlock(mutex)
     }
 
@@ -150,7 +150,7 @@ final class LogLineWriter: @unchecked Sendable {
             write(batch)
             spare = batch.bytes
             pthread_mutex_lock(mutex)
-            queue.finishBatch(byteCount: batch.bytes.count)
+            queue.finishBatch(byteCount: batch.bytes.count, droppedLines: batch.dropped)
             pthread_cond_broadcast(batchFinished)
         }
     }

@@ -24,7 +24,7 @@ struct LogLineWriterTests {
         #expect(batch.bytes == Self.bytes("a\nb\n"))
         #expect(queue.writer == .writing)
         #expect(!Self.append("c\n", to: &queue))
-        queue.finishBatch(byteCount: batch.bytes.count)
+        queue.finishBatch(byteCount: batch.bytes.count, droppedLines: batch.dropped)
         #expect(queue.finished == 4)
         #expect(queue.appended == 6)
         #expect(!queue.isEmpty)
@@ -62,14 +62,31 @@ struct LogLineWriterTests {
         var queue = LogLineQueue(capacity: 1024)
         queue.writerWaits()
         let idle = queue.requestFlush()
-        #expect(idle.target == 0)
+        #expect(idle.target == LogLineQueue.FlushTarget(bytes: 0, droppedLines: 0))
         #expect(!idle.signal)
         #expect(!queue.hurry)
         #expect(Self.append("a\n", to: &queue))
         let busy = queue.requestFlush()
-        #expect(busy.target == 2)
+        #expect(busy.target == LogLineQueue.FlushTarget(bytes: 2, droppedLines: 0))
         #expect(busy.signal)
         #expect(queue.hurry)
+    }
+
+    @Test("a flush with only dropped lines pending waits for their notice")
+    func flushWaitsForDropNotice() {
+        var queue = LogLineQueue(capacity: 4)
+        queue.writerWaits()
+        #expect(Self.append("12345\n", to: &queue))
+        #expect(queue.pending.isEmpty)
+        let flush = queue.requestFlush()
+        #expect(flush.target == LogLineQueue.FlushTarget(bytes: 0, droppedLines: 1))
+        #expect(flush.signal)
+        #expect(!queue.hasFinished(flush.target))
+        let batch = queue.takeBatch(spare: [])
+        #expect(batch.dropped == 1)
+        #expect(!queue.hasFinished(flush.target), "taken is not yet written")
+        queue.finishBatch(byteCount: batch.bytes.count, droppedLines: batch.dropped)
+        #expect(queue.hasFinished(flush.target))
     }
 
     @Test("the writer's buffer is reused: the spare one becomes the queue's")
@@ -152,6 +169,16 @@ struct LogLineWriterTests {
             let numbers = lines.filter { $0.hasPrefix("t\(thread) ") }.compactMap { Int($0.split(separator: " ")[1]) }
             #expect(numbers == Array(0..<200))
         }
+    }
+
+    @Test("a flush returns once the notice of lines dropped alone is written")
+    func flushWritesDropNotice() throws {
+        let pipe = try TestPipe()
+        let writer = LogLineWriter(descriptor: pipe.writeEnd, capacity: 4) { count in Self.bytes("dropped \(count)\n") }
+        defer { writer.stop() }
+        Self.bytes("longer than four bytes\n").withUnsafeBytes { writer.append($0, urgent: false) }
+        writer.flush()
+        #expect(pipe.drain() == "dropped 1\n")
     }
 
     @Test("appending never waits for a pipe nobody reads: lines past the capacity are dropped and reported once it drains")
