@@ -73,10 +73,10 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         // pad every entry by 8 bytes (an idle connection keeps one entry).
         var socket: Socket
         var waiter: Waiter
-        var deadline: ContinuousClock.Instant?
+        var deadline: PollInstant?
         /// When the wait moves to another registry if it is still pending
         /// (read and write waits only); nil: never.
-        var demoteAt: ContinuousClock.Instant?
+        var demoteAt: PollInstant?
         var interest: PollInterest
     }
 
@@ -211,7 +211,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// The number of slots in the running poll's array (slots `0..<polledCount`).
     private var polledCount = 0
     /// When the running poll's timeout ends, or nil if it waits until woken.
-    private var polledDeadline: ContinuousClock.Instant? = nil
+    private var polledDeadline: PollInstant? = nil
     /// A wakeup was asked for during the running poll.
     private var wakeRequested = false
 
@@ -241,6 +241,17 @@ struct PollRegistry<Socket: Hashable, Waiter> {
         deadline: ContinuousClock.Instant?,
         waiter: Waiter,
         demoteAt: ContinuousClock.Instant? = nil
+    ) -> RegisterAction {
+        register(id, socket: socket, interest: interest, deadline: deadline.map(PollInstant.init), waiter: waiter, demoteAt: demoteAt.map(PollInstant.init))
+    }
+
+    private mutating func register(
+        _ id: PollWaitID,
+        socket: Socket,
+        interest: PollInterest,
+        deadline: PollInstant?,
+        waiter: Waiter,
+        demoteAt: PollInstant?
     ) -> RegisterAction {
         if isShutDown {
             return .resume(waiter, .shutDown)
@@ -387,6 +398,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
 
     /// Starts a poll: returns the changes to the poll array and the timeout.
     mutating func beginPoll(now: ContinuousClock.Instant) -> Plan {
+        let now = PollInstant(now)
         // `candidates` takes the dirty indices, and `dirty` the spare storage.
         var candidates: [Int] = []
         swap(&candidates, &spareDirty)
@@ -440,6 +452,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// `failed` is true (`PR_Poll` returned -1) every polled wait is resumed so
     /// its task retries and sees the real error.
     mutating func endPoll(readySockets: [Socket], failed: Bool, now: ContinuousClock.Instant) -> [(Waiter, PollOutcome)] {
+        let now = PollInstant(now)
         if liveDemotions > 0 { scannedSinceBatch += polledCount }
         var resume: [(Waiter, PollOutcome)] = []
         // One allocation per poll instead of one per doubling.
@@ -483,7 +496,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
 
     /// When the next batch of demotions is due: the earliest live demotion
     /// time plus the batch window. Call after `dropEndedDemotions`.
-    private var demotionDue: ContinuousClock.Instant? {
+    private var demotionDue: PollInstant? {
         demotions.first.map { $0.deadline + demotionBatchWindow }
     }
 
@@ -509,6 +522,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
     /// that waits younger than its minimum age stay, such as a handshake
     /// waiting for the peer's next flight).
     mutating func takeDueDemotions(now: ContinuousClock.Instant, batchCost: Int = .max) -> [Demotion] {
+        let now = PollInstant(now)
         dropEndedDemotions()
         guard let earliest = demotions.first?.deadline, let due = demotionDue else {
             scannedSinceBatch = 0
@@ -537,7 +551,7 @@ struct PollRegistry<Socket: Hashable, Waiter> {
             var registration = demotion.registration
             registration.demoteAt = nil
             switch register(demotion.id, socket: registration.socket, interest: registration.interest,
-                            deadline: registration.deadline, waiter: registration.waiter) {
+                            deadline: registration.deadline, waiter: registration.waiter, demoteAt: nil) {
             case .wakePoller: action.wakePoller = true
             case .registered: break
             case .resume(let waiter, let outcome): action.resume.append((waiter, outcome))
@@ -693,12 +707,12 @@ struct PollRegistry<Socket: Hashable, Waiter> {
 
 /// A binary min-heap of wait deadlines.
 struct DeadlineHeap {
-    private(set) var entries: [(deadline: ContinuousClock.Instant, id: PollWaitID)] = []
+    private(set) var entries: [(deadline: PollInstant, id: PollWaitID)] = []
 
     var count: Int { entries.count }
-    var first: (deadline: ContinuousClock.Instant, id: PollWaitID)? { entries.first }
+    var first: (deadline: PollInstant, id: PollWaitID)? { entries.first }
 
-    mutating func push(_ deadline: ContinuousClock.Instant, _ id: PollWaitID) {
+    mutating func push(_ deadline: PollInstant, _ id: PollWaitID) {
         entries.append((deadline, id))
         var child = entries.count - 1
         while child > 0 {
@@ -718,7 +732,7 @@ struct DeadlineHeap {
     }
 
     /// Replaces the contents with `items`, in O(n).
-    mutating func rebuild<S: Sequence>(_ items: S) where S.Element == (ContinuousClock.Instant, PollWaitID) {
+    mutating func rebuild<S: Sequence>(_ items: S) where S.Element == (PollInstant, PollWaitID) {
         entries = items.map { (deadline: $0.0, id: $0.1) }
         var index = entries.count / 2
         while index > 0 {

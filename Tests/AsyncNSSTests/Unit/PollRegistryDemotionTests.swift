@@ -198,7 +198,7 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
         #expect(adopted.resume.isEmpty)
         #expect(!adopted.wakePoller)        // no poll runs: the plan picks them up
         #expect(cold.waitCount == 2)
-        #expect(cold.registrations[id(1)]?.deadline == ms(5000))
+        #expect(cold.registrations[id(1)]?.deadline == PollInstant(ms(5000)))
         #expect(cold.registrations[id(1)]?.demoteAt == nil)
         let plan = cold.beginPoll(now: ms(1000))
         #expect(plan.timeout == .milliseconds(4000))
@@ -366,7 +366,7 @@ struct PollRegistryDemotionTests: PollRegistryTesting {
                     let moved = hot.takeDueDemotions(now: clock)
                     for demotion in moved {
                         #expect(demotion.registration.interest != .interruptionOnly)
-                        #expect(demotion.registration.demoteAt.map { $0 <= clock } ?? false)
+                        #expect(demotion.registration.demoteAt.map { $0 <= PollInstant(clock) } ?? false)
                     }
                     demoted += moved.count
                     let adopted = cold.adopt(moved)
