@@ -4,7 +4,11 @@ import Logging
 /// The accept loop of a ``TLSListener``: accepts, imports each socket into
 /// NSS and runs its handshake in a child task, and hands connections that
 /// completed their handshake to the listener's sequence.
-struct Acceptor: Sendable {
+///
+/// A class: every connection's task captures it. As a struct its eleven
+/// fields, one of them of a resilient type (the stream's continuation), were
+/// copied one by one, through runtime calls, into each of those tasks.
+final class Acceptor: Sendable {
     let listeningSocket: SocketHandle
     let setups: ServerSetups
     let services: RuntimeServices
@@ -18,6 +22,32 @@ struct Acceptor: Sendable {
     let metrics: ConnectionMetrics
     /// Told when each connection ends: counts it out of `metrics`, `limiter` and `live`.
     let ends: AcceptedConnectionEnds
+
+    init(
+        listeningSocket: SocketHandle,
+        setups: ServerSetups,
+        services: RuntimeServices,
+        logger: Logger,
+        output: AsyncStream<TLSConnection>.Continuation,
+        delivery: HandlerDelivery,
+        limiter: ConnectionLimiter,
+        live: LiveConnections,
+        reserve: ReserveDescriptor,
+        metrics: ConnectionMetrics,
+        ends: AcceptedConnectionEnds
+    ) {
+        self.listeningSocket = listeningSocket
+        self.setups = setups
+        self.services = services
+        self.logger = logger
+        self.output = output
+        self.delivery = delivery
+        self.limiter = limiter
+        self.live = live
+        self.reserve = reserve
+        self.metrics = metrics
+        self.ends = ends
+    }
 
     /// How long to pause, on the poll thread (``SocketHandle/pause(for:)``),
     /// when the process is out of file descriptors.
@@ -69,12 +99,12 @@ struct Acceptor: Sendable {
                     // once the handshake's frames are gone: an idle
                     // connection keeps only the handler's.
                     let loop = services.pollGroup.assign()
-                    let started = delivery.spawn(on: loop) { driver, id in
+                    let started = delivery.spawn(on: loop) { [self] driver, id in
                         await serve(socket.fd, peer: peer, driver: driver, servedAs: id)
                     }
                     if !started {
                         // The child task starts isolated to the driver, as a serve task does.
-                        let driver = HandshakeDriver.withTaskBody(on: loop) { driver in
+                        let driver = HandshakeDriver.withTaskBody(on: loop) { [self] driver in
                             guard let connection = await handshake(socket.fd, peer: peer, driver: driver) else { return }
                             if delivery.deliver(connection, on: loop) { return }
                             if case .terminated = output.yield(connection) {
