@@ -65,16 +65,45 @@ struct NetworkAddress: @unchecked Sendable, CustomStringConvertible {
 
     /// `127.0.0.1:8443` or `[::1]:8443`.
     var description: String {
-        let host = Self.hostText(raw)
-        return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        if isIPv6 { return "[\(Self.hostText(raw))]:\(port)" }
+        return "\(Self.dottedQuad(raw.inet.ip)):\(port)"
     }
 
-    /// The address without its port, formatted in a buffer on the thread's
-    /// stack: every accepted connection's peer is described. Never inlined,
+    /// An IPv4 address (in network byte order) as `PR_NetAddrToString`
+    /// writes it, without its cost: NSPR goes through `getnameinfo`, which
+    /// formats each byte with `sprintf`, and every accepted connection's
+    /// peer is described.
+    static func dottedQuad(_ networkOrder: UInt32) -> String {
+        withUnsafeBytes(of: networkOrder) { bytes in
+            String(unsafeUninitializedCapacity: 15) { text in
+                var count = 0
+                for (index, byte) in bytes.enumerated() {
+                    if index > 0 {
+                        text[count] = UInt8(ascii: ".")
+                        count += 1
+                    }
+                    if byte >= 100 {
+                        text[count] = UInt8(ascii: "0") + byte / 100
+                        count += 1
+                    }
+                    if byte >= 10 {
+                        text[count] = UInt8(ascii: "0") + byte / 10 % 10
+                        count += 1
+                    }
+                    text[count] = UInt8(ascii: "0") + byte % 10
+                    count += 1
+                }
+                return count
+            }
+        }
+    }
+
+    /// The address without its port, formatted by NSPR in a buffer on the
+    /// thread's stack (IPv6; IPv4 has ``dottedQuad(_:)``). Never inlined,
     /// so that the buffer does not become part of an async caller's frame,
     /// which its task would keep for the connection's life.
     @inline(never)
-    private static func hostText(_ raw: PRNetAddr) -> String {
+    static func hostText(_ raw: PRNetAddr) -> String {
         var address = raw
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer -> String in
             guard let base = buffer.baseAddress, PR_NetAddrToString(&address, base, UInt32(buffer.count)) == PR_SUCCESS else { return "?" }
