@@ -133,7 +133,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("reload-on-change"), help: "Also reload when --cert, --key, --sni, --client-ca or --pkcs11-pin-file files change on disk (checked every 2 seconds).")
     var reloadOnChange = false
 
-    @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core this process may use: its CPU affinity or its container's CPU quota, whichever is less).", valueName: "count"))
+    @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event loops, the threads that poll the sockets and run the connections (default: one per core this process may use: its CPU affinity or the CPU quota of its cgroup, a container's or a systemd service's, whichever is less).", valueName: "count"))
     var eventLoops: Int?
 
     @Option(name: .customLong("workers"), help: ArgumentHelp("Serve with this many worker processes that share the port and one session cache, so that a session made by one resumes on any other. Each worker gets cores / count event loops (at least one) unless --event-loops is given. The parent restarts a worker that dies, and passes SIGTERM, SIGINT and SIGHUP on to all of them.", valueName: "count"))

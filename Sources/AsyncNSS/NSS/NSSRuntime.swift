@@ -50,8 +50,9 @@ public enum NSSRuntime {
     }
 
     /// The cores this process can keep busy: the CPUs it may run on
-    /// (`taskset`, cpusets) or, in a container, its CPU quota rounded up,
-    /// whichever is less. The default ``Options/pollThreads`` starts one event
+    /// (`taskset`, cpusets) or the CPU quota of its cgroup or of one above it
+    /// (a container, a systemd service or its slice) rounded up, whichever
+    /// is less. The default ``Options/pollThreads`` starts one event
     /// loop per usable core. Reads `/proc` and the cgroup files each time.
     public static var usableCores: Int { UsableCores.count() }
 

@@ -5,18 +5,19 @@ import Musl
 #endif
 
 /// How many cores this process can keep busy: the CPUs it may run on
-/// (`taskset`, cpusets) and, in a container, its CPU quota, whichever is
-/// less. `_SC_NPROCESSORS_ONLN` counts every core of the machine, so a server
+/// (`taskset`, cpusets) and the CPU quota of its cgroup or of a cgroup above
+/// it (a container, a systemd service or slice), whichever is less.
+/// `_SC_NPROCESSORS_ONLN` counts every core of the machine, so a server
 /// limited to two cores of sixty-four would start sixty-four event loops
 /// that share two cores.
 enum UsableCores {
-    /// Reads `/proc/self/status` and the cgroup CPU quota. The files live in
-    /// memory (procfs, cgroupfs), so this does not wait on a disk.
+    /// Reads `/proc/self/status`, `/proc/self/cgroup`, `/proc/self/mountinfo`
+    /// and the cgroup files (``CgroupCPUQuota``). They live in memory
+    /// (procfs, cgroupfs), so this does not wait on a disk.
     static func count() -> Int {
         let online = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let allowed = text("/proc/self/status").flatMap(allowedCPUs(inStatus:)) ?? online
-        let quota = text("/sys/fs/cgroup/cpu.max").flatMap(quotaCores(cgroup2CPUMax:))
-            ?? quotaCores(quota: text("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), period: text("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+        let quota = CgroupCPUQuota.cores(read: text)
         return max(1, min(allowed, quota ?? allowed))
     }
 
@@ -39,22 +40,6 @@ enum UsableCores {
             }
         }
         return count > 0 ? count : nil
-    }
-
-    /// Cores from cgroup v2's `cpu.max` (`200000 100000` is 2; `max 100000`
-    /// is no limit, nil). A fraction of a core counts as a whole one.
-    static func quotaCores(cgroup2CPUMax contents: String) -> Int? {
-        let fields = contents.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 2 else { return nil }
-        return quotaCores(quota: String(fields[0]), period: String(fields[1]))
-    }
-
-    /// Cores from a quota and a period in microseconds (cgroup v1's
-    /// `cpu.cfs_quota_us`, -1 for no limit, and `cpu.cfs_period_us`).
-    static func quotaCores(quota: String?, period: String?) -> Int? {
-        guard let quota = quota.flatMap({ Int($0.filter { !$0.isWhitespace }) }), quota > 0,
-              let period = period.flatMap({ Int($0.filter { !$0.isWhitespace }) }), period > 0 else { return nil }
-        return (quota + period - 1) / period
     }
 
     /// A small file's text, or nil if it cannot be read.

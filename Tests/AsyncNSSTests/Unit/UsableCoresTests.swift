@@ -4,7 +4,7 @@ import Testing
 
 /// The default number of event loops follows the cores the process may use,
 /// not the machine's.
-@Suite("UsableCores: affinity and container CPU quota")
+@Suite("UsableCores: CPU affinity")
 struct UsableCoresTests {
     @Test("Cpus_allowed_list is counted", arguments: [
         ("Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n", 2),
@@ -21,23 +21,6 @@ struct UsableCoresTests {
     ])
     func malformedList(status: String) {
         #expect(UsableCores.allowedCPUs(inStatus: status) == nil)
-    }
-
-    @Test("cgroup v2 cpu.max: a quota rounds up to whole cores; max is no limit")
-    func cgroup2() {
-        #expect(UsableCores.quotaCores(cgroup2CPUMax: "200000 100000\n") == 2)
-        #expect(UsableCores.quotaCores(cgroup2CPUMax: "150000 100000\n") == 2)
-        #expect(UsableCores.quotaCores(cgroup2CPUMax: "50000 100000\n") == 1)
-        #expect(UsableCores.quotaCores(cgroup2CPUMax: "max 100000\n") == nil)
-        #expect(UsableCores.quotaCores(cgroup2CPUMax: "") == nil)
-    }
-
-    @Test("cgroup v1 cfs quota and period: -1 is no limit")
-    func cgroup1() {
-        #expect(UsableCores.quotaCores(quota: "400000\n", period: "100000\n") == 4)
-        #expect(UsableCores.quotaCores(quota: "-1\n", period: "100000\n") == nil)
-        #expect(UsableCores.quotaCores(quota: nil, period: nil) == nil)
-        #expect(UsableCores.quotaCores(quota: "100000", period: "0") == nil)
     }
 
     @Test("this process: at least one core, at most the machine's")
