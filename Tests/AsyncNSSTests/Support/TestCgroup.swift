@@ -31,7 +31,7 @@ struct TestCgroup {
         for mount in CgroupCPUQuota.mounts(inMountInfo: mountInfo) {
             guard let path = CgroupCPUQuota.cgroupPath(in: cgroups, for: mount.version),
                   let own = CgroupCPUQuota.directory(of: path, under: mount) else { continue }
-            if mount.version == .two, read(own + "/cgroup.subtree_control")?.split(separator: " ").contains(where: { $0.hasPrefix("cpu") && $0.count == 3 }) != true {
+            if mount.version == .two, read(own + "/cgroup.subtree_control")?.split(whereSeparator: \.isWhitespace).contains("cpu") != true {
                 continue
             }
             let limited = own + "/asyncnss-test-\(UUID().uuidString.prefix(8))"
