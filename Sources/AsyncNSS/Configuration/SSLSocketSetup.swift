@@ -33,6 +33,12 @@ enum SSLSocketSetup {
         // loops' PR_Poll already runs under its SocketHandle's lock: NSS 3.87
         // then crashes at the first alert it sends (SSL3_SendAlert asks whether
         // it holds a lock that was never made; fixed in NSS 3.114, bug 1973925).
+        // On NSS 3.123 it works, and saves about 10 µs per resumed TLS 1.2
+        // connection on a lightly loaded server, nothing measurable on a busy
+        // one (Benchmarks/RESULTS.md, 2026-12-07). Before turning it on there,
+        // mind the cold loop: its PR_Poll may still hold a socket that the hot
+        // loop reads, and ssl_Poll's SSL_DataPending would then read the
+        // socket's buffers without the lock.
 
         var range = SSLVersionRange(min: configuration.minimumVersion.wireValue, max: configuration.maximumVersion.wireValue)
         guard SSL_VersionRangeSet(fd, &range) == SECSuccess else {
