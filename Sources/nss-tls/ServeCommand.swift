@@ -254,8 +254,7 @@ struct ServeCommand: AsyncParsableCommand {
             var options = NSSRuntime.Options()
             // Workers share the cores: each gets its share of event loops
             // unless --event-loops says otherwise.
-            let cores = NSSRuntime.usableCores
-            let loops = eventLoops ?? (asWorker ? max(1, cores / max(1, workers ?? 1)) : nil)
+            let loops = eventLoops ?? (asWorker ? max(1, NSSRuntime.usableCores / max(1, workers ?? 1)) : nil)
             if let loops {
                 // The hot loops, and the cold thread that holds idle sockets.
                 options.pollThreads = loops + 1

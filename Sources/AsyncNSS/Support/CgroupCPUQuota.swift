@@ -49,9 +49,7 @@ enum CgroupCPUQuota {
     /// `/proc/PID/cgroup`) places under `mounts`.
     static func cores(cgroups: String, mounts: [Mount], read: (String) -> String?) -> Int? {
         var tightest: Int?
-        for mount in mounts {
-            guard let path = cgroupPath(in: cgroups, for: mount.version),
-                  let directory = directory(of: path, under: mount) else { continue }
+        for (mount, directory) in directories(cgroups: cgroups, mounts: mounts) {
             for level in directoryAndAncestors(directory, upTo: mount.top) {
                 let quota: Int?
                 switch mount.version {
@@ -64,6 +62,16 @@ enum CgroupCPUQuota {
             }
         }
         return tightest
+    }
+
+    /// The process's cgroup directory under each of `mounts` that shows it,
+    /// from `cgroups` (the text of `/proc/PID/cgroup`).
+    static func directories(cgroups: String, mounts: [Mount]) -> [(mount: Mount, directory: String)] {
+        mounts.compactMap { mount in
+            guard let path = cgroupPath(in: cgroups, for: mount.version),
+                  let directory = directory(of: path, under: mount) else { return nil }
+            return (mount, directory)
+        }
     }
 
     /// The cgroup v2 mounts and the cgroup v1 mounts of the `cpu` controller

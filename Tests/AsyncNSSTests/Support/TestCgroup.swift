@@ -28,9 +28,7 @@ struct TestCgroup {
     static func make(cores: Int, nested: Bool) throws -> TestCgroup {
         let read = { (path: String) in try? String(contentsOfFile: path, encoding: .utf8) }
         guard let cgroups = read("/proc/self/cgroup"), let mountInfo = read("/proc/self/mountinfo") else { throw Unavailable() }
-        for mount in CgroupCPUQuota.mounts(inMountInfo: mountInfo) {
-            guard let path = CgroupCPUQuota.cgroupPath(in: cgroups, for: mount.version),
-                  let own = CgroupCPUQuota.directory(of: path, under: mount) else { continue }
+        for (mount, own) in CgroupCPUQuota.directories(cgroups: cgroups, mounts: CgroupCPUQuota.mounts(inMountInfo: mountInfo)) {
             if mount.version == .two, read(own + "/cgroup.subtree_control")?.split(whereSeparator: \.isWhitespace).contains("cpu") != true {
                 continue
             }
@@ -66,9 +64,9 @@ struct TestCgroup {
     /// Whether process `pid` is in ``directory`` yet.
     func contains(_ pid: pid_t) -> Bool {
         guard let cgroups = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return false }
-        let suffix = directory.hasSuffix("/inner") ? "/inner" : ""
-        let name = (limited as NSString).lastPathComponent + suffix
-        return cgroups.split(separator: "\n").contains { $0.hasSuffix("/" + name) }
+        // `/asyncnss-test-…` or `/asyncnss-test-…/inner`: the path below the process's former cgroup.
+        let name = directory.dropFirst((limited as NSString).deletingLastPathComponent.count)
+        return cgroups.split(separator: "\n").contains { $0.hasSuffix(name) }
     }
 
     /// Removes the cgroups once their processes are gone (waits up to 5 s
